@@ -1,0 +1,57 @@
+# Two commands: `make release` (the whole release on the recipe, default: offline smoke) and
+# `make test`. Both set up .venv themselves: torch 2.13.0 first, then the project under
+# constraints.txt (keeps torch on that wheel; numpy/pyarrow pinned for bfcl-eval).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RECIPE ?= recipes/smoke.yaml
+SET ?=
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup test release build bench lint format vllm-env clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Tests never touch the network or the user's Hub cache.
+test: setup
+	$(BIN)/ruff check .
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+release: setup
+	$(BIN)/apo-planner release --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+
+build: setup
+	$(BIN)/apo-planner build --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+
+bench: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.abstraction
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# vLLM pins its own torch and transformers: it lives in a separate environment and is only
+# talked to over its OpenAI-compatible API. Needs a CUDA machine; never run in CI.
+VLLM_VENV ?= .venv-vllm
+vllm-env:
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --upgrade pip
+	$(VLLM_VENV)/bin/pip install 'vllm==0.33.*'
+
+clean:
+	rm -rf runs release .pytest_cache .ruff_cache

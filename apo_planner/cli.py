@@ -1,0 +1,112 @@
+"""`apo-planner`: thin entry points over the stage libraries (alignment-handbook style)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from apo_planner import __version__
+from apo_planner.config import RecipeError
+from apo_planner.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+
+
+def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", default=None, help=f"YAML recipe (default: {DEFAULT_RECIPE.name}, offline smoke)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set build.limit=1000 (repeatable)",
+    )
+
+
+def _recipe(args: argparse.Namespace, extra: list[str]) -> Recipe:
+    return load_recipe(args.recipe, [*args.overrides, *extra])
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from builders.build import build
+    from builders.report import print_build_stats
+
+    extra = [
+        f"build.{k}={v}"
+        for k, v in (
+            ("source", args.source),
+            ("synthesizer", args.synthesizer),
+            ("output", args.output),
+            ("format", args.format),
+            ("limit", args.limit),
+            ("num_proc", args.num_proc),
+        )
+        if v is not None
+    ]
+    recipe = _recipe(args, extra)
+    result = build(recipe.build)
+    print_build_stats(result.stats, result.output)
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Runs every stage that exists in this version, and says which ones do not yet."""
+    from builders.build import build
+    from builders.report import print_build_stats
+
+    recipe = _recipe(args, [])
+    result = build(recipe.build)
+    print_build_stats(result.stats, result.output)
+    print(
+        "release: ran stage 'build' only. Stages train, merge, eval, cards and stage/push are not "
+        "implemented in apo-planner " + __version__ + "; nothing was trained, evaluated or published."
+    )
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    print(json.dumps(_recipe(args, []).model_dump(mode="json"), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apo-planner",
+        description="Build, train, evaluate and release an efficiency-trained tool-calling planner.",
+    )
+    parser.add_argument("--version", action="version", version=f"apo-planner {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("build", help="trajectories -> preference dataset (parquet + stats.json)")
+    _add_recipe_args(p)
+    p.add_argument("--source", help="Hub dataset id, or local .jsonl/.json/.parquet files / glob / directory")
+    p.add_argument("--format", choices=["auto", "nemotron", "openai", "sharegpt"], help="log format (default: auto)")
+    p.add_argument("--synthesizer", choices=["llm", "rule"], help="who selects the calls to keep")
+    p.add_argument("--output", help="dataset directory to write")
+    p.add_argument("--limit", type=int, help="read at most N records")
+    p.add_argument("--num-proc", type=int, help="worker processes for abstraction")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("release", help="run every available stage of the release (currently: build)")
+    _add_recipe_args(p)
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("recipe", help="print the resolved recipe (after overrides) as JSON")
+    _add_recipe_args(p)
+    p.set_defaults(func=cmd_recipe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except (RecipeError, FileNotFoundError, ValueError, NotImplementedError) as exc:
+        print(f"apo-planner {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

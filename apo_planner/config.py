@@ -1,0 +1,47 @@
+"""Base class for every stage's configuration: strict, typed, with errors that list the valid keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class RecipeError(ValueError):
+    """A recipe or override that cannot be used; the message says what to write instead."""
+
+
+class StrictConfig(BaseModel):
+    """Unknown keys are errors (a typo must not silently fall back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], where: str = "recipe") -> StrictConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise RecipeError(format_validation_error(cls, exc, where)) from None
+
+
+def format_validation_error(cls: type[BaseModel], exc: ValidationError, where: str) -> str:
+    lines = [f"invalid {where}:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            valid = _valid_keys(cls, err["loc"][:-1])
+            lines.append(f"  unknown key '{path}'; valid keys here: {', '.join(valid)}")
+        else:
+            lines.append(f"  {path}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _valid_keys(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: Any = cls
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)

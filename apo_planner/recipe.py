@@ -1,0 +1,61 @@
+"""Recipes: one YAML file configures a whole run; `--set key=value` overrides any knob.
+
+Each stage owns its config class (next to its code, like a TRL trainer and its config); the
+recipe only composes them. Relative `build.source` paths resolve against the recipe's folder
+when they exist there, so bundled recipes work from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from apo_planner.config import RecipeError, StrictConfig
+from builders.config import BuildConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO_ROOT / "recipes" / "smoke.yaml"
+
+
+class Recipe(StrictConfig):
+    name: str
+    build: BuildConfig
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"override {text!r} is not key=value (e.g. --set build.limit=100)")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"override {text!r}: '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe (default: the offline smoke recipe), apply overrides, validate strictly."""
+    recipe_path = Path(path) if path else DEFAULT_RECIPE
+    if not recipe_path.is_file():
+        raise RecipeError(f"recipe {recipe_path} not found")
+    data = yaml.safe_load(recipe_path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {recipe_path} must be a YAML mapping")
+    data = apply_overrides(data, overrides or [])
+    source = (data.get("build") or {}).get("source")
+    if isinstance(source, str) and not Path(source).is_absolute() and not Path(source).exists():
+        beside = recipe_path.parent / source
+        if beside.exists():
+            data["build"]["source"] = str(beside)
+    return Recipe.parse(data, where=f"recipe {recipe_path}")

@@ -1,0 +1,30 @@
+"""Human-readable build statistics (the machine-readable copy is stats.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_build_stats(stats: dict[str, Any], output: Path, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"build: {stats['source']} -> {output}", show_header=True)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("records read", str(stats["records_read"]))
+    for reason, count in stats["dropped"].items():
+        table.add_row(f"  dropped: {reason}", str(count))
+    table.add_row("trajectories", str(stats["trajectories"]))
+    for reason, count in stats["selection_rejected"].items():
+        table.add_row(f"  no pair: {reason}", str(count))
+    for reason, count in stats["removed_calls_by_reason"].items():
+        table.add_row(f"  calls removed: {reason}", str(count))
+    table.add_row("pairs", str(stats["pairs"]))
+    table.add_row("avg calls chosen / rejected", f"{stats['avg_calls_chosen']:.3f} / {stats['avg_calls_rejected']:.3f}")
+    table.add_row("splits", ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))
+    table.add_row("fingerprint", stats["fingerprint"][:16])
+    table.add_row("elapsed", f"{stats['elapsed_s']} s")
+    console.print(table)
