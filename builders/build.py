@@ -59,7 +59,7 @@ def abstract_record(row: dict[str, Any], fmt: str, filters: FilterConfig, raw_te
         conversation = get_reader(fmt)(row)
         source_row_id = conversation.source_row_id
         trajectory = abstract(conversation, filters)
-        payload = orjson.dumps(trajectory.to_dict()).decode()
+        payload = orjson.dumps(trajectory).decode()  # orjson serialises dataclasses natively
         return {
             "source_row_id": source_row_id,
             "trajectory": payload,

@@ -8,7 +8,7 @@ exception that escapes the pipeline.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -89,9 +89,6 @@ class Trajectory:
     generator: str = ""
     license: str = ""
     category: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
