@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test release build bench lint format vllm-env clean
+.PHONY: setup test release build bench lint format vllm-env serve-synth clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,7 @@ build: setup
 
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.abstraction
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.synthesis
 
 lint: setup
 	$(BIN)/ruff check .
@@ -52,6 +53,14 @@ vllm-env:
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --upgrade pip
 	$(VLLM_VENV)/bin/pip install 'vllm==0.33.*'
+
+# The paper's synthesizer behind vLLM's OpenAI-compatible API (GPU machine, after `make vllm-env`).
+SYNTH_MODEL ?= Qwen/Qwen3-30B-A3B-Instruct-2507
+SYNTH_PORT ?= 8000
+TP ?= 1
+serve-synth:
+	$(VLLM_VENV)/bin/vllm serve $(SYNTH_MODEL) --port $(SYNTH_PORT) --tensor-parallel-size $(TP) \
+		--max-model-len 16384 --gpu-memory-utilization 0.9
 
 clean:
 	rm -rf runs release .pytest_cache .ruff_cache

@@ -29,7 +29,7 @@ def _recipe(args: argparse.Namespace, extra: list[str]) -> Recipe:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from builders.build import build
+    from builders.build import build, merge_shards, parse_shard
     from builders.report import print_build_stats
 
     extra = [
@@ -45,8 +45,23 @@ def cmd_build(args: argparse.Namespace) -> int:
         if v is not None
     ]
     recipe = _recipe(args, extra)
-    result = build(recipe.build)
+    if args.merge_shards:
+        result = merge_shards(recipe.build)
+    else:
+        result = build(recipe.build, parse_shard(args.shard) if args.shard else None)
     print_build_stats(result.stats, result.output)
+    if args.push_to_hub and not args.shard:
+        from cards.hub import push_dataset
+
+        url = push_dataset(result.output, args.push_to_hub, recipe.build.version, private=args.private)
+        print(f"pushed {result.output} to {url} (tag v{recipe.build.version})")
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from apo_planner.tiny import make_tiny_model
+
+    print(f"wrote a tiny random Qwen3 model to {make_tiny_model(args.output, seed=args.seed)}")
     return 0
 
 
@@ -86,7 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="dataset directory to write")
     p.add_argument("--limit", type=int, help="read at most N records")
     p.add_argument("--num-proc", type=int, help="worker processes for abstraction")
+    p.add_argument("--shard", metavar="I/N", help="build only shard I of N (0-based) into OUTPUT/shards/")
+    p.add_argument("--merge-shards", action="store_true", help="finalize OUTPUT from all its shards")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the dataset folder and tag its version "
+                   "(token from HF_TOKEN or `hf auth login`)")
+    p.add_argument("--private", action="store_true", help="create the Hub repo as private")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("tiny-model", help="write a tiny random Qwen3 model (offline smoke runs, tests)")
+    p.add_argument("--output", required=True, help="model directory to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tiny_model)
 
     p = sub.add_parser("release", help="run every available stage of the release (currently: build)")
     _add_recipe_args(p)
@@ -103,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
-    except (RecipeError, FileNotFoundError, ValueError, NotImplementedError) as exc:
+    except (RecipeError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"apo-planner {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

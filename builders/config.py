@@ -61,6 +61,44 @@ class RuleConfig(StrictConfig):
     rationale_max_chars: int = Field(240, gt=0)
 
 
+class LLMConfig(StrictConfig):
+    """The LLM synthesizer: which model, how it is reached, how it samples, how hard to retry."""
+
+    backend: Literal["openai", "transformers"] = "openai"
+    model: str = Field("Qwen/Qwen3-30B-A3B-Instruct-2507", description="served model name, Hub id or local dir")
+    revision: str = "main"
+    tiny_model: bool = Field(False, description="create a tiny random model at `model` if absent (offline smoke)")
+    base_url: str = "http://localhost:8000/v1"
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key (never the key)")
+    structured_output: Literal["structured_outputs", "response_format", "none"] = Field(
+        "structured_outputs",
+        description="vLLM's `structured_outputs` extra body, OpenAI's `response_format`, or none (validate only)",
+    )
+    template: str | None = Field(None, description="Jinja prompt template (default: the bundled select_calls.jinja)")
+    temperature: float = Field(0.0, ge=0.0)
+    retry_temperature: float = Field(0.7, ge=0.0, description="temperature of the 2nd and later attempts")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(1024, gt=0)
+    seed: int = 0
+    max_attempts: int = Field(3, ge=1, description="model answers per trajectory before an invalid one is dropped")
+    concurrency: int = Field(32, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0, description="retries of a failed request (timeouts, 5xx, 429), with backoff")
+    cache: str = Field("runs/synthesis-cache.sqlite", description="persistent answer cache shared by re-runs")
+    max_result_chars: int = Field(600, gt=0)
+    max_rationale_chars: int = Field(400, gt=0)
+    max_answer_chars: int = Field(800, gt=0)
+    plan_rationale_max_chars: int = Field(200, gt=0)
+
+
+class DecontaminationConfig(StrictConfig):
+    """Word n-gram overlap between dataset queries and the BFCL questions shipped in bfcl_eval."""
+
+    enabled: bool = True
+    ngram: int = Field(8, ge=2, description="a query sharing any word n-gram with a BFCL question is removed")
+    bfcl_files: str = Field("BFCL_v4_*.json", description="glob under bfcl_eval's data folder")
+
+
 class BuildConfig(StrictConfig):
     """Where trajectories come from, how they are filtered and synthesized, where the dataset goes."""
 
@@ -78,3 +116,5 @@ class BuildConfig(StrictConfig):
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     filters: FilterConfig = FilterConfig()
     rule: RuleConfig = RuleConfig()
+    llm: LLMConfig = LLMConfig()
+    decontamination: DecontaminationConfig = DecontaminationConfig()

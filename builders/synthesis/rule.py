@@ -46,7 +46,13 @@ class RuleSynthesizer:
     def is_read_only(self, tool: str) -> bool:
         return bool(self._read_only.match(tool.rsplit(".", 1)[-1]))
 
-    def select(self, trajectory: Trajectory) -> Selection:
+    def prepare(self, abstracted: object) -> None:
+        """Nothing to precompute: rules are cheap and run at selection time."""
+
+    def close(self) -> None:
+        pass
+
+    def select(self, trajectory: Trajectory, payload: str | None = None) -> Selection:
         actions = trajectory.actions
         removed: dict[int, str] = {}
         for i, action in enumerate(actions):

@@ -1,0 +1,241 @@
+"""The LLM synthesizer: a model selects which original calls to keep, with rationales and edges.
+
+The model answers with a selection (JSON constrained by `selection_schema`), never with calls of
+its own. Every answer is validated; an invalid one is asked again (bounded, with a fresh seed),
+then recorded as invalid with its reason. Answers live in a content-addressed cache, so re-runs
+and resumed runs only ask for what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+import jinja2
+import orjson
+from jsonschema import Draft202012Validator
+from tqdm.auto import tqdm
+
+from apo_planner.plan import normalize_rationale
+from builders.config import LLMConfig
+from builders.records import Trajectory
+from builders.synthesis.backends import Backend, RequestFailed, make_backend
+from builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
+from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
+
+TEMPLATES = Path(__file__).parent / "templates"
+DEFAULT_TEMPLATE = TEMPLATES / "select_calls.jinja"
+NOT_RETRIED = {"no_redundancy"}
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # a considered answer, not a malformed one
+
+
+def selection_schema(num_actions: int, rationale_max_chars: int) -> dict[str, Any]:
+    """JSON schema of an answer for a trajectory with `num_actions` calls (indices bounded)."""
+    index = {"type": "integer", "minimum": 0, "maximum": num_actions - 1}
+    return {
+        "type": "object",
+        "properties": {
+            "keep": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": num_actions,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": index,
+                        "rationale": {"type": "string", "maxLength": rationale_max_chars},
+                        "depends_on": {"type": "array", "items": index, "maxItems": max(num_actions - 1, 0)},
+                    },
+                    "required": ["index", "rationale", "depends_on"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["keep"],
+        "additionalProperties": False,
+    }
+
+
+def parse_selection(raw: str, num_actions: int, rationale_max_chars: int) -> Selection:
+    """Raw model text -> validated Selection, or InvalidSelection naming what was wrong."""
+    try:
+        # strict=False: grammar-constrained decoders may emit raw control characters inside strings
+        data = json.loads(raw.strip(), strict=False)
+    except json.JSONDecodeError:
+        raise InvalidSelection("unparseable_output", raw[:80]) from None
+    errors = list(Draft202012Validator(selection_schema(num_actions, 10**9)).iter_errors(data))
+    if errors:
+        raise InvalidSelection("schema_mismatch", errors[0].message[:120])
+    items = sorted(data["keep"], key=lambda k: k["index"])  # listing order carries no meaning
+    kept = tuple(
+        KeptCall(
+            index=k["index"],
+            rationale=normalize_rationale(_CONTROL_RE.sub(" ", k["rationale"]))[:rationale_max_chars],
+            depends_on=tuple(sorted(set(k["depends_on"]))),
+        )
+        for k in items
+    )
+    chosen = {k.index for k in kept}
+    selection = Selection(kept=kept, removed={i: "not_selected" for i in range(num_actions) if i not in chosen})
+    selection.validate(num_actions)
+    return selection
+
+
+def selection_to_json(selection: Selection) -> dict[str, Any]:
+    return {
+        "keep": [{"index": k.index, "rationale": k.rationale, "depends_on": list(k.depends_on)} for k in selection.kept]
+    }
+
+
+def _seed(key: str, attempt: int, base: int) -> int:
+    return (int(hashlib.sha256(f"{key}:{attempt}".encode()).hexdigest()[:8], 16) ^ base) & 0x7FFFFFFF
+
+
+class LLMSynthesizer:
+    name = "llm"
+
+    def __init__(self, config: LLMConfig, backend: Backend | None = None) -> None:
+        self.config = config
+        template_path = Path(config.template) if config.template else DEFAULT_TEMPLATE
+        self.template_text = template_path.read_text(encoding="utf-8")
+        self.template_sha256 = hashlib.sha256(self.template_text.encode()).hexdigest()
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+        env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+        self.template = env.from_string(self.template_text)
+        self.backend = backend or make_backend(config)
+        self.cache = AnswerCache(config.cache)
+        self.stats: Counter = Counter()
+        self.failures: list[str] = []
+
+    @property
+    def sampling_params(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "temperature": c.temperature,
+            "retry_temperature": c.retry_temperature,
+            "top_p": c.top_p,
+            "max_tokens": c.max_tokens,
+            "seed": c.seed,
+            "max_attempts": c.max_attempts,
+            "structured_output": c.structured_output if c.backend == "openai" else "xgrammar",
+        }
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        model = self.config.model
+        local = Path(model).exists()
+        return {
+            "synthesizer_model": Path(model).name if local else model,
+            "synthesizer_revision": "local" if local else self.config.revision,
+            "synthesizer_backend": self.config.backend,
+            "template_sha256": self.template_sha256,
+            "sampling_params": json.dumps(self.sampling_params, sort_keys=True),
+        }
+
+    def key(self, payload: str) -> str:
+        """Cache key of one trajectory (its abstracted JSON) under this model, template and sampling."""
+        return cache_key(
+            hashlib.sha256(payload.encode()).hexdigest(),
+            self.config.model,
+            self.config.revision,
+            self.template_sha256,
+            self.sampling_params,
+        )
+
+    def prompt(self, trajectory: Trajectory) -> str:
+        c = self.config
+        return self.template.render(
+            query=trajectory.query,
+            actions=trajectory.actions,
+            final_answer=trajectory.final_answer,
+            max_result_chars=c.max_result_chars,
+            max_rationale_chars=c.max_rationale_chars,
+            max_answer_chars=c.max_answer_chars,
+            max_plan_rationale_chars=c.plan_rationale_max_chars,
+        )
+
+    async def _answer(self, key: str, trajectory: Trajectory) -> CachedAnswer:
+        n = len(trajectory.actions)
+        schema = selection_schema(n, self.config.plan_rationale_max_chars)
+        prompt = self.prompt(trajectory)
+        raws: list[str] = []
+        reason = ""
+        for attempt in range(self.config.max_attempts):
+            temperature = self.config.temperature if attempt == 0 else self.config.retry_temperature
+            self.stats["model_calls"] += 1
+            raw = await self.backend.complete(prompt, schema, _seed(key, attempt, self.config.seed), temperature)
+            raws.append(raw)
+            try:
+                selection = parse_selection(raw, n, self.config.plan_rationale_max_chars)
+            except InvalidSelection as bad:
+                reason = bad.reason
+                if reason in NOT_RETRIED:
+                    break
+                continue
+            return CachedAnswer("ok", selection_to_json(selection), None, raws, len(raws))
+        return CachedAnswer("invalid", None, reason, raws, len(raws))
+
+    async def _one(self, key: str, trajectory: Trajectory, semaphore: asyncio.Semaphore, bar: tqdm) -> None:
+        async with semaphore:
+            try:
+                answer = await self._answer(key, trajectory)
+            except RequestFailed as exc:
+                self.stats["request_failed"] += 1
+                if len(self.failures) < 3:
+                    self.failures.append(str(exc))
+            else:
+                self.cache.put(key, answer)  # committed now: a kill loses only requests in flight
+                self.stats["synthesized"] += 1
+            finally:
+                bar.update()
+
+    async def _run(self, abstracted: datasets.Dataset, pending: list[int]) -> None:
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+        batch = max(self.config.concurrency * 8, 64)  # bounded memory: trajectories load per batch
+        with tqdm(total=len(pending), desc="synthesizing", unit="traj", mininterval=1.0) as bar:
+            try:
+                for start in range(0, len(pending), batch):
+                    payloads = abstracted.select(pending[start : start + batch])["trajectory"]
+                    await asyncio.gather(
+                        *(
+                            self._one(self.key(p), Trajectory.from_dict(orjson.loads(p)), semaphore, bar)
+                            for p in payloads
+                        )
+                    )
+            finally:
+                await self.backend.aclose()
+
+    def prepare(self, abstracted: datasets.Dataset) -> None:
+        """Ask the model for every trajectory whose answer is not cached yet."""
+        pending: list[int] = []
+        for i, payload in enumerate(abstracted["trajectory"]):
+            if payload is None or len(orjson.loads(payload)["actions"]) < 2:
+                continue  # one call cannot be made shorter: no_redundancy without asking
+            if self.key(payload) in self.cache:
+                self.stats["cache_hits"] += 1
+            else:
+                pending.append(i)
+        if pending:
+            self.backend.check()
+            asyncio.run(self._run(abstracted, pending))
+
+    def select(self, trajectory: Trajectory, payload: str) -> Selection:
+        if len(trajectory.actions) < 2:
+            raise InvalidSelection("no_redundancy")
+        answer = self.cache.get(self.key(payload))
+        if answer is None:
+            raise InvalidSelection("request_failed")
+        if answer.status != "ok":
+            raise InvalidSelection(answer.reason or "invalid_output")
+        return parse_selection(
+            orjson.dumps(answer.selection).decode(), len(trajectory.actions), self.config.plan_rationale_max_chars
+        )
+
+    def close(self) -> None:
+        self.cache.close()
