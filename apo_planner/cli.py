@@ -103,8 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-proc", type=int, help="worker processes for abstraction")
     p.add_argument("--shard", metavar="I/N", help="build only shard I of N (0-based) into OUTPUT/shards/")
     p.add_argument("--merge-shards", action="store_true", help="finalize OUTPUT from all its shards")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the dataset folder and tag its version "
-                   "(token from HF_TOKEN or `hf auth login`)")
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="upload the dataset folder and tag its version (token from HF_TOKEN or `hf auth login`)",
+    )
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
     p.set_defaults(func=cmd_build)
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 import orjson
+from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
 from apo_planner import __version__
@@ -38,6 +38,7 @@ from builders.synthesis.rule import RuleSynthesizer
 from builders.synthesis.selection import InvalidSelection, original_plan, selected_plan
 
 ABSTRACT_COLUMNS = ("source_row_id", "trajectory", "drop_reason", "drop_detail")
+ABSTRACT_FEATURES = datasets.Features({c: datasets.Value("string") for c in ABSTRACT_COLUMNS})
 _MAX_EXAMPLES = 3
 
 
@@ -199,6 +200,15 @@ def _pair_rows(
         yield row
 
 
+def _write_arrow(rows: Iterable[dict[str, Any]], features: datasets.Features, path: Path) -> datasets.Dataset:
+    """Stream rows to an Arrow file (memory stays flat at 310k rows; zero rows is fine too)."""
+    with ArrowWriter(features=features, path=str(path)) as writer:
+        for row in rows:
+            writer.write(row)
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path))
+
+
 @dataclass
 class BuildResult:
     output: Path
@@ -248,9 +258,7 @@ def _build(config: BuildConfig, output: Path, cache_dir: Path, shard: tuple[int,
         )
     abstracted = abstract_source(source, config.filters, config.num_proc)
     if isinstance(abstracted, datasets.IterableDataset):  # synthesis reads it twice: materialise once
-        abstracted = datasets.Dataset.from_generator(
-            lambda: iter(abstracted), cache_dir=str(cache_dir), fingerprint=uuid.uuid4().hex
-        )
+        abstracted = _write_arrow(abstracted, ABSTRACT_FEATURES, cache_dir / "abstracted.arrow")
     synthesizer = get_synthesizer(config)
     base_provenance = {
         "source_dataset": source.name,
@@ -263,20 +271,8 @@ def _build(config: BuildConfig, output: Path, cache_dir: Path, shard: tuple[int,
     stats = BuildStats()
     try:
         synthesizer.prepare(abstracted)
-        pairs = datasets.Dataset.from_generator(
-            _pair_rows,
-            features=FEATURES,
-            cache_dir=str(cache_dir),
-            fingerprint=uuid.uuid4().hex,  # the generator closes over live state; never reuse a cache
-            gen_kwargs={
-                "abstracted": abstracted,
-                "synthesizer": synthesizer,
-                "config": config,
-                "base_provenance": base_provenance,
-                "id_namespace": source.id_namespace,
-                "stats": stats,
-            },
-        )
+        rows = _pair_rows(abstracted, synthesizer, config, base_provenance, source.id_namespace, stats)
+        pairs = _write_arrow(rows, FEATURES, cache_dir / "pairs.arrow")
     finally:
         synthesizer.close()
     stats.synthesis.update(getattr(synthesizer, "stats", {}))

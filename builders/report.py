@@ -18,13 +18,21 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
     for reason, count in stats["dropped"].items():
         table.add_row(f"  dropped: {reason}", str(count))
     table.add_row("trajectories", str(stats["trajectories"]))
+    for name, count in stats.get("synthesis", {}).items():
+        table.add_row(f"  synthesis: {name}", str(count))
     for reason, count in stats["selection_rejected"].items():
         table.add_row(f"  no pair: {reason}", str(count))
     for reason, count in stats["removed_calls_by_reason"].items():
         table.add_row(f"  calls removed: {reason}", str(count))
+    decontamination = stats.get("decontamination", {})
+    if decontamination.get("enabled"):
+        table.add_row(f"  decontaminated ({decontamination['ngram']}-gram vs BFCL)", str(decontamination["removed"]))
     table.add_row("pairs", str(stats["pairs"]))
     table.add_row("avg calls chosen / rejected", f"{stats['avg_calls_chosen']:.3f} / {stats['avg_calls_rejected']:.3f}")
-    table.add_row("splits", ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))
-    table.add_row("fingerprint", stats["fingerprint"][:16])
+    if "splits" in stats:
+        table.add_row("splits", ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))
+        table.add_row("version / fingerprint", f"{stats['dataset_version']} / {stats['fingerprint'][:16]}")
+    if "shard" in stats:
+        table.add_row("shard", "{}/{} (finish with --merge-shards)".format(*stats["shard"]))
     table.add_row("elapsed", f"{stats['elapsed_s']} s")
     console.print(table)

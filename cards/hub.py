@@ -51,7 +51,13 @@ def _tag(api: HfApi, repo_id: str, repo_type: str, tag: str, revision: str) -> N
 
 
 def push_folder(
-    folder: str | Path, repo_id: str, *, repo_type: str, version: str, patterns: list[str], private: bool = False,
+    folder: str | Path,
+    repo_id: str,
+    *,
+    repo_type: str,
+    version: str,
+    patterns: list[str],
+    private: bool = False,
     api: HfApi | None = None,
 ) -> str:
     """Upload `folder` (files matching `patterns`) to `repo_id` and tag the commit `v{version}`."""
@@ -63,4 +69,6 @@ def push_folder(
 
 
 def push_dataset(folder: str | Path, repo_id: str, version: str, private: bool = False) -> str:
-    return push_folder(folder, repo_id, repo_type="dataset", version=version, patterns=DATASET_PATTERNS, private=private)
+    return push_folder(
+        folder, repo_id, repo_type="dataset", version=version, patterns=DATASET_PATTERNS, private=private
+    )

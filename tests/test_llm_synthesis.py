@@ -1,0 +1,275 @@
+"""LLM synthesis: validation of answers, the in-process backend, the cache, the openai backend
+against a real `transformers serve`, and fault injection (500s, timeouts, invalid output)."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import jsonschema
+import pytest
+
+from apo_planner.recipe import load_recipe
+from apo_planner.testing import OpenAIStub
+from builders.build import build
+from builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
+from builders.synthesis.selection import InvalidSelection
+from tests.conftest import REPO
+
+SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
+
+
+def _keep(*items):
+    return json.dumps({"keep": [{"index": i, "rationale": "r", "depends_on": list(d)} for i, d in items]})
+
+
+def test_valid_answer_becomes_a_selection_sorted_by_index():
+    selection = parse_selection(_keep((2, (0,)), (0, ())), 3, 100)
+    assert [k.index for k in selection.kept] == [0, 2]
+    assert selection.kept[1].depends_on == (0,)
+    assert selection.removed == {1: "not_selected"}
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("not json", "unparseable_output"),
+        ('{"keep": []}', "schema_mismatch"),
+        ('{"keep": [{"index": 0}]}', "schema_mismatch"),
+        (_keep((5, ())), "schema_mismatch"),
+        (_keep((0, ()), (0, ())), "duplicate_index"),
+        (_keep((0, (1,)), (1, ())), "bad_dependency"),
+        (_keep((0, ()), (2, (1,))), "bad_dependency"),
+        (_keep((0, ()), (1, ()), (2, ())), "no_redundancy"),
+    ],
+)
+def test_invalid_answers_are_named(raw, reason):
+    with pytest.raises(InvalidSelection) as info:
+        parse_selection(raw, 3, 100)
+    assert info.value.reason == reason
+
+
+def _llm_config(tmp_path, limit=6, **llm):
+    settings = {
+        "backend": "transformers",
+        "model": str(tmp_path / "tiny"),
+        "tiny_model": True,
+        "temperature": 1.0,
+        "retry_temperature": 1.0,
+        "max_tokens": 300,
+        "plan_rationale_max_chars": 30,
+        "cache": str(tmp_path / "cache.sqlite"),
+        **llm,
+    }
+    overrides = [
+        f"build.source={SMOKE_SOURCE}",
+        f"build.output={tmp_path / 'ds'}",
+        f"build.limit={limit}",
+        "build.synthesizer=llm",
+        *[f"build.llm.{k}={v}" for k, v in settings.items()],
+    ]
+    return load_recipe(None, overrides).build
+
+
+def _answers_by_trajectory(config):
+    """(number of calls, status, raw answers) for every cached answer of this build's trajectories."""
+    from builders.build import abstract_record
+    from builders.sources import TEXT_COLUMN
+    from builders.synthesis.llm import LLMSynthesizer
+
+    synthesizer = LLMSynthesizer(config.llm)
+    out = []
+    for line in SMOKE_SOURCE.read_text().splitlines()[: config.limit]:
+        payload = abstract_record({TEXT_COLUMN: line}, "nemotron", config.filters, True)["trajectory"]
+        answer = synthesizer.cache.get(synthesizer.key(payload)) if payload else None
+        if answer is not None:
+            out.append((len(json.loads(payload)["actions"]), answer.status, answer.raw))
+    synthesizer.close()
+    return out
+
+
+def test_transformers_backend_with_a_random_tiny_model_only_produces_schema_valid_answers(tmp_path):
+    config = _llm_config(tmp_path)
+    result = build(config)
+    answers = _answers_by_trajectory(config)
+    assert answers, "the model was asked"
+    for n, status, raws in answers:
+        assert status in ("ok", "invalid") and 1 <= len(raws) <= config.llm.max_attempts
+        for raw in raws:  # grammar output may hold raw control characters, hence strict=False
+            jsonschema.validate(json.loads(raw, strict=False), selection_schema(n, 30))
+    stats = result.stats
+    assert stats["synthesis"]["synthesized"] == len(answers)
+    assert stats["synthesis"]["model_calls"] == sum(len(r) for _, _, r in answers)
+    assert stats["pairs"] + sum(stats["selection_rejected"].values()) == stats["trajectories"] == config.limit
+    provenance = datasets.load_dataset(str(result.output))["train"][0]["provenance"]
+    assert provenance["synthesizer_backend"] == "transformers"
+    assert provenance["template_sha256"] == hashlib.sha256(DEFAULT_TEMPLATE.read_bytes()).hexdigest()
+    assert json.loads(provenance["sampling_params"])["structured_output"] == "xgrammar"
+
+
+def test_chosen_plans_only_contain_original_calls(tmp_path):
+    result = build(_llm_config(tmp_path))
+    for row in datasets.load_dataset(str(result.output))["train"]:
+        rejected = [(s["tool"], s["arguments"]) for s in row["rejected_plan"]]
+        chosen = [(s["tool"], s["arguments"]) for s in row["chosen_plan"]]
+        assert len(chosen) < len(rejected) and all(c in rejected for c in chosen)
+
+
+def test_a_rerun_asks_the_model_nothing_and_gives_the_same_dataset(tmp_path):
+    config = _llm_config(tmp_path)
+    first = build(config).stats
+    second = build(config).stats
+    assert "model_calls" not in second["synthesis"] and second["synthesis"]["cache_hits"] > 0
+    assert second["fingerprint"] == first["fingerprint"]
+
+
+def test_changing_the_template_invalidates_the_cache(tmp_path):
+    config = _llm_config(tmp_path, limit=3)
+    build(config)
+    template = tmp_path / "t.jinja"
+    template.write_text(DEFAULT_TEMPLATE.read_text() + "\nBe brief.\n")
+    again = build(_llm_config(tmp_path, limit=3, template=str(template))).stats
+    assert again["synthesis"].get("cache_hits", 0) == 0 and again["synthesis"]["synthesized"] > 0
+
+
+# --- the openai backend -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def transformers_server(tmp_path_factory):
+    """A real OpenAI-compatible server: `transformers serve` with a tiny model, on loopback."""
+    from apo_planner.tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp("serve")
+    model = make_tiny_model(root / "tiny")
+    (root / "hf" / "hub").mkdir(parents=True)  # /v1/models errors without it
+    port = _free_port()
+    env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
+    cli = Path(sys.executable).with_name("transformers")
+    proc = subprocess.Popen(
+        [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:])
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}/v1", str(model)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_openai_backend_against_a_real_transformers_server(tmp_path, transformers_server):
+    base_url, model = transformers_server
+    config = _llm_config(
+        tmp_path,
+        limit=4,
+        backend="openai",
+        base_url=base_url,
+        model=model,
+        tiny_model=False,
+        structured_output="none",
+        max_tokens=40,
+        concurrency=2,
+    )
+    stats = build(config).stats
+    # A random model without a grammar writes no JSON: every trajectory is asked max_attempts
+    # times over real HTTP, then dropped with the reason counted.
+    asked = stats["synthesis"]["synthesized"]
+    assert asked > 0 and stats["synthesis"]["model_calls"] == 3 * asked
+    assert stats["selection_rejected"].get("unparseable_output", 0) + stats["pairs"] > 0
+    assert "request_failed" not in stats["synthesis"]
+
+
+def _stub_config(tmp_path, stub, **llm):
+    settings = {"max_retries": 3, "timeout_s": 2, "concurrency": 4, **llm}
+    return _llm_config(
+        tmp_path, limit=8, backend="openai", base_url=stub.base_url, model=stub.model, tiny_model=False, **settings
+    )
+
+
+def _first_valid(request):
+    """A selection keeping all calls but the first, for whatever trajectory the prompt shows."""
+    n = request["messages"][0]["content"].count("\n[")
+    return _keep(*[(i, ()) for i in range(1, n)]) if n > 1 else _keep((0, ()))
+
+
+def test_http_500s_and_timeouts_are_retried_then_succeed(tmp_path):
+    seen: dict[str, int] = {}
+
+    def replies(request, n):  # per trajectory: a 500, then a timeout, then the answer
+        prompt = request["messages"][0]["content"]
+        seen[prompt] = seen.get(prompt, 0) + 1
+        if seen[prompt] == 1:
+            return 500, None, 0.0
+        if seen[prompt] == 2:
+            return 200, _first_valid(request), 3.0  # longer than timeout_s=2
+        return 200, _first_valid(request), 0.0
+
+    with OpenAIStub(replies) as stub:
+        stats = build(_stub_config(tmp_path, stub)).stats
+    assert stats["pairs"] > 0 and "request_failed" not in stats["synthesis"]
+    assert len(stub.requests) == 3 * stats["synthesis"]["model_calls"]  # each answer took two retries
+    assert "structured_outputs" in stub.requests[0]  # the recipe default, sent as vLLM's extra body
+
+
+def test_requests_that_keep_failing_are_recorded_not_cached_and_a_rerun_completes_them(tmp_path):
+    with OpenAIStub(lambda request, n: (500, None, 0.0)) as stub:
+        failed = build(_stub_config(tmp_path, stub, max_retries=1)).stats
+    assert failed["synthesis"]["request_failed"] > 0 and failed["pairs"] == 0
+    assert failed["selection_rejected"]["request_failed"] == failed["synthesis"]["request_failed"]
+    assert "stub error 500" in failed["request_failure_examples"][0]
+    with OpenAIStub(lambda request, n: (200, _first_valid(request), 0.0)) as stub:
+        healed = build(_stub_config(tmp_path, stub)).stats
+    assert healed["synthesis"]["synthesized"] == failed["synthesis"]["request_failed"]
+    assert healed["pairs"] > 0 and "request_failed" not in healed["selection_rejected"]
+
+
+def test_invalid_output_is_asked_again_then_dropped_with_its_reason(tmp_path):
+    with OpenAIStub(lambda request, n: (200, "I think calls 1 and 2.", 0.0)) as stub:
+        stats = build(_stub_config(tmp_path, stub, max_attempts=2)).stats
+    asked = stats["synthesis"]["synthesized"]
+    assert len(stub.requests) == 2 * asked and stats["selection_rejected"]["unparseable_output"] == asked
+    seeds = {r["seed"] for r in stub.requests}
+    assert len(seeds) == len(stub.requests)  # each attempt samples differently
+
+
+def test_the_structured_output_mode_reaches_the_server(tmp_path):
+    with OpenAIStub(lambda request, n: (200, _first_valid(request), 0.0)) as stub:
+        build(_stub_config(tmp_path, stub, structured_output="response_format"))
+        assert stub.requests[0]["response_format"]["type"] == "json_schema"
+    with OpenAIStub(lambda request, n: (200, _first_valid(request), 0.0)) as stub:
+        build(_stub_config(tmp_path / "b", stub, structured_output="structured_outputs"))
+        schema = stub.requests[0]["structured_outputs"]["json"]
+        assert schema["properties"]["keep"]["items"]["required"] == ["index", "rationale", "depends_on"]
+
+
+def test_a_missing_server_is_a_clear_error(tmp_path):
+    config = _llm_config(
+        tmp_path,
+        backend="openai",
+        base_url=f"http://127.0.0.1:{_free_port()}/v1",
+        tiny_model=False,
+        model="x",
+        max_retries=0,
+    )
+    with pytest.raises(RuntimeError, match="make serve-synth"):
+        build(config)

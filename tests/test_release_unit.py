@@ -1,0 +1,145 @@
+"""The dataset as a release unit: kill -9 and resume, shards and merge, decontamination."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+from apo_planner.cli import main
+from apo_planner.recipe import load_recipe
+from builders.build import build, merge_shards
+from builders.decontamination import Decontaminator, bfcl_questions
+from tests.conftest import FIXTURES, REPO, nemotron_row, weather_conversation, write_jsonl
+
+SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
+
+
+def _overrides(tmp_path, name, limit):
+    return [
+        f"build.source={SMOKE_SOURCE}",
+        f"build.output={tmp_path / name / 'ds'}",
+        f"build.limit={limit}",
+        "build.synthesizer=llm",
+        "build.llm.backend=transformers",
+        f"build.llm.model={tmp_path / 'tiny'}",
+        "build.llm.tiny_model=true",
+        "build.llm.temperature=1.0",
+        "build.llm.retry_temperature=1.0",
+        "build.llm.max_tokens=300",
+        "build.llm.plan_rationale_max_chars=30",
+        f"build.llm.cache={tmp_path / name / 'cache.sqlite'}",
+    ]
+
+
+def _answers(cache):
+    if not cache.exists():
+        return 0
+    try:
+        with sqlite3.connect(cache, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_a_build_killed_with_sigkill_resumes_to_the_identical_dataset_without_reasking(tmp_path):
+    limit = 40
+    reference = build(load_recipe(None, _overrides(tmp_path, "ref", limit)).build).stats
+
+    args = [sys.executable, "-m", "apo_planner.cli", "build"]
+    for o in _overrides(tmp_path, "killed", limit):
+        args += ["--set", o]
+    cache = tmp_path / "killed" / "cache.sqlite"
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+    deadline = time.time() + 240
+    while _answers(cache) < 8 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be killed; raise the limit"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    answered = _answers(cache)
+    assert 8 <= answered < reference["synthesis"]["synthesized"]
+    assert not (tmp_path / "killed" / "ds" / "stats.json").exists()
+
+    resumed = build(load_recipe(None, _overrides(tmp_path, "killed", limit)).build).stats
+    assert resumed["synthesis"]["cache_hits"] == answered
+    assert resumed["synthesis"]["synthesized"] == reference["synthesis"]["synthesized"] - answered
+    assert resumed["fingerprint"] == reference["fingerprint"]
+    assert resumed["pairs"] == reference["pairs"]
+
+
+def _rule(tmp_path, source, **extra):
+    overrides = [
+        f"build.source={source}",
+        f"build.output={tmp_path}",
+        "build.synthesizer=rule",
+        *[f"build.{k}={v}" for k, v in extra.items()],
+    ]
+    return load_recipe(None, overrides).build
+
+
+def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path):
+    whole = build(_rule(tmp_path / "whole", SMOKE_SOURCE)).stats
+    config = _rule(tmp_path / "sharded", SMOKE_SOURCE)
+    for i in range(3):
+        assert (
+            main(
+                [
+                    "build",
+                    "--shard",
+                    f"{i}/3",
+                    "--set",
+                    f"build.source={SMOKE_SOURCE}",
+                    "--set",
+                    f"build.output={tmp_path / 'sharded'}",
+                    "--set",
+                    "build.synthesizer=rule",
+                ]
+            )
+            == 0
+        )
+    merged = merge_shards(config).stats
+    assert merged["fingerprint"] == whole["fingerprint"]
+    for key in ("records_read", "pairs", "dropped", "avg_calls_chosen", "avg_calls_rejected", "splits"):
+        assert merged[key] == whole[key], key
+    assert merged["shards"] == 3
+
+
+def test_merging_with_a_missing_shard_names_it(tmp_path):
+    build(_rule(tmp_path, SMOKE_SOURCE), shard=(0, 2))
+    with pytest.raises(ValueError, match=r"shards \[1\] of 2 are missing"):
+        merge_shards(_rule(tmp_path, SMOKE_SOURCE))
+
+
+def test_a_planted_bfcl_question_is_removed_and_reported(tmp_path):
+    bfcl_id, question = next(q for q in bfcl_questions("BFCL_v4_multiple.json"))
+    redundant = [("get_weather", {"city": "x"}, "r"), ("get_weather", {"city": "x"}, "r")]
+    rows = [
+        nemotron_row(weather_conversation(*redundant, query=question), uuid="planted"),
+        nemotron_row(weather_conversation(*redundant, query="Is it raining in Oslo?"), uuid="clean"),
+    ]
+    result = build(_rule(tmp_path / "out", write_jsonl(tmp_path / "src.jsonl", rows)))
+    report = result.stats["decontamination"]
+    assert report["removed"] == 1 and report["examples"][0]["bfcl_id"] == bfcl_id
+    assert report["bfcl_questions"] > 4000
+    released = [r["provenance"]["source_row_id"] for s in datasets.load_dataset(str(result.output)).values() for r in s]
+    assert released == ["clean"] and result.stats["pairs"] == 1
+
+
+def test_decontamination_matches_through_case_and_punctuation_changes():
+    checker = Decontaminator.from_questions([("q1", "Find the area of a triangle with sides 3, 4 and 5 units!")], 6)
+    assert checker.match("please FIND the area of a triangle, with sides 3 4 and 5 units") == "q1"
+    assert checker.match("find the area of a circle with radius 3") is None
+
+
+def test_dataset_version_and_provenance_come_from_the_recipe(tmp_path):
+    result = build(_rule(tmp_path, FIXTURES / "nemotron_tool_calling.jsonl", version="2.1.0"))
+    row = datasets.load_dataset(str(result.output))["train"][0]
+    assert row["provenance"]["dataset_version"] == "2.1.0" == result.stats["dataset_version"]
+    stats = json.loads((result.output / "stats.json").read_text())
+    assert stats["fingerprint"] == result.stats["fingerprint"]
