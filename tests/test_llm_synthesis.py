@@ -170,7 +170,7 @@ def transformers_server(tmp_path_factory):
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-2000:])
+                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
             time.sleep(0.5)
     yield f"http://127.0.0.1:{port}/v1", str(model)
     proc.terminate()
