@@ -2,18 +2,18 @@
 
 Real-path tests run against a real server (`transformers serve` with a tiny model). This stub is
 for what a real server will not do on demand: answer 500, hang past a timeout, return a chosen
-text, or answer instantly (to measure the client alone). It speaks just enough of
+text, or answer after a fixed latency (to measure the client and its concurrency alone). It speaks just enough of
 `/v1/chat/completions` and `/v1/models` for the `openai` client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 # A reply is (status, body text or None, delay seconds).
@@ -27,68 +27,89 @@ class OpenAIStub:
     replies: Callable[[dict[str, Any], int], Reply] = lambda request, n: (200, "ok", 0.0)
     model: str = "stub-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _port: int = 0
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def __enter__(self) -> OpenAIStub:
-        stub = self
-        lock = threading.Lock()
+        # aiohttp on its own event loop thread: latency is an `asyncio.sleep`, so concurrent
+        # requests overlap the way they do against a batching server.
+        from aiohttp import web
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+        async def models(request: web.Request) -> web.Response:
+            return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        async def chat(request: web.Request) -> web.Response:
+            body = await request.json()
+            n = len(self.requests)
+            self.requests.append(body)
+            status, text, delay = self.replies(body, n)
+            if delay:
+                await asyncio.sleep(delay)
+            if status != 200:
+                error = {"error": {"message": f"stub error {status}", "type": "server_error"}}
+                return web.json_response(error, status=status)
+            return web.json_response(
+                {
+                    "id": f"stub-{n}",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            )
 
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": stub.model, "object": "model"}]})
+        app = web.Application()
+        app.router.add_get("/v1/models", models)
+        app.router.add_post("/v1/chat/completions", chat)
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        ready = threading.Event()
 
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                with lock:
-                    n = len(stub.requests)
-                    stub.requests.append(request)
-                status, text, delay = stub.replies(request, n)
-                if delay:
-                    time.sleep(delay)
-                if status != 200:
-                    self._send(status, {"error": {"message": f"stub error {status}", "type": "server_error"}})
-                    return
-                self._send(
-                    200,
-                    {
-                        "id": f"stub-{n}",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": stub.model,
-                        "choices": [
-                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    },
-                )
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self._port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
 
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # clients that time out close their socket mid-reply; that is the point
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(30)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+
+def drop_first_call(request: dict[str, Any], n: int = 0) -> str:
+    """A valid selection for whatever trajectory the synthesis prompt shows: every call but the first."""
+    calls = request["messages"][0]["content"].count("\n[")
+    keep = [{"index": i, "rationale": "needed", "depends_on": []} for i in range(1, max(calls, 2))]
+    return json.dumps({"keep": keep})
+
+
+def main() -> None:
+    """Run a stub in its own process (so benchmarks measure the client, not a shared GIL)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="loopback OpenAI-compatible stub")
+    parser.add_argument("--port-file", required=True, help="where to write the port once listening")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    args = parser.parse_args()
+    with OpenAIStub(lambda request, n: (200, drop_first_call(request), args.latency)) as stub:
+        Path(args.port_file).write_text(stub.base_url)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
