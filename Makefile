@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test release build bench lint format vllm-env serve-synth clean
+.PHONY: setup test release build train bench lint format vllm-env serve-synth clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,17 @@ release: setup
 
 build: setup
 	$(BIN)/apo-planner build --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+
+# Train on NPROC GPUs of one node with accelerate + FSDP; NPROC=1 runs in a single process.
+NPROC ?= 1
+ACCELERATE_CONFIG ?= training/accelerate/fsdp.yaml
+train: setup
+ifeq ($(NPROC),1)
+	$(BIN)/apo-planner train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+else
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NPROC) \
+		-m apo_planner.cli train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+endif
 
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.abstraction

@@ -58,6 +58,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.apo import train
+
+    recipe = _recipe(args, [])
+    result = train(recipe.train, recipe.sha256())
+    m = result.metrics
+    print(
+        f"trained {m['steps']} steps ({m['loss_type']}) in {m['wall_time_s']} s; adapter at {result.output / 'adapter'}"
+    )
+    if "eval" in m:
+        print("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in m["eval"].items() if "rewards" in k or k == "eval_loss"))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from training.merge import merge
+
+    recipe = _recipe(args, [])
+    output = merge(recipe.train, args.adapter, args.output)
+    print(f"merged model written to {output}")
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from apo_planner.tiny import make_tiny_model
 
@@ -69,13 +92,18 @@ def cmd_release(args: argparse.Namespace) -> int:
     """Runs every stage that exists in this version, and says which ones do not yet."""
     from builders.build import build
     from builders.report import print_build_stats
+    from training.apo import train
+    from training.merge import merge
 
     recipe = _recipe(args, [])
     result = build(recipe.build)
     print_build_stats(result.stats, result.output)
+    trained = train(recipe.train, recipe.sha256())
+    merged = merge(recipe.train)
+    print(f"trained {trained.metrics['steps']} steps -> {trained.output / 'adapter'}; merged -> {merged}")
     print(
-        "release: ran stage 'build' only. Stages train, merge, eval, cards and stage/push are not "
-        "implemented in apo-planner " + __version__ + "; nothing was trained, evaluated or published."
+        "release: ran stages build, train, merge. Stages eval, cards and stage/push are not "
+        "implemented in apo-planner " + __version__ + "; nothing was evaluated on BFCL or published."
     )
     return 0
 
@@ -111,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="create the Hub repo as private")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("train", help="APO (TRL DPOTrainer) with a LoRA adapter -> OUTPUT/adapter, metrics.json")
+    _add_recipe_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("merge", help="merge the adapter into the base -> OUTPUT/merged (+ preference accuracy)")
+    _add_recipe_args(p)
+    p.add_argument("--adapter", help="adapter dir (default: train.output/adapter)")
+    p.add_argument("--output", help="merged model dir (default: train.output/merged)")
+    p.set_defaults(func=cmd_merge)
+
     p = sub.add_parser("tiny-model", help="write a tiny random Qwen3 model (offline smoke runs, tests)")
     p.add_argument("--output", required=True, help="model directory to write")
     p.add_argument("--seed", type=int, default=0)
@@ -131,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
-    except (RecipeError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (RecipeError, FileNotFoundError, ValueError, RuntimeError) as exc:  # TrainingInputError is a ValueError
         print(f"apo-planner {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -7,6 +7,7 @@ when they exist there, so bundled recipes work from any working directory.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from apo_planner.config import RecipeError, StrictConfig
 from builders.config import BuildConfig
+from training.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "recipes" / "smoke.yaml"
@@ -22,6 +24,11 @@ DEFAULT_RECIPE = REPO_ROOT / "recipes" / "smoke.yaml"
 class Recipe(StrictConfig):
     name: str
     build: BuildConfig
+    train: TrainConfig = TrainConfig()
+
+    def sha256(self) -> str:
+        """Hash of the resolved recipe (after overrides): what a run was configured with."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
