@@ -98,8 +98,9 @@ def cmd_release(args: argparse.Namespace) -> int:
     recipe = _recipe(args, [])
     result = build(recipe.build)
     print_build_stats(result.stats, result.output)
-    trained = train(recipe.train, recipe.sha256())
-    merged = merge(recipe.train)
+    train_config = recipe.train.model_copy(update={"dataset": str(result.output)})  # train on what was built
+    trained = train(train_config, recipe.sha256())
+    merged = merge(train_config)
     print(f"trained {trained.metrics['steps']} steps -> {trained.output / 'adapter'}; merged -> {merged}")
     print(
         "release: ran stages build, train, merge. Stages eval, cards and stage/push are not "

@@ -187,8 +187,23 @@ def test_unknown_recipe_keys_list_the_valid_ones():
         load_recipe(None, ["build.test_fraction=2"])
 
 
-def test_release_runs_only_the_stages_that_exist_and_says_so(tmp_path, capsys):
-    assert main(["release", "--set", f"build.output={tmp_path / 'ds'}", "--set", "build.synthesizer=rule"]) == 0
+def test_release_runs_the_stages_that_exist_and_names_the_rest(tmp_path, capsys):
+    sets = [
+        f"build.output={tmp_path / 'ds'}",
+        "build.synthesizer=rule",
+        "build.limit=24",
+        f"train.output={tmp_path / 'train'}",
+        f"train.base_model={tmp_path / 'tiny'}",
+        "train.max_steps=2",
+        "train.preference_eval_limit=2",
+        "train.logging_steps=1",
+    ]
+    assert main(["release", *[a for s in sets for a in ("--set", s)]]) == 0
     out = capsys.readouterr().out
-    assert "ran stage 'build' only" in out and "nothing was trained" in out
+    assert "ran stages build, train, merge" in out and "nothing was evaluated on BFCL or published" in out
     assert datasets.load_dataset(str(tmp_path / "ds"))["train"].num_rows > 0
+    assert (tmp_path / "train" / "merged" / "model.safetensors").is_file()
+    provenance = json.loads((tmp_path / "train" / "training_provenance.json").read_text())
+    assert (
+        provenance["dataset"]["fingerprint"] == json.loads((tmp_path / "ds" / "stats.json").read_text())["fingerprint"]
+    )

@@ -170,7 +170,7 @@ def _last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def train(config: TrainConfig, recipe_sha256: str = "") -> TrainResult:
+def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None = None) -> TrainResult:
     """Train the adapter; resume from the last checkpoint under `output/checkpoints` if one exists."""
     from trl import DPOTrainer
 
@@ -190,6 +190,7 @@ def train(config: TrainConfig, recipe_sha256: str = "") -> TrainResult:
         eval_dataset=eval_set if has_eval else None,
         processing_class=tokenizer,
         peft_config=lora_config(config),
+        callbacks=callbacks,
     )
     resume = _last_checkpoint(output / "checkpoints")
     started = time.time()

@@ -1,0 +1,206 @@
+"""APO training: it learns, the adapter and merged model load and agree, resume works, and bad
+input is refused with a clear message before TRL runs."""
+
+import json
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from apo_planner.config import RecipeError
+from apo_planner.recipe import load_recipe
+from builders.build import build
+from tests.conftest import nemotron_row, weather_conversation, write_jsonl
+from training.apo import TrainingInputError, train
+from training.merge import merge
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "w",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CITIES = ["Oslo", "Rome", "Lima", "Pune", "Kyiv", "Baku", "Doha", "Riga"]
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    """A small learnable set: chosen = one lookup, rejected = the same lookup twice."""
+    root = tmp_path_factory.mktemp("pairs")
+    rows = [
+        nemotron_row(
+            weather_conversation(
+                ("get_weather", {"city": c}, "sunny"), ("get_weather", {"city": c}, "sunny"), query=f"Weather in {c}?"
+            ),
+            tools=[TOOL],
+            uuid=f"u{i}",
+        )
+        for i, c in enumerate(CITIES * 2)
+    ]
+    config = load_recipe(
+        None,
+        [
+            f"build.source={write_jsonl(root / 'src.jsonl', rows)}",
+            f"build.output={root / 'ds'}",
+            "build.synthesizer=rule",
+            "build.test_fraction=0.25",
+        ],
+    ).build
+    build(config)
+    return root / "ds"
+
+
+def _train_config(tmp_path, dataset, **extra):
+    settings = {
+        "dataset": dataset,
+        "output": tmp_path / "train",
+        "base_model": tmp_path.parent / "tiny-base",
+        "tiny_model": True,
+        "max_steps": 30,
+        "learning_rate": 5e-3,
+        "logging_steps": 5,
+        "eval_steps": 30,
+        "save_steps": 10,
+        "max_length": 1024,
+        "per_device_train_batch_size": 4,
+        "preference_eval_limit": 4,
+        **extra,
+    }
+    return load_recipe(None, [f"train.{k}={v}" for k, v in settings.items()]).train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, pairs_dir):
+    tmp = tmp_path_factory.mktemp("run")
+    config = _train_config(tmp, pairs_dir)
+    result = train(config, "recipe-sha")
+    merged = merge(config)
+    return config, result, merged
+
+
+def _margin(model, tokenizer, ds) -> float:
+    """Mean log-likelihood of chosen minus rejected completion, given the prompt and tools."""
+    margins = []
+    for row in ds:
+        tools = json.loads(row["tools"])
+        scores = []
+        for key in ("chosen", "rejected"):
+            prompt = tokenizer.apply_chat_template(
+                row["prompt"], tools=tools, tokenize=False, add_generation_prompt=True
+            )
+            full = tokenizer.apply_chat_template(row["prompt"] + row[key], tools=tools, tokenize=False)
+            p_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            ids = tokenizer(full, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0, :-1], -1)
+            target = ids[0, 1:]
+            token_logp = logp[torch.arange(len(target)), target][p_ids.shape[1] - 1 :]
+            scores.append(token_logp.sum().item())
+        margins.append(scores[0] - scores[1])
+    return sum(margins) / len(margins)
+
+
+def test_apo_learns_margin_rises_and_reward_accuracy_beats_chance(trained, pairs_dir):
+    config, result, merged = trained
+    train_pairs = datasets.load_dataset(str(pairs_dir))["train"]
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    base = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
+    after = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)
+    before_margin, after_margin = _margin(base, tokenizer, train_pairs), _margin(after, tokenizer, train_pairs)
+    assert after_margin > before_margin + 1.0, (before_margin, after_margin)
+    logged = [h for h in result.metrics["log_history"] if "rewards/accuracies" in h]
+    assert logged and logged[-1]["rewards/accuracies"] > 0.5
+    assert result.metrics["eval"]["eval_rewards/accuracies"] > 0.5
+    assert result.metrics["steps"] == 30 and result.metrics["tokens_approx"] > 0
+
+
+def test_adapter_loads_with_peft_and_merged_equals_base_plus_lora_delta(trained):
+    from peft import PeftModel
+
+    config, result, merged = trained
+    base = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, str(result.output / "adapter"))
+    merged_state = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).state_dict()
+    checked = 0
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "lora_A") and "default" in module.lora_A:
+            a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+            expected = module.base_layer.weight + (b @ a) * module.scaling["default"]
+            key = name.replace("base_model.model.", "") + ".weight"
+            assert torch.allclose(merged_state[key], expected, atol=1e-5), key
+            assert not torch.allclose(expected, module.base_layer.weight), f"{key}: LoRA delta is zero"
+            checked += 1
+    assert checked >= 7 * 2  # all linear layers of both decoder blocks
+
+
+def test_merged_model_is_a_standalone_model_folder(trained):
+    _, _, merged = trained
+    names = {p.name for p in merged.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "generation_config.json"} <= names
+    assert AutoTokenizer.from_pretrained(merged).chat_template
+
+
+def test_artifacts_record_metrics_provenance_and_preference_accuracy(trained, pairs_dir):
+    config, result, _ = trained
+    metrics = json.loads((result.output / "metrics.json").read_text())
+    accuracy = metrics["preference_accuracy"]
+    assert set(accuracy) == {"base", "merged"} and 0 <= accuracy["merged"]["acc"] <= 1
+    assert accuracy["merged"]["pairs"] == min(4, len(datasets.load_dataset(str(pairs_dir))["test"]))
+    assert metrics["lengths"]["train"]["max"] <= config.max_length
+    provenance = json.loads((result.output / "training_provenance.json").read_text())
+    stats = json.loads((pairs_dir / "stats.json").read_text())
+    assert provenance["dataset"]["fingerprint"] == stats["fingerprint"]
+    assert provenance["recipe_sha256"] == "recipe-sha" and provenance["packages"]["trl"].startswith("1.16")
+    assert provenance["base_model"]["revision"] == "local" and provenance["git_commit"]
+
+
+class _Interrupt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+
+
+def test_training_resumes_from_the_last_checkpoint_after_an_interruption(tmp_path, pairs_dir):
+    config = _train_config(tmp_path, pairs_dir, max_steps=4, save_steps=2, preference_eval=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[_Interrupt()])
+    assert (tmp_path / "train" / "checkpoints" / "checkpoint-2").is_dir()
+    resumed = train(config)
+    assert resumed.metrics["resumed_from"] == "checkpoint-2" and resumed.metrics["steps"] == 4
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_a_dataset_missing_columns_is_refused(tmp_path, pairs_dir):
+    ds = datasets.load_dataset(str(pairs_dir))
+    broken = tmp_path / "broken"
+    ds["train"].remove_columns("rejected").to_parquet(str(broken / "data" / "train-00000-of-00001.parquet"))
+    with pytest.raises(TrainingInputError, match=r"lacks columns \['rejected'\]"):
+        train(_train_config(tmp_path, broken))
+
+
+def test_an_unknown_train_key_lists_the_valid_ones():
+    with pytest.raises(RecipeError, match=r"unknown key 'train.loss_tipe'; valid keys here: .*loss_type"):
+        load_recipe(None, ["train.loss_tipe=apo_zero"])
+
+
+def test_an_unsupported_loss_type_fails_before_any_model_loads():
+    with pytest.raises(RecipeError, match=r"train.loss_type: .*'apo_zero', 'apo_down' or 'sigmoid'"):
+        load_recipe(None, ["train.loss_type=apo_one"])
+
+
+def test_a_base_model_that_cannot_be_found_offline_is_explained(tmp_path, pairs_dir):
+    config = _train_config(tmp_path, pairs_dir, base_model="nobody/no-such-model", tiny_model=False)
+    with pytest.raises(TrainingInputError, match=r"cannot load base model 'nobody/no-such-model'.*hf download"):
+        train(config)
+
+
+def test_pairs_longer_than_max_length_are_reported_or_dropped(tmp_path, pairs_dir):
+    with pytest.raises(TrainingInputError, match=r"longer than train.max_length=64 tokens .*overlong=drop"):
+        train(_train_config(tmp_path, pairs_dir, max_length=64, overlong="error"))
+    with pytest.raises(TrainingInputError, match="no training pairs left"):
+        train(_train_config(tmp_path, pairs_dir, max_length=64, overlong="drop"))
