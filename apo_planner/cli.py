@@ -81,6 +81,26 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from apo_planner.planner import Planner
+    from builders.readers import normalize_tool
+
+    raw = json.loads(open(args.tools, encoding="utf-8").read())
+    tools = [t for t in (normalize_tool(t) for t in (raw if isinstance(raw, list) else [raw])) if t]
+    if not tools:
+        raise ValueError(f"{args.tools} holds no tool definitions (OpenAI style or bare functions)")
+    if args.base_url:
+        planner = Planner.from_endpoint(args.base_url, args.model, tokenizer=args.tokenizer)
+    else:
+        planner = Planner.from_pretrained(args.model, revision=args.revision)
+    result = planner.plan_with_details(args.query, tools)
+    if result.plan is None:
+        print(f"no plan: {result.error}\nraw output:\n{result.text}", file=sys.stderr)
+        return 1
+    print(result.plan.model_dump_json(indent=2) if args.json else result.plan.to_text())
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from apo_planner.tiny import make_tiny_model
 
@@ -149,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="adapter dir (default: train.output/adapter)")
     p.add_argument("--output", help="merged model dir (default: train.output/merged)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("plan", help="ask a planner for a plan: --model M --query Q --tools tools.json")
+    p.add_argument("--model", required=True, help="merged planner: local dir or Hub id (served name with --base-url)")
+    p.add_argument("--query", required=True)
+    p.add_argument("--tools", required=True, help="JSON file with a list of tools (OpenAI style or bare functions)")
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint serving the planner (e.g. vllm serve)")
+    p.add_argument("--tokenizer", help="tokenizer for --base-url (default: --model)")
+    p.add_argument("--revision", default=None, help="Hub revision of --model")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("tiny-model", help="write a tiny random Qwen3 model (offline smoke runs, tests)")
     p.add_argument("--output", required=True, help="model directory to write")
