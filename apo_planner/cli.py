@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from apo_planner import __version__
 from apo_planner.config import RecipeError
@@ -78,6 +79,24 @@ def cmd_merge(args: argparse.Namespace) -> int:
     recipe = _recipe(args, [])
     output = merge(recipe.train, args.adapter, args.output)
     print(f"merged model written to {output}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    extra = []
+    if args.limit is not None:
+        extra.append(f"eval.limit={args.limit}")
+    if args.categories:
+        extra.append("eval.categories=[" + ",".join(args.categories.split(",")) + "]")
+    recipe = _recipe(args, extra)
+    from evaluation.bfcl_setup import use_project_root
+
+    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    from evaluation.report import print_comparison
+    from evaluation.run import evaluate
+
+    result = evaluate(recipe.eval)
+    print_comparison(result.comparison, result.output)
     return 0
 
 
@@ -169,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="adapter dir (default: train.output/adapter)")
     p.add_argument("--output", help="merged model dir (default: train.output/merged)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("eval", help="BFCL: executor alone vs executor + planner (bfcl-eval generation + checker)")
+    _add_recipe_args(p)
+    p.add_argument("--categories", help="comma-separated bfcl-eval categories or groups (default: recipe)")
+    p.add_argument("--limit", type=int, help="first N entries per category (quick runs)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plan", help="ask a planner for a plan: --model M --query Q --tools tools.json")
     p.add_argument("--model", required=True, help="merged planner: local dir or Hub id (served name with --base-url)")

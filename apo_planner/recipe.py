@@ -15,6 +15,7 @@ import yaml
 
 from apo_planner.config import RecipeError, StrictConfig
 from builders.config import BuildConfig
+from evaluation.config import EvalConfig
 from training.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,7 @@ class Recipe(StrictConfig):
     name: str
     build: BuildConfig
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
 
     def sha256(self) -> str:
         """Hash of the resolved recipe (after overrides): what a run was configured with."""

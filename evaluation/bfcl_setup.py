@@ -1,0 +1,41 @@
+"""Importing bfcl-eval the way it needs: `BFCL_PROJECT_ROOT` is read once, at first import, and
+decides where every result and score file goes; so the root is set before anything imports it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def use_project_root(root: str | Path) -> Path:
+    """Point bfcl-eval at `root` (created); refuses to move it after bfcl-eval was imported elsewhere."""
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if "bfcl_eval" in sys.modules:
+        from bfcl_eval.constants.eval_config import PROJECT_ROOT
+
+        if Path(PROJECT_ROOT).resolve() != root:
+            raise RuntimeError(
+                f"bfcl-eval was already imported with BFCL_PROJECT_ROOT={PROJECT_ROOT}; run one evaluation "
+                f"output per process (wanted {root})"
+            )
+        return root
+    os.environ["BFCL_PROJECT_ROOT"] = str(root)
+    return root
+
+
+def valid_categories() -> list[str]:
+    from bfcl_eval.constants.category_mapping import ALL_CATEGORIES, TEST_COLLECTION_MAPPING
+
+    return sorted(TEST_COLLECTION_MAPPING) + sorted(ALL_CATEGORIES)
+
+
+def resolve_categories(names: list[str]) -> list[str]:
+    """Expand groups and check names; an unknown one lists the valid ones."""
+    from bfcl_eval.utils import parse_test_category_argument
+
+    try:
+        return list(parse_test_category_argument(list(names)))
+    except Exception as exc:
+        raise ValueError(f"{exc}. Valid categories and groups: {', '.join(valid_categories())}") from None

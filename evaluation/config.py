@@ -1,0 +1,51 @@
+"""Configuration of the evaluation stage (the recipe's `eval:` section)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from apo_planner.config import StrictConfig
+
+DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
+
+
+class ExecutorConfig(StrictConfig):
+    """The large model that calls the tools: a bfcl-eval handler served over the OpenAI-compatible API."""
+
+    handler: str = Field(DEFAULT_EXECUTOR, description="bfcl-eval model config entry whose handler runs the executor")
+    backend: Literal["vllm", "transformers"] = Field(
+        "vllm", description="vllm: a running server at base_url; transformers: `transformers serve` started here (CPU)"
+    )
+    base_url: str = "http://localhost:8000/v1"
+    model_path: str | None = Field(None, description="local model dir (tokenizer + served name); default: Hub id")
+    tiny_model: bool = Field(False, description="create a tiny random model at model_path if absent (smoke)")
+    max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens (bfcl-eval asks up to 4096)")
+    temperature: float = 0.001
+    num_threads: int = Field(8, gt=0)
+
+
+class PlannerRunConfig(StrictConfig):
+    """The planner in front of the executor."""
+
+    model: str = Field("runs/smoke/train/merged", description="merged planner dir or Hub id")
+    backend: Literal["transformers", "openai"] = "transformers"
+    base_url: str = "http://localhost:8001/v1"
+    tokenizer: str | None = None
+    max_new_tokens: int = Field(512, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class InjectionConfig(StrictConfig):
+    position: Literal["system", "user"] = Field("system", description="prepend the plan to the system or user turn")
+    template: str | None = Field(None, description="Jinja template of the injected text (default: bundled)")
+
+
+class EvalConfig(StrictConfig):
+    categories: list[str] = ["simple_java", "multiple", "parallel_multiple"]
+    limit: int | None = Field(None, ge=2, description="evaluate the first N entries of each category")
+    output: str = "runs/smoke/eval"
+    executor: ExecutorConfig = ExecutorConfig()
+    planner: PlannerRunConfig = PlannerRunConfig()
+    injection: InjectionConfig = InjectionConfig()

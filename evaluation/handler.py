@@ -1,0 +1,245 @@
+"""The planner-augmented BFCL handler.
+
+`planner_handler(base_cls)` subclasses any bfcl-eval handler class: before the executor's first
+query it asks the planner for a plan and injects the rendered plan into the first turn (system
+prompt by default; position and wording from a Jinja template). Everything else (prompt format,
+query, decoding, checking) is the base handler's own code. A planner error, timeout or
+unparseable plan makes that entry run without a plan, recorded in the entry's result metadata;
+the BFCL run never aborts.
+
+bfcl-eval has no plugin hook: `register()` adds entries to its `MODEL_CONFIG_MAPPING` dict in
+this process (names without `_`, which bfcl-eval maps back from directory names). Importing
+this module registers the default entry `Qwen/Qwen3-30B-A3B-Instruct-2507-FC-APOPlanner`,
+configured by the environment (APO_PLANNER_MODEL, APO_PLANNER_BASE_URL) so the stock `bfcl`
+CLI can run it once this module is imported.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from builders.readers import normalize_tool
+from evaluation.config import DEFAULT_EXECUTOR, InjectionConfig, PlannerRunConfig
+
+DEFAULT_INJECTION_TEMPLATE = Path(__file__).parent / "templates" / "plan_injection.jinja"
+SUFFIX = "-APOPlanner"
+
+
+class PlannerRuntime:
+    """A planner shared by all of bfcl-eval's worker threads, with per-run counters."""
+
+    def __init__(self, config: PlannerRunConfig, injection: InjectionConfig, planner: Any = None) -> None:
+        self.config = config
+        self.injection = injection
+        self._planner = planner
+        self._load_lock = threading.Lock()
+        self._generate_lock = threading.Lock() if config.backend == "transformers" else None
+        self._stats_lock = threading.Lock()
+        self.outcomes: Counter = Counter()
+        template_path = Path(injection.template) if injection.template else DEFAULT_INJECTION_TEMPLATE
+        self.template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template_path.read_text())
+
+    @property
+    def planner(self):
+        with self._load_lock:
+            if self._planner is None:
+                from apo_planner.planner import Planner
+
+                c = self.config
+                if c.backend == "openai":
+                    self._planner = Planner.from_endpoint(
+                        c.base_url,
+                        c.model,
+                        tokenizer=c.tokenizer,
+                        timeout_s=c.timeout_s,
+                        max_new_tokens=c.max_new_tokens,
+                    )
+                else:
+                    self._planner = Planner.from_pretrained(c.model, max_new_tokens=c.max_new_tokens)
+            return self._planner
+
+    def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]:
+        """Plan text to inject (or None) and what planning cost, for one BFCL entry."""
+        first_turn = test_entry["question"][0] if test_entry.get("question") else []
+        query = next((m.get("content", "") for m in first_turn if m.get("role") == "user"), "")
+        tools = [t for t in (normalize_tool(f) for f in test_entry.get("function", [])) if t]
+        try:
+            planner = self.planner
+            if self._generate_lock is not None:
+                with self._generate_lock:
+                    result = planner.plan_with_details(query, tools)
+            else:
+                result = planner.plan_with_details(query, tools)
+        except Exception as exc:  # loading failed: every entry falls back, the run goes on
+            info = {
+                "plan": None,
+                "fallback": f"planner_error: {type(exc).__name__}: {exc}"[:300],
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "latency": 0.0,
+            }
+        else:
+            info = {
+                "plan": result.plan.to_text() if result.plan else None,
+                "fallback": result.error,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "latency": round(result.latency_s, 4),
+            }
+        with self._stats_lock:
+            self.outcomes["planned" if info["plan"] else (info["fallback"] or "none").split(":")[0]] += 1
+        return info
+
+    def inject(self, test_entry: dict[str, Any], plan_text: str) -> dict[str, Any]:
+        """A copy of the entry with the rendered plan in its first turn."""
+        entry = copy.deepcopy(test_entry)
+        text = self.template.render(plan=plan_text).strip()
+        first_turn = entry["question"][0]
+        if self.injection.position == "system":
+            if first_turn and first_turn[0].get("role") == "system":
+                first_turn[0]["content"] = text + "\n\n" + first_turn[0]["content"]
+            else:
+                first_turn.insert(0, {"role": "system", "content": text})
+        else:
+            user = next(m for m in first_turn if m.get("role") == "user")
+            user["content"] = text + "\n\n" + user["content"]
+        return entry
+
+
+_RUNTIMES: dict[str, PlannerRuntime] = {}
+_MAX_TOKENS: dict[str, int] = {}
+
+
+class _CappedCompletions:
+    """`client.completions` whose `create` never asks for more than `cap` new tokens."""
+
+    def __init__(self, completions: Any, cap: int) -> None:
+        self._completions = completions
+        self._cap = cap
+
+    def create(self, **kwargs: Any) -> Any:
+        kwargs["max_tokens"] = min(kwargs.get("max_tokens") or self._cap, self._cap)
+        return self._completions.create(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._completions, name)
+
+
+class _CappedClient:
+    def __init__(self, client: Any, cap: int) -> None:
+        self._client = client
+        self.completions = _CappedCompletions(client.completions, cap)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _cap_client(handler: Any) -> None:
+    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models)."""
+    cap = _MAX_TOKENS.get(handler.registry_name)
+    if cap is not None and hasattr(handler, "client"):
+        handler.client = _CappedClient(handler.client, cap)
+
+
+def planner_handler(base_cls: type) -> type:
+    """Subclass `base_cls` so every entry is planned first (see module docstring)."""
+
+    class PlannerAugmentedHandler(base_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _cap_client(self)
+
+        def inference(self, test_entry: dict, include_input_log: bool, exclude_state_log: bool):
+            runtime = _RUNTIMES.get(self.registry_name)
+            info = runtime.plan_for(test_entry) if runtime else {"plan": None, "fallback": "no_planner_registered"}
+            entry = runtime.inject(test_entry, info["plan"]) if runtime and info["plan"] else test_entry
+            result, metadata = super().inference(entry, include_input_log, exclude_state_log)
+            metadata["planner"] = info  # written into the result line next to bfcl-eval's own fields
+            return result, metadata
+
+        # bfcl-eval's handlers use `overrides.EnforceOverrides`; its @override decorator finds base
+        # classes by name in module globals, which a class made in a factory does not have.
+        inference.__override__ = True  # type: ignore[attr-defined]
+
+    PlannerAugmentedHandler.__name__ = f"PlannerAugmented{base_cls.__name__}"
+    PlannerAugmentedHandler.__qualname__ = PlannerAugmentedHandler.__name__
+    return PlannerAugmentedHandler
+
+
+def executor_handler(base_cls: type) -> type:
+    """The executor alone, through the same query path (only the max_tokens cap differs from stock)."""
+
+    class ExecutorHandler(base_cls):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _cap_client(self)
+
+    ExecutorHandler.__name__ = f"Capped{base_cls.__name__}"
+    return ExecutorHandler
+
+
+def _check_name(name: str) -> str:
+    if "_" in name:
+        raise ValueError(f"bfcl-eval registry names cannot contain '_' (it maps directory names back): {name!r}")
+    return name
+
+
+def register(
+    executor: str = DEFAULT_EXECUTOR, runtime: PlannerRuntime | None = None, max_tokens: int | None = None
+) -> tuple[str, str]:
+    """Register the planner-augmented entry (and, with a token cap, a capped executor entry).
+    Returns (baseline registry name, planner registry name)."""
+    from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
+
+    if executor not in MODEL_CONFIG_MAPPING:
+        raise ValueError(
+            f"unknown bfcl-eval model {executor!r}; valid names: {', '.join(sorted(MODEL_CONFIG_MAPPING))}"
+        )
+    base = MODEL_CONFIG_MAPPING[executor]
+    planned = _check_name(executor + SUFFIX)
+    baseline = _check_name(executor if max_tokens is None else f"{executor}-Max{max_tokens}")
+    entries = {planned: (planner_handler(base.model_handler), f"{base.display_name} + APO planner")}
+    if baseline != executor:
+        entries[baseline] = (executor_handler(base.model_handler), f"{base.display_name} (max {max_tokens} tokens)")
+    for name, (handler, display) in entries.items():
+        MODEL_CONFIG_MAPPING[name] = ModelConfig(
+            model_name=base.model_name,
+            display_name=display,
+            url=base.url,
+            org=base.org,
+            license=base.license,
+            model_handler=handler,
+            input_price=None,
+            output_price=None,
+            is_fc_model=base.is_fc_model,
+            underscore_to_dot=base.underscore_to_dot,
+        )
+        if max_tokens is not None:
+            _MAX_TOKENS[name] = max_tokens
+    if runtime is not None:
+        _RUNTIMES[planned] = runtime
+    return baseline, planned
+
+
+def _register_default() -> None:
+    """The import-time entry for the stock `bfcl` CLI: planner from APO_PLANNER_* variables."""
+    model = os.environ.get("APO_PLANNER_MODEL")
+    runtime = None
+    if model:
+        backend = "openai" if os.environ.get("APO_PLANNER_BASE_URL") else "transformers"
+        config = PlannerRunConfig(
+            model=model, backend=backend, base_url=os.environ.get("APO_PLANNER_BASE_URL", "http://localhost:8001/v1")
+        )
+        runtime = PlannerRuntime(config, InjectionConfig())
+    register(DEFAULT_EXECUTOR, runtime)
+
+
+if "BFCL_PROJECT_ROOT" in os.environ:  # importing bfcl-eval without it writes into site-packages
+    _register_default()
