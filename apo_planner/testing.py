@@ -3,7 +3,7 @@
 Real-path tests run against a real server (`transformers serve` with a tiny model). This stub is
 for what a real server will not do on demand: answer 500, hang past a timeout, return a chosen
 text, or answer after a fixed latency (to measure the client and its concurrency alone). It speaks just enough of
-`/v1/chat/completions` and `/v1/models` for the `openai` client.
+`/v1/chat/completions`, `/v1/completions` and `/v1/models` for the `openai` client.
 """
 
 from __future__ import annotations
@@ -64,9 +64,31 @@ class OpenAIStub:
                 }
             )
 
+        async def completions(request: web.Request) -> web.Response:
+            body = await request.json()
+            n = len(self.requests)
+            self.requests.append(body)
+            status, text, delay = self.replies(body, n)
+            if delay:
+                await asyncio.sleep(delay)
+            if status != 200:
+                error = {"error": {"message": f"stub error {status}", "type": "server_error"}}
+                return web.json_response(error, status=status)
+            return web.json_response(
+                {
+                    "id": f"stub-{n}",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }
+            )
+
         app = web.Application()
         app.router.add_get("/v1/models", models)
         app.router.add_post("/v1/chat/completions", chat)
+        app.router.add_post("/v1/completions", completions)
         self._loop = asyncio.new_event_loop()
         self._runner = web.AppRunner(app, access_log=None)
         ready = threading.Event()

@@ -9,18 +9,18 @@ from pathlib import Path
 
 
 def use_project_root(root: str | Path) -> Path:
-    """Point bfcl-eval at `root` (created); refuses to move it after bfcl-eval was imported elsewhere."""
+    """Point bfcl-eval at `root` unless it is already imported, and return the root in force.
+
+    Results and scores are always written to explicit folders, so a second evaluation in the same
+    process (another root wanted) still writes its own tree; only bfcl-eval's subset-id file and
+    locks stay in the first root.
+    """
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    if "bfcl_eval" in sys.modules:
+    if "bfcl_eval" in sys.modules or os.environ.get("BFCL_PROJECT_ROOT"):
         from bfcl_eval.constants.eval_config import PROJECT_ROOT
 
-        if Path(PROJECT_ROOT).resolve() != root:
-            raise RuntimeError(
-                f"bfcl-eval was already imported with BFCL_PROJECT_ROOT={PROJECT_ROOT}; run one evaluation "
-                f"output per process (wanted {root})"
-            )
-        return root
+        return Path(PROJECT_ROOT).resolve()
     os.environ["BFCL_PROJECT_ROOT"] = str(root)
     return root
 

@@ -143,7 +143,8 @@ def score(models: list[str], categories: list[str], root: Path, partial: bool) -
 def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     """Generate with both models (resuming what is already there), score, compare, export."""
     output = Path(config.output).resolve()
-    root = use_project_root(output / "bfcl")
+    project_root = use_project_root(output / "bfcl")
+    root = output / "bfcl"  # this evaluation's result/ and score/ trees
     categories = resolve_categories(config.categories)
     from evaluation.compare import compare, write_reports
     from evaluation.handler import PlannerRuntime, register
@@ -151,7 +152,7 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
     baseline, planned = register(config.executor.handler, runtime, config.executor.max_tokens)
     if config.limit is not None:
-        _limit_ids(root, categories, config.limit)
+        _limit_ids(project_root, categories, config.limit)
     with executor_server(config.executor, output) as (base_url, model_path):
         os.environ["REMOTE_OPENAI_BASE_URL"] = base_url
         if model_path:

@@ -22,10 +22,12 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _offline() -> None:
+def _offline(tmp_path_factory) -> None:
     # Tests build their own models and data; reaching a hub would be a bug.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    # bfcl-eval writes under its project root from the moment it is imported
+    os.environ.setdefault("BFCL_PROJECT_ROOT", str(tmp_path_factory.mktemp("bfcl-root")))
 
 
 def nemotron_row(messages, tools=(WEATHER_TOOL,), uuid="row-1", metadata=None):

@@ -1,0 +1,195 @@
+"""BFCL evaluation: correctness anchors of the scoring path, the planner-augmented handler through
+bfcl-eval's own generation (against a loopback executor and a real `transformers serve`), resume,
+and the errors a user meets first."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from apo_planner.plan import Plan, PlanStep
+from apo_planner.planner import PlanResult
+from apo_planner.recipe import load_recipe
+from apo_planner.testing import OpenAIStub
+from apo_planner.tiny import make_tiny_model
+from evaluation.compare import registry_dir
+from evaluation.handler import PlannerRuntime, register
+from evaluation.run import evaluate, score
+
+CATEGORIES = ["simple_java", "multiple", "parallel_multiple"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_calls(tmp_path):
+    from bfcl_eval.utils import is_java, load_dataset_entry, load_ground_truth_entry
+
+    from evaluation.compare import compare
+    from evaluation.ground_truth import ground_truth_output
+
+    baseline, planned = register()
+    for name in (baseline, planned):
+        for category in CATEGORIES:
+            prompts = load_dataset_entry(category, include_prereq=False, include_language_specific_hint=False)
+            answers = {g["id"]: g["ground_truth"] for g in load_ground_truth_entry(category)}
+            folder = tmp_path / "result" / registry_dir(name) / "non_live"
+            folder.mkdir(parents=True, exist_ok=True)
+            lines = [
+                json.dumps(
+                    {"id": e["id"], "result": ground_truth_output(answers[e["id"]], e["function"], is_java(category))}
+                )
+                for e in prompts
+            ]
+            (folder / f"BFCL_v4_{category}_result.json").write_text("\n".join(lines) + "\n")
+    score([baseline, planned], CATEGORIES, tmp_path, partial=False)
+    rows = {r["category"]: r for r in compare(tmp_path, baseline, planned, CATEGORIES)["categories"]}
+    assert [rows[c]["baseline"]["entries"] for c in CATEGORIES] == [100, 200, 200]
+    assert rows["multiple"]["baseline"]["accuracy"] == rows["parallel_multiple"]["baseline"]["accuracy"] == 100.0
+    # bfcl-eval 2026.3.23's Java checker cannot accept any answer for three entries: `any`-typed
+    # ArrayList items are compared as strings against int/bool ground truth (36, 65), and entry 64's
+    # ground truth holds a bare string where the checker expects a list of options.
+    assert rows["simple_java"]["baseline"]["accuracy"] == 97.0
+    failed = [
+        json.loads(line)["id"]
+        for line in (tmp_path / "score" / registry_dir(baseline) / "non_live" / "BFCL_v4_simple_java_score.json")
+        .read_text()
+        .splitlines()[1:]
+    ]
+    assert failed == ["simple_java_36", "simple_java_64", "simple_java_65"]
+    assert [rows[c]["baseline"]["avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035]
+    assert [rows[c]["ground_truth_avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035]
+
+
+class FixedPlanner:
+    """A planner that always proposes calling the entry's first tool (or always fails)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def plan_with_details(self, query, tools):
+        if self.fail:
+            return PlanResult(None, "", "planner_error: TimeoutError: planner timed out", 0, 0, 0.01)
+        plan = Plan(steps=[PlanStep(tool=tools[0]["function"]["name"], arguments={}, rationale="first tool")])
+        return PlanResult(plan, plan.to_text(), None, 10, 5, 0.01)
+
+
+def _deterministic(request, n):
+    """An executor whose answer is a function of its prompt: same prompt, same output."""
+    return 200, f'<tool_call>\n{{"name": "f{len(request["prompt"]) % 97}", "arguments": {{}}}}\n</tool_call>', 0.0
+
+
+def _eval_config(tmp_path, stub, tiny, **extra):
+    sets = {
+        "eval.output": tmp_path / "eval",
+        "eval.limit": 2,
+        "eval.categories": "[multiple,parallel_multiple]",
+        "eval.executor.backend": "vllm",
+        "eval.executor.base_url": stub.base_url,
+        "eval.executor.model_path": tiny,
+        "eval.executor.tiny_model": False,
+        "eval.executor.max_tokens": 32,
+        "eval.executor.num_threads": 2,
+        **extra,
+    }
+    return load_recipe(None, [f"{k}={v}" for k, v in sets.items()]).eval
+
+
+def _runtime(config, fail=False):
+    return PlannerRuntime(config.planner, config.injection, planner=FixedPlanner(fail))
+
+
+def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(tmp_path, tiny):
+    with OpenAIStub(_deterministic) as stub:
+        config = _eval_config(tmp_path, stub, tiny)
+        result = evaluate(config, _runtime(config))
+    planned_prompts = [r["prompt"] for r in stub.requests if "A planner has drafted" in r["prompt"]]
+    assert len(planned_prompts) == 4 and len(stub.requests) == 8
+    assert all("1. " in p and "why: first tool" in p for p in planned_prompts)
+    rows = result.comparison["categories"]
+    assert all(r["planner"]["planner"]["planned"] == 2 for r in rows)
+    for name in (
+        "comparison.json",
+        "comparison.md",
+        "comparison.png",
+        "bfcl_submission/README.md",
+        "bfcl_submission/apo_planner_handler.py",
+        "bfcl/score/data_overall.csv",
+    ):
+        assert (result.output / name).is_file(), name
+    assert "| multiple | 2 |" in (result.output / "comparison.md").read_text()
+
+
+def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(tmp_path, tiny):
+    with OpenAIStub(_deterministic) as stub:
+        config = _eval_config(tmp_path, stub, tiny)
+        result = evaluate(config, _runtime(config, fail=True))
+    root = result.output / "bfcl" / "result"
+    for category in ("multiple", "parallel_multiple"):
+
+        def outputs(name, category=category):
+            path = next((root / registry_dir(name)).glob(f"**/BFCL_v4_{category}_result.json"))
+            return {r["id"]: r["result"] for r in map(json.loads, path.read_text().splitlines())}
+
+        assert outputs(result.baseline) == outputs(result.planned)
+    fallbacks = [r["planner"]["planner"]["fallbacks"] for r in result.comparison["categories"]]
+    assert fallbacks == [{"planner_error": 2}, {"planner_error": 2}]
+    assert result.comparison["planner_outcomes"] == {"planner_error": 4}
+
+
+def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_path, tiny):
+    with OpenAIStub(_deterministic) as stub:
+        config = _eval_config(tmp_path, stub, tiny)
+        result = evaluate(config, _runtime(config))
+        path = next((result.output / "bfcl" / "result" / registry_dir(result.planned)).glob("**/*multiple_result.json"))
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:1]) + "\n")  # as if killed after the first entry
+        before = len(stub.requests)
+        evaluate(config, _runtime(config))
+    assert len(stub.requests) - before == 1
+
+
+def test_unknown_categories_and_models_list_the_valid_ones(tmp_path, tiny):
+    with OpenAIStub(_deterministic) as stub:
+        with pytest.raises(ValueError, match=r"Valid categories and groups: .*simple_java"):
+            evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.categories": "[simple]"}))
+        with pytest.raises(ValueError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
+            evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.executor.handler": "nobody/x"}))
+
+
+def test_a_missing_executor_server_says_how_to_start_one(tmp_path, tiny):
+    config = load_recipe(
+        None,
+        [
+            f"eval.output={tmp_path}",
+            "eval.executor.backend=vllm",
+            "eval.executor.base_url=http://127.0.0.1:9/v1",
+            "eval.limit=2",
+        ],
+    ).eval
+    with pytest.raises(RuntimeError, match="make serve-executor"):
+        evaluate(config, _runtime(config))
+
+
+def test_the_whole_evaluation_runs_on_cpu_with_tiny_models_behind_transformers_serve(tmp_path, tiny):
+    config = load_recipe(
+        None,
+        [
+            f"eval.output={tmp_path / 'eval'}",
+            "eval.limit=2",
+            "eval.categories=[multiple]",
+            f"eval.executor.model_path={tiny}",
+            f"eval.planner.model={tiny}",
+            "eval.executor.max_tokens=16",
+            "eval.planner.max_new_tokens=16",
+        ],
+    ).eval
+    result = evaluate(config)
+    row = result.comparison["categories"][0]
+    assert row["baseline"]["entries"] == row["planner"]["entries"] == 2
+    assert row["baseline"]["accuracy"] is not None and row["planner"]["accuracy"] is not None
+    planner = row["planner"]["planner"]
+    assert planner["planned"] + sum(planner["fallbacks"].values()) == 2 and planner["tokens"] > 0
+    assert Path(result.output / "executor_server.log").is_file()
