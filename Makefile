@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test release build train bench lint format vllm-env serve-synth clean
+.PHONY: setup test release build train bench lint format vllm-env serve-synth serve-executor serve-planner clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,18 @@ TP ?= 1
 serve-synth:
 	$(VLLM_VENV)/bin/vllm serve $(SYNTH_MODEL) --port $(SYNTH_PORT) --tensor-parallel-size $(TP) \
 		--max-model-len 16384 --gpu-memory-utilization 0.9
+
+# The executor and the planner for `apo-planner eval --recipe recipes/paper.yaml`.
+EXECUTOR_MODEL ?= Qwen/Qwen3-30B-A3B-Instruct-2507
+EXECUTOR_PORT ?= 8000
+PLANNER_MODEL ?= runs/paper/train/merged
+PLANNER_PORT ?= 8001
+serve-executor:
+	$(VLLM_VENV)/bin/vllm serve $(EXECUTOR_MODEL) --port $(EXECUTOR_PORT) --tensor-parallel-size $(TP) \
+		--max-model-len 32768 --gpu-memory-utilization 0.85
+serve-planner:
+	$(VLLM_VENV)/bin/vllm serve $(PLANNER_MODEL) --port $(PLANNER_PORT) --max-model-len 8192 \
+		--gpu-memory-utilization 0.3
 
 clean:
 	rm -rf runs release .pytest_cache .ruff_cache

@@ -135,15 +135,24 @@ def cmd_release(args: argparse.Namespace) -> int:
     from training.merge import merge
 
     recipe = _recipe(args, [])
+    from evaluation.bfcl_setup import use_project_root
+
+    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    from evaluation.report import print_comparison
+    from evaluation.run import evaluate
+
     result = build(recipe.build)
     print_build_stats(result.stats, result.output)
     train_config = recipe.train.model_copy(update={"dataset": str(result.output)})  # train on what was built
     trained = train(train_config, recipe.sha256())
     merged = merge(train_config)
     print(f"trained {trained.metrics['steps']} steps -> {trained.output / 'adapter'}; merged -> {merged}")
+    planner = recipe.eval.planner.model_copy(update={"model": str(merged)})  # evaluate what was merged
+    evaluated = evaluate(recipe.eval.model_copy(update={"planner": planner}))
+    print_comparison(evaluated.comparison, evaluated.output)
     print(
-        "release: ran stages build, train, merge. Stages eval, cards and stage/push are not "
-        "implemented in apo-planner " + __version__ + "; nothing was evaluated on BFCL or published."
+        "release: ran stages build, train, merge, eval. Stages cards and stage/push are not "
+        "implemented in apo-planner " + __version__ + "; nothing was published."
     )
     return 0
 

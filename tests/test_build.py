@@ -197,10 +197,18 @@ def test_release_runs_the_stages_that_exist_and_names_the_rest(tmp_path, capsys)
         "train.max_steps=2",
         "train.preference_eval_limit=2",
         "train.logging_steps=1",
+        f"eval.output={tmp_path / 'eval'}",
+        "eval.limit=2",
+        "eval.categories=[multiple]",
+        f"eval.executor.model_path={tmp_path / 'tiny-exec'}",
+        "eval.executor.max_tokens=8",
+        "eval.planner.max_new_tokens=8",
     ]
     assert main(["release", *[a for s in sets for a in ("--set", s)]]) == 0
     out = capsys.readouterr().out
-    assert "ran stages build, train, merge" in out and "nothing was evaluated on BFCL or published" in out
+    assert "ran stages build, train, merge, eval" in out and "nothing was published" in out
+    comparison = json.loads((tmp_path / "eval" / "comparison.json").read_text())
+    assert [r["category"] for r in comparison["categories"]] == ["multiple"]
     assert datasets.load_dataset(str(tmp_path / "ds"))["train"].num_rows > 0
     assert (tmp_path / "train" / "merged" / "model.safetensors").is_file()
     provenance = json.loads((tmp_path / "train" / "training_provenance.json").read_text())
