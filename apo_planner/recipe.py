@@ -15,6 +15,7 @@ import yaml
 
 from apo_planner.config import RecipeError, StrictConfig
 from builders.config import BuildConfig
+from cards.config import ReleaseConfig
 from evaluation.config import EvalConfig
 from training.config import TrainConfig
 
@@ -27,6 +28,7 @@ class Recipe(StrictConfig):
     build: BuildConfig
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    release: ReleaseConfig = ReleaseConfig()
 
     def sha256(self) -> str:
         """Hash of the resolved recipe (after overrides): what a run was configured with."""

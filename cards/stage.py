@@ -1,0 +1,100 @@
+"""Staging: each Hub repo written locally exactly as it will be pushed, card included.
+
+`release/<dataset-repo>/` loads with `load_dataset`, `release/<model-repo>/` with
+`AutoModelForCausalLM.from_pretrained`, `release/<adapter-repo>/` with `PeftModel`; `push`
+uploads those folders and tags them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cards.config import ReleaseConfig
+from cards.render import dataset_card, model_card
+
+
+@dataclass
+class StagedRelease:
+    dataset: Path
+    adapter: Path
+    model: Path
+
+
+def _fresh(folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _previous_history(folder: Path) -> list[dict]:
+    path = folder / "version_history.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: Path, base_model: str) -> StagedRelease:
+    root = Path(config.output)
+    dataset_out = root / config.dataset_repo
+    history = _previous_history(dataset_out)
+    card = dataset_card(dataset_dir, config.dataset_repo, history)
+    dataset_out = _fresh(dataset_out)
+    shutil.copytree(dataset_dir / "data", dataset_out / "data")
+    shutil.copy(dataset_dir / "stats.json", dataset_out / "stats.json")
+    card.save(dataset_out / "README.md")
+    stats = json.loads((dataset_dir / "stats.json").read_text())
+    entry = {"version": stats["dataset_version"], "pairs": stats["pairs"], "fingerprint": stats["fingerprint"]}
+    (dataset_out / "version_history.json").write_text(
+        json.dumps([h for h in history if h["version"] != entry["version"]] + [entry], indent=2) + "\n"
+    )
+
+    comparison = eval_dir / "comparison.json"
+    common = {
+        "base_model": base_model,
+        "dataset_repo": config.dataset_repo,
+        "model_repo": config.model_repo,
+        "adapter_repo": config.adapter_repo,
+        "license_id": config.model_license,
+    }
+    adapter_out = _fresh(root / config.adapter_repo)
+    for f in (train_dir / "adapter").iterdir():
+        if f.is_file():
+            shutil.copy(f, adapter_out / f.name)
+    model_card(train_dir, comparison, config.adapter_repo, adapter=True, **common).save(adapter_out / "README.md")
+
+    model_out = _fresh(root / config.model_repo)
+    for f in (train_dir / "merged").iterdir():
+        if f.is_file():
+            shutil.copy(f, model_out / f.name)
+    shutil.copy(comparison, model_out / "bfcl_comparison.json")
+    model_card(train_dir, comparison, config.model_repo, adapter=False, **common).save(model_out / "README.md")
+    return StagedRelease(dataset=dataset_out, adapter=adapter_out, model=model_out)
+
+
+def push(config: ReleaseConfig, staged: StagedRelease, version: str) -> dict[str, str]:
+    """Create, upload and tag the three repos (token from HF_TOKEN or the stored login)."""
+    from cards.hub import push_folder
+
+    return {
+        "dataset": push_folder(
+            staged.dataset,
+            config.dataset_repo,
+            repo_type="dataset",
+            version=version,
+            patterns=["*"],
+            private=config.private,
+        ),
+        "adapter": push_folder(
+            staged.adapter,
+            config.adapter_repo,
+            repo_type="model",
+            version=version,
+            patterns=["*"],
+            private=config.private,
+        ),
+        "model": push_folder(
+            staged.model, config.model_repo, repo_type="model", version=version, patterns=["*"], private=config.private
+        ),
+    }
