@@ -28,8 +28,9 @@ test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+PUSH ?=
 release: setup
-	$(BIN)/apo-planner release --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+	$(BIN)/apo-planner release --recipe $(RECIPE) $(foreach s,$(SET),--set $(s)) $(if $(PUSH),--push)
 
 build: setup
 	$(BIN)/apo-planner build --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))

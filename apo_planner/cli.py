@@ -128,32 +128,45 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    """Runs every stage that exists in this version, and says which ones do not yet."""
-    from builders.build import build
-    from builders.report import print_build_stats
-    from training.apo import train
-    from training.merge import merge
-
+    """build -> train -> merge -> eval -> cards/stage -> push (with --push); unchanged stages skip."""
     recipe = _recipe(args, [])
     from evaluation.bfcl_setup import use_project_root
 
     use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
-    from evaluation.report import print_comparison
-    from evaluation.run import evaluate
+    from rich.console import Console
+    from rich.table import Table
 
-    result = build(recipe.build)
-    print_build_stats(result.stats, result.output)
-    train_config = recipe.train.model_copy(update={"dataset": str(result.output)})  # train on what was built
-    trained = train(train_config, recipe.sha256())
-    merged = merge(train_config)
-    print(f"trained {trained.metrics['steps']} steps -> {trained.output / 'adapter'}; merged -> {merged}")
-    planner = recipe.eval.planner.model_copy(update={"model": str(merged)})  # evaluate what was merged
-    evaluated = evaluate(recipe.eval.model_copy(update={"planner": planner}))
-    print_comparison(evaluated.comparison, evaluated.output)
-    print(
-        "release: ran stages build, train, merge, eval. Stages cards and stage/push are not "
-        "implemented in apo-planner " + __version__ + "; nothing was published."
+    from apo_planner.release import run_release
+
+    summary = run_release(recipe, push=args.push)
+    table = Table(
+        title=f"release ({recipe.name}): ran {', '.join(summary.ran) or 'nothing'}"
+        + (f"; skipped {', '.join(summary.skipped)}" if summary.skipped else "")
     )
+    table.add_column("artifact")
+    table.add_column("where")
+    for name, where in summary.artifacts.items():
+        table.add_row(name, where)
+    Console().print(table)
+    if not args.push:
+        print("release: staged only (nothing pushed); `make release PUSH=1` uploads with HF_TOKEN")
+    return 0
+
+
+def cmd_cards(args: argparse.Namespace) -> int:
+    from apo_planner.release import _base_model_id
+    from cards.stage import stage
+
+    recipe = _recipe(args, [])
+    staged = stage(
+        recipe.release,
+        Path(recipe.build.output),
+        Path(recipe.train.output),
+        Path(recipe.eval.output),
+        _base_model_id(recipe.train.base_model),
+    )
+    for folder in (staged.dataset, staged.adapter, staged.model):
+        print(f"staged {folder} (card: {folder / 'README.md'})")
     return 0
 
 
@@ -219,9 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tiny_model)
 
-    p = sub.add_parser("release", help="run every available stage of the release (currently: build)")
+    p = sub.add_parser("release", help="build -> train -> merge -> eval -> cards/stage (-> push)")
     _add_recipe_args(p)
+    p.add_argument("--push", action="store_true", help="upload the staged repos and tag them (HF_TOKEN)")
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("cards", help="render the three cards from the run's artifacts and stage the repos")
+    _add_recipe_args(p)
+    p.set_defaults(func=cmd_cards)
 
     p = sub.add_parser("recipe", help="print the resolved recipe (after overrides) as JSON")
     _add_recipe_args(p)

@@ -187,7 +187,10 @@ def test_unknown_recipe_keys_list_the_valid_ones():
         load_recipe(None, ["build.test_fraction=2"])
 
 
-def test_release_runs_the_stages_that_exist_and_names_the_rest(tmp_path, capsys):
+def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work(tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
     sets = [
         f"build.output={tmp_path / 'ds'}",
         "build.synthesizer=rule",
@@ -203,15 +206,25 @@ def test_release_runs_the_stages_that_exist_and_names_the_rest(tmp_path, capsys)
         f"eval.executor.model_path={tmp_path / 'tiny-exec'}",
         "eval.executor.max_tokens=8",
         "eval.planner.max_new_tokens=8",
+        f"release.output={tmp_path / 'release'}",
     ]
-    assert main(["release", *[a for s in sets for a in ("--set", s)]]) == 0
+    argv = ["release", *[a for s in sets for a in ("--set", s)]]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "ran stages build, train, merge, eval" in out and "nothing was published" in out
-    comparison = json.loads((tmp_path / "eval" / "comparison.json").read_text())
-    assert [r["category"] for r in comparison["categories"]] == ["multiple"]
-    assert datasets.load_dataset(str(tmp_path / "ds"))["train"].num_rows > 0
-    assert (tmp_path / "train" / "merged" / "model.safetensors").is_file()
+    assert "ran build, train, merge, eval, cards" in out and "nothing pushed" in out
+    staged = tmp_path / "release" / "apo-planner"
+    ds = datasets.load_dataset(str(staged / "apo-planner-plans-smoke"))
+    assert ds["train"].num_rows > 0
+    model = AutoModelForCausalLM.from_pretrained(staged / "apo-planner-smoke")
+    PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tmp_path / "tiny"), str(staged / "apo-planner-smoke-lora")
+    )
+    assert model.config.hidden_size == 64
     provenance = json.loads((tmp_path / "train" / "training_provenance.json").read_text())
     assert (
         provenance["dataset"]["fingerprint"] == json.loads((tmp_path / "ds" / "stats.json").read_text())["fingerprint"]
     )
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ran nothing; skipped build, train, merge, eval, cards" in out

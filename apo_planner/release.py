@@ -1,0 +1,166 @@
+"""`apo-planner release`: build -> train -> merge -> eval -> cards/stage -> (push).
+
+Each stage is keyed by the fingerprint of its inputs (its recipe section and the artifacts it
+reads). A stage whose key matches the last successful run and whose outputs exist is skipped, so
+a re-run after a finished release does no work twice and a failed one resumes where it stopped
+(a push counts as done only after all three repos are uploaded and tagged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apo_planner.recipe import Recipe
+
+
+def _sha(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _files_sha(folder: Path, names: tuple[str, ...] | None = None) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if names is None or path.name in names:
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class ReleaseState:
+    path: Path
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> ReleaseState:
+        return cls(path, json.loads(path.read_text()) if path.is_file() else {})
+
+    def fresh(self, stage: str, key: str, outputs: list[Path]) -> bool:
+        return self.keys.get(stage) == key and all(p.exists() for p in outputs)
+
+    def done(self, stage: str, key: str) -> None:
+        self.keys[stage] = key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.keys, indent=2) + "\n")
+
+
+@dataclass
+class ReleaseSummary:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] = print) -> ReleaseSummary:
+    from builders.sources import _content_hash, _local_files
+
+    state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")
+    summary = ReleaseSummary()
+
+    def stage(name: str, key: str, outputs: list[Path], run: Callable[[], None]) -> None:
+        if state.fresh(name, key, outputs):
+            summary.skipped.append(name)
+            log(f"release: {name} is up to date (inputs unchanged), skipped")
+            return
+        run()
+        state.done(name, key)
+        summary.ran.append(name)
+
+    b = recipe.build
+    dataset_dir = Path(b.output)
+    local = _local_files(b.source)
+    build_key = _sha(b.model_dump(mode="json"), _content_hash(local) if local else b.revision)
+
+    def do_build() -> None:
+        from builders.build import build
+        from builders.report import print_build_stats
+
+        result = build(b)
+        print_build_stats(result.stats, result.output)
+
+    stage("build", build_key, [dataset_dir / "stats.json"], do_build)
+    dataset_fp = json.loads((dataset_dir / "stats.json").read_text())["fingerprint"]
+
+    train_config = recipe.train.model_copy(update={"dataset": str(dataset_dir)})  # train on what was built
+    train_dir = Path(train_config.output)
+    train_key = _sha(train_config.model_dump(mode="json"), dataset_fp)
+
+    def do_train() -> None:
+        from training.apo import train
+
+        result = train(train_config, recipe.sha256())
+        log(f"trained {result.metrics['steps']} steps -> {result.output / 'adapter'}")
+
+    stage("train", train_key, [train_dir / "adapter" / "adapter_config.json", train_dir / "metrics.json"], do_train)
+
+    merged_dir = train_dir / "merged"
+    merge_key = _sha(train_key, _files_sha(train_dir / "adapter"))
+
+    def do_merge() -> None:
+        from training.merge import merge
+
+        log(f"merged -> {merge(train_config)}")
+
+    stage("merge", merge_key, [merged_dir / "config.json"], do_merge)
+
+    planner = recipe.eval.planner.model_copy(update={"model": str(merged_dir)})  # evaluate what was merged
+    eval_config = recipe.eval.model_copy(update={"planner": planner})
+    eval_dir = Path(eval_config.output)
+    eval_key = _sha(eval_config.model_dump(mode="json"), _files_sha(merged_dir, ("model.safetensors",)))
+
+    def do_eval() -> None:
+        from evaluation.report import print_comparison
+        from evaluation.run import evaluate
+
+        result = evaluate(eval_config)
+        print_comparison(result.comparison, result.output)
+
+    stage("eval", eval_key, [eval_dir / "comparison.json"], do_eval)
+
+    rc = recipe.release
+    staged_dirs = [Path(rc.output) / r for r in (rc.dataset_repo, rc.adapter_repo, rc.model_repo)]
+    cards_key = _sha(
+        rc.model_dump(mode="json"),
+        dataset_fp,
+        merge_key,
+        _files_sha(eval_dir, ("comparison.json",)),
+        _files_sha(train_dir, ("metrics.json",)),
+    )
+
+    def do_cards() -> None:
+        from cards.stage import stage as stage_repos
+
+        stage_repos(rc, dataset_dir, train_dir, eval_dir, _base_model_id(train_config.base_model))
+
+    stage("cards", cards_key, [d / "README.md" for d in staged_dirs], do_cards)
+    summary.artifacts = {
+        "dataset": str(dataset_dir),
+        "adapter": str(train_dir / "adapter"),
+        "merged model": str(merged_dir),
+        "BFCL comparison": str(eval_dir / "comparison.md"),
+        **{
+            f"staged {kind}": str(d)
+            for kind, d in zip(("dataset repo", "adapter repo", "model repo"), staged_dirs, strict=True)
+        },
+    }
+    if push:
+
+        def do_push() -> None:
+            from cards.stage import StagedRelease
+            from cards.stage import push as push_repos
+
+            urls = push_repos(rc, StagedRelease(*staged_dirs), recipe.build.version)
+            summary.artifacts.update({f"pushed {k}": v for k, v in urls.items()})
+
+        stage("push", _sha(cards_key, recipe.build.version), [], do_push)
+    return summary
+
+
+def _base_model_id(base_model: str) -> str:
+    """Hub id of the base for card metadata; a local base (smoke) is named by its folder."""
+    return Path(base_model).name if Path(base_model).is_dir() else base_model
