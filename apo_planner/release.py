@@ -57,7 +57,7 @@ class ReleaseSummary:
 
 
 def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] = print) -> ReleaseSummary:
-    from builders.sources import _content_hash, _local_files
+    from builders.sources import content_hash, local_files
 
     state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")
     summary = ReleaseSummary()
@@ -73,8 +73,8 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
 
     b = recipe.build
     dataset_dir = Path(b.output)
-    local = _local_files(b.source)
-    build_key = _sha(b.model_dump(mode="json"), _content_hash(local) if local else b.revision)
+    local = local_files(b.source)
+    build_key = _sha(b.model_dump(mode="json"), content_hash(local) if local else b.revision)
 
     def do_build() -> None:
         from builders.build import build

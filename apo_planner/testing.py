@@ -41,49 +41,32 @@ class OpenAIStub:
         async def models(request: web.Request) -> web.Response:
             return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
 
-        async def chat(request: web.Request) -> web.Response:
-            body = await request.json()
-            n = len(self.requests)
-            self.requests.append(body)
-            status, text, delay = self.replies(body, n)
-            if delay:
-                await asyncio.sleep(delay)
-            if status != 200:
-                error = {"error": {"message": f"stub error {status}", "type": "server_error"}}
-                return web.json_response(error, status=status)
-            return web.json_response(
-                {
-                    "id": f"stub-{n}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": self.model,
-                    "choices": [
-                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }
-            )
+        def endpoint(kind: str, choice: Callable[[str | None], dict[str, Any]]):
+            async def handle(request: web.Request) -> web.Response:
+                body = await request.json()
+                n = len(self.requests)
+                self.requests.append(body)
+                status, text, delay = self.replies(body, n)
+                if delay:
+                    await asyncio.sleep(delay)
+                if status != 200:
+                    error = {"error": {"message": f"stub error {status}", "type": "server_error"}}
+                    return web.json_response(error, status=status)
+                return web.json_response(
+                    {
+                        "id": f"stub-{n}",
+                        "object": kind,
+                        "created": 0,
+                        "model": self.model,
+                        "choices": [{"index": 0, "finish_reason": "stop", **choice(text)}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                )
 
-        async def completions(request: web.Request) -> web.Response:
-            body = await request.json()
-            n = len(self.requests)
-            self.requests.append(body)
-            status, text, delay = self.replies(body, n)
-            if delay:
-                await asyncio.sleep(delay)
-            if status != 200:
-                error = {"error": {"message": f"stub error {status}", "type": "server_error"}}
-                return web.json_response(error, status=status)
-            return web.json_response(
-                {
-                    "id": f"stub-{n}",
-                    "object": "text_completion",
-                    "created": 0,
-                    "model": self.model,
-                    "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }
-            )
+            return handle
+
+        chat = endpoint("chat.completion", lambda text: {"message": {"role": "assistant", "content": text}})
+        completions = endpoint("text_completion", lambda text: {"text": text, "logprobs": None})
 
         app = web.Application()
         app.router.add_get("/v1/models", models)

@@ -10,8 +10,6 @@ Then the same run again: every answer comes from the cache, so model calls must 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,7 @@ import time
 from pathlib import Path
 
 from apo_planner.recipe import load_recipe
+from apo_planner.serving import transformers_server
 from benchmarks.corpus import write_jsonl
 from builders.build import abstract_source
 from builders.sources import open_source
@@ -73,28 +72,6 @@ def _report(label: str, elapsed: float, stats: dict) -> float:
     return rate
 
 
-def _serve(model: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (tmp / "hf" / "hub").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "1"}
-    cli = Path(sys.executable).with_name("transformers")
-    proc = subprocess.Popen(
-        [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(240):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    return proc, f"http://127.0.0.1:{port}/v1"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=600)
@@ -135,8 +112,7 @@ def main() -> None:
 
         model = make_tiny_model(tmp / "tiny")
         real = abstracted.select(range(min(args.real_records, len(abstracted))))
-        proc, base_url = _serve(model, tmp)
-        try:
+        with transformers_server(model, tmp / "server") as base_url:
             real_one = _report(
                 "transformers serve (tiny, CPU), concurrency 1",
                 *_run(real, tmp, "real", base_url, str(model), 1, max_tokens=32, max_attempts=1),
@@ -145,9 +121,6 @@ def main() -> None:
                 "transformers serve (tiny, CPU), concurrency 4",
                 *_run(real, tmp, "real", base_url, str(model), 4, max_tokens=32, max_attempts=1),
             )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
 
     print(f"client ceiling, concurrency {n} vs 1: {many / one:.2f}x ({many:.0f} req/s)")
     print(f"latency-bound server, concurrency {n} vs 1: {lat_many / lat_one:.2f}x (ideal {n}x)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from datasets import Dataset, DatasetDict, Features, List, Value
+from datasets import DatasetDict, Features, List, Value
 
 from apo_planner import __version__
 from apo_planner.plan import Plan
@@ -114,14 +114,6 @@ def fingerprint(dataset: DatasetDict) -> str:
         for row in dataset[split].sort("id"):
             digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()
-
-
-def to_dataset_dict(rows: list[dict[str, Any]], test_fraction: float) -> DatasetDict:
-    rows = sorted(rows, key=lambda r: r["id"])
-    by_split: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
-    for row in rows:
-        by_split[split_of(row["id"], test_fraction)].append(row)
-    return DatasetDict({s: Dataset.from_list(r, features=FEATURES) for s, r in by_split.items()})
 
 
 def write_hub_layout(dataset: DatasetDict, output: Path) -> list[str]:

@@ -39,7 +39,7 @@ class Source:
         return "local" if self.name.startswith("local:") else self.name
 
 
-def _local_files(source: str) -> list[Path]:
+def local_files(source: str) -> list[Path]:
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in _JSON_SUFFIXES + _PARQUET_SUFFIXES)
@@ -51,10 +51,10 @@ def _local_files(source: str) -> list[Path]:
 
 
 def is_local(source: str) -> bool:
-    return bool(_local_files(source))
+    return bool(local_files(source))
 
 
-def _content_hash(files: list[Path]) -> str:
+def content_hash(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for f in files:
         with f.open("rb") as fh:
@@ -106,7 +106,7 @@ def open_source(
     limit: int | None = None,
     work_dir: Path | None = None,
 ) -> Source:
-    files = _local_files(source)
+    files = local_files(source)
     if files:
         return _open_local(files, fmt, limit, work_dir or Path(".cache"))
     if Path(source).suffix in _JSON_SUFFIXES + _PARQUET_SUFFIXES or source.startswith((".", "/")):
@@ -120,7 +120,7 @@ def _open_local(files: list[Path], fmt: str, limit: int | None, work_dir: Path) 
     if parquet and json_files:
         raise ValueError("a source mixes parquet and JSON files; point --source at one kind")
     name = "local:" + ",".join(f.name for f in files[:5]) + (f",+{len(files) - 5}" if len(files) > 5 else "")
-    revision = _content_hash(files)
+    revision = content_hash(files)
     if parquet:
         ds = datasets.load_dataset("parquet", data_files=[str(f) for f in parquet], split="train")
         columns = set(ds.column_names)

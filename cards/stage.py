@@ -77,24 +77,12 @@ def push(config: ReleaseConfig, staged: StagedRelease, version: str) -> dict[str
     """Create, upload and tag the three repos (token from HF_TOKEN or the stored login)."""
     from cards.hub import push_folder
 
+    repos = {
+        "dataset": (staged.dataset, config.dataset_repo, "dataset"),
+        "adapter": (staged.adapter, config.adapter_repo, "model"),
+        "model": (staged.model, config.model_repo, "model"),
+    }
     return {
-        "dataset": push_folder(
-            staged.dataset,
-            config.dataset_repo,
-            repo_type="dataset",
-            version=version,
-            patterns=["*"],
-            private=config.private,
-        ),
-        "adapter": push_folder(
-            staged.adapter,
-            config.adapter_repo,
-            repo_type="model",
-            version=version,
-            patterns=["*"],
-            private=config.private,
-        ),
-        "model": push_folder(
-            staged.model, config.model_repo, repo_type="model", version=version, patterns=["*"], private=config.private
-        ),
+        kind: push_folder(folder, repo, repo_type=repo_type, version=version, patterns=["*"], private=config.private)
+        for kind, (folder, repo, repo_type) in repos.items()
     }

@@ -12,10 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,7 @@ from typing import Any
 
 import requests
 
+from apo_planner.serving import transformers_server
 from evaluation.bfcl_setup import resolve_categories, use_project_root
 from evaluation.config import EvalConfig, ExecutorConfig
 
@@ -34,26 +31,6 @@ class EvalResult:
     comparison: dict[str, Any]
     baseline: str
     planned: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, seconds: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the executor server exited with code {proc.returncode}")
-        time.sleep(0.5)
-    raise RuntimeError(f"no answer from {url} after {seconds:.0f} s")
 
 
 @contextlib.contextmanager
@@ -76,28 +53,8 @@ def executor_server(config: ExecutorConfig, log_dir: Path) -> Iterator[tuple[str
     model = str(Path(config.model_path).resolve())
     if config.tiny_model:
         ensure_tiny_model(model)
-    port = _free_port()
-    hf_home = log_dir / "hf_home"
-    (hf_home / "hub").mkdir(parents=True, exist_ok=True)  # `transformers serve` lists models from here
-    cli = Path(sys.executable).with_name("transformers")
-    log = (log_dir / "executor_server.log").open("w")
-    proc = subprocess.Popen(
-        [str(cli), "serve", model, "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        base_url = f"http://127.0.0.1:{port}/v1"
-        _wait_for(base_url + "/models", 180, proc)
+    with transformers_server(model, log_dir / "executor_server") as base_url:
         yield base_url, model
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _limit_ids(root: Path, categories: list[str], limit: int) -> None:

@@ -192,4 +192,4 @@ def test_the_whole_evaluation_runs_on_cpu_with_tiny_models_behind_transformers_s
     assert row["baseline"]["accuracy"] is not None and row["planner"]["accuracy"] is not None
     planner = row["planner"]["planner"]
     assert planner["planned"] + sum(planner["fallbacks"].values()) == 2 and planner["tokens"] > 0
-    assert Path(result.output / "executor_server.log").is_file()
+    assert Path(result.output / "executor_server" / "server.log").is_file()

@@ -3,18 +3,13 @@ against a real `transformers serve`, and fault injection (500s, timeouts, invali
 
 import hashlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import datasets
 import jsonschema
 import pytest
 
 from apo_planner.recipe import load_recipe
+from apo_planner.serving import free_port
 from apo_planner.testing import OpenAIStub
 from builders.build import build
 from builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
@@ -140,41 +135,16 @@ def test_changing_the_template_invalidates_the_cache(tmp_path):
 # --- the openai backend -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def transformers_server(tmp_path_factory):
     """A real OpenAI-compatible server: `transformers serve` with a tiny model, on loopback."""
+    from apo_planner.serving import transformers_server as serve
     from apo_planner.tiny import make_tiny_model
 
     root = tmp_path_factory.mktemp("serve")
     model = make_tiny_model(root / "tiny")
-    (root / "hf" / "hub").mkdir(parents=True)  # /v1/models errors without it
-    port = _free_port()
-    env = {**os.environ, "HF_HOME": str(root / "hf"), "HF_HUB_OFFLINE": "1"}
-    cli = Path(sys.executable).with_name("transformers")
-    proc = subprocess.Popen(
-        [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/v1", str(model)
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serve(model, root / "server") as base_url:
+        yield base_url, str(model)
 
 
 def test_openai_backend_against_a_real_transformers_server(tmp_path, transformers_server):
@@ -266,7 +236,7 @@ def test_a_missing_server_is_a_clear_error(tmp_path):
     config = _llm_config(
         tmp_path,
         backend="openai",
-        base_url=f"http://127.0.0.1:{_free_port()}/v1",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
         tiny_model=False,
         model="x",
         max_retries=0,

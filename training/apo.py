@@ -17,7 +17,7 @@ from typing import Any
 
 import datasets
 
-from builders.dataset import REQUIRED_COLUMNS, load_preference_dataset
+from builders.dataset import load_preference_dataset
 from training.config import TrainConfig
 from training.provenance import training_provenance
 
@@ -230,6 +230,3 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
         provenance = training_provenance(config, recipe_sha256)
         (output / "training_provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return TrainResult(output=output, metrics=metrics)
-
-
-__all__ = ["REQUIRED_COLUMNS", "TrainingInputError", "train"]
