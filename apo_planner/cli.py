@@ -46,16 +46,24 @@ def cmd_build(args: argparse.Namespace) -> int:
         if v is not None
     ]
     recipe = _recipe(args, extra)
+    pusher = None
+    if args.push_to_hub:
+        if args.shard:
+            raise RecipeError("--push-to-hub pushes a whole dataset: use it with --merge-shards, not --shard")
+        from cards.hub import HubPusher
+
+        pusher = HubPusher.from_config(recipe.release.push)
+        pusher.check_ready()  # before the build, not after it
     if args.merge_shards:
         result = merge_shards(recipe.build)
     else:
         result = build(recipe.build, parse_shard(args.shard) if args.shard else None)
     print_build_stats(result.stats, result.output)
-    if args.push_to_hub and not args.shard:
+    if pusher is not None:
         from cards.hub import push_dataset
 
-        url = push_dataset(result.output, args.push_to_hub, recipe.build.version, private=args.private)
-        print(f"pushed {result.output} to {url} (tag v{recipe.build.version})")
+        private = args.private or recipe.release.push.private
+        push_dataset(result.output, args.push_to_hub, recipe.build.version, pusher, private=private)
     return 0
 
 
@@ -144,7 +152,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         + (f"; skipped {', '.join(summary.skipped)}" if summary.skipped else "")
     )
     table.add_column("artifact")
-    table.add_column("where")
+    table.add_column("where", overflow="fold")  # a path cut short with "…" tells nobody where it is
     for name, where in summary.artifacts.items():
         table.add_row(name, where)
     Console().print(table)

@@ -3,7 +3,7 @@
 Each stage is keyed by the fingerprint of its inputs (its recipe section and the artifacts it
 reads). A stage whose key matches the last successful run and whose outputs exist is skipped, so
 a re-run after a finished release does no work twice and a failed one resumes where it stopped
-(a push counts as done only after all three repos are uploaded and tagged).
+(each repo's push counts as done only once it is uploaded and tagged).
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
 
     state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")
     summary = ReleaseSummary()
+    rc = recipe.release
+    if push:
+        from cards.hub import HubPusher
+
+        pusher = HubPusher.from_config(rc.push, log=log)
+        pusher.check_ready()  # no token or offline: say so before hours of training, not after
 
     def stage(name: str, key: str, outputs: list[Path], run: Callable[[], None]) -> None:
         if state.fresh(name, key, outputs):
@@ -122,10 +128,9 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
 
     stage("eval", eval_key, [eval_dir / "comparison.json"], do_eval)
 
-    rc = recipe.release
     staged_dirs = [Path(rc.output) / r for r in (rc.dataset_repo, rc.adapter_repo, rc.model_repo)]
     cards_key = _sha(
-        rc.model_dump(mode="json"),
+        rc.model_dump(mode="json", exclude={"push"}),
         dataset_fp,
         merge_key,
         _files_sha(eval_dir, ("comparison.json",)),
@@ -149,15 +154,20 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
         },
     }
     if push:
+        from huggingface_hub import constants
 
-        def do_push() -> None:
-            from cards.stage import StagedRelease
-            from cards.stage import push as push_repos
+        from cards.hub import repo_url
+        from cards.stage import StagedRelease, targets
 
-            urls = push_repos(rc, StagedRelease(*staged_dirs), recipe.build.version)
-            summary.artifacts.update({f"pushed {k}": v for k, v in urls.items()})
+        for kind, (folder, repo_id, repo_type) in targets(rc, StagedRelease(*staged_dirs)).items():
 
-        stage("push", _sha(cards_key, recipe.build.version), [], do_push)
+            def do_push(folder: Path = folder, repo_id: str = repo_id, repo_type: str = repo_type) -> None:
+                pusher.push_folder(folder, repo_id, repo_type=repo_type, version=b.version, private=rc.push.private)
+
+            # keyed per repo: a re-run after a failed push redoes only the repos not yet pushed
+            key = _sha(cards_key, b.version, constants.ENDPOINT, repo_id, repo_type)
+            stage(f"push {kind}", key, [], do_push)
+            summary.artifacts[f"pushed {kind}"] = repo_url(repo_id, repo_type, f"v{b.version}")
     return summary
 
 

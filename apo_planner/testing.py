@@ -1,9 +1,10 @@
-"""Test helpers shipped with the library: a loopback OpenAI-compatible stub for fault injection.
+"""Test helpers shipped with the library: loopback servers for fault injection.
 
-Real-path tests run against a real server (`transformers serve` with a tiny model). This stub is
-for what a real server will not do on demand: answer 500, hang past a timeout, return a chosen
-text, or answer after a fixed latency (to measure the client and its concurrency alone). It speaks just enough of
-`/v1/chat/completions`, `/v1/completions` and `/v1/models` for the `openai` client.
+Real-path tests run against a real server (`transformers serve` with a tiny model). `OpenAIStub`
+is for what a real server will not do on demand: answer 500, hang past a timeout, return a chosen
+text, or answer after a fixed latency (to measure the client and its concurrency alone). It speaks
+just enough of `/v1/chat/completions`, `/v1/completions` and `/v1/models` for the `openai` client.
+`apo_planner.hub_stub.HubStub` (same loopback base) stands in for the Hub, which tests cannot reach.
 """
 
 from __future__ import annotations
@@ -20,22 +21,64 @@ from typing import Any
 Reply = tuple[int, str | None, float]
 
 
+class LoopbackServer:
+    """An aiohttp app on 127.0.0.1 with its own event-loop thread, usable as a context manager.
+
+    Its own loop means handler latency is an `asyncio.sleep`, so concurrent requests overlap the
+    way they do against a real server, and a blocking client in the test thread cannot starve it.
+    """
+
+    _port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def routes(self, app: Any) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        from aiohttp import web
+
+        app = web.Application(client_max_size=1 << 30)
+        self.routes(app)
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None)
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self._port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+
 @dataclass
-class OpenAIStub:
+class OpenAIStub(LoopbackServer):
     """`replies(request_json, n)` decides the n-th reply (0-based); default: instant "ok"."""
 
     replies: Callable[[dict[str, Any], int], Reply] = lambda request, n: (200, "ok", 0.0)
     model: str = "stub-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
-    _port: int = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/v1"
+        return f"{self.url}/v1"
 
-    def __enter__(self) -> OpenAIStub:
-        # aiohttp on its own event loop thread: latency is an `asyncio.sleep`, so concurrent
-        # requests overlap the way they do against a batching server.
+    def routes(self, app: Any) -> None:
         from aiohttp import web
 
         async def models(request: web.Request) -> web.Response:
@@ -65,35 +108,17 @@ class OpenAIStub:
 
             return handle
 
-        chat = endpoint("chat.completion", lambda text: {"message": {"role": "assistant", "content": text}})
-        completions = endpoint("text_completion", lambda text: {"text": text, "logprobs": None})
-
-        app = web.Application()
         app.router.add_get("/v1/models", models)
-        app.router.add_post("/v1/chat/completions", chat)
-        app.router.add_post("/v1/completions", completions)
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None)
-        ready = threading.Event()
+        app.router.add_post("/v1/chat/completions", endpoint("chat.completion", _chat_choice))
+        app.router.add_post("/v1/completions", endpoint("text_completion", _text_choice))
 
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self._port = site._server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
 
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        return self
+def _chat_choice(text: str | None) -> dict[str, Any]:
+    return {"message": {"role": "assistant", "content": text}}
 
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(30)
+
+def _text_choice(text: str | None) -> dict[str, Any]:
+    return {"text": text, "logprobs": None}
 
 
 def drop_first_call(request: dict[str, Any], n: int = 0) -> str:

@@ -1,74 +1,219 @@
 """Pushing a staged folder to the Hub: create the repo, upload, tag the version.
 
-Network calls are retried with backoff; an upload re-run after a failure completes it (the Hub
-skips files it already has). The token comes from `HF_TOKEN` or the stored login and is only ever
-handed to `huggingface_hub`, never printed or written.
+Every network call is retried with backoff on transient failures (connection errors, timeouts,
+429, 5xx). A push is idempotent, so a re-run after a failure completes it: the repo is created
+only if missing, the upload commits only files the Hub does not already have, and a version
+tag that already exists is accepted only if it holds exactly the staged files — a released
+version is immutable. The token comes from `HF_TOKEN` or the stored login and is only ever
+handed to `huggingface_hub`; messages are redacted in case a server echoes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+import httpx2
+from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import filter_repo_objects
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from cards.config import PushConfig
 
 DATASET_PATTERNS = ["data/*.parquet", "stats.json", "README.md"]
+ALWAYS_REMOTE = {".gitattributes"}  # the Hub adds it to every repo
+_RESUME_HINT = "\nre-run the same command to resume: repos already pushed are not pushed again"
+_AUTH_HINT = "\nthe token must be a write token with access to this namespace (HF_TOKEN or `hf auth login`)"
+
+
+class PushError(RuntimeError):
+    """A push that retrying cannot fix: no token, offline mode, nothing staged, or a released version
+    that would change."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    repo_id: str
+    repo_type: str
+    url: str
+    commit: str
+    tag: str
+    uploaded: bool  # False when the tag already held exactly these files
+
+
+def repo_url(repo_id: str, repo_type: str, revision: str | None = None) -> str:
+    """The repo's page on the configured endpoint (`HF_ENDPOINT`), at `revision` if given."""
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    return f"{constants.ENDPOINT}/{prefix}{repo_id}" + (f"/tree/{revision}" if revision else "")
 
 
 def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, OfflineModeIsEnabled):
+        return False
     if isinstance(exc, HfHubHTTPError):
         status = getattr(exc.response, "status_code", None)
         return status is None or status >= 500 or status == 429
-    return isinstance(exc, (RequestsConnectionError, ConnectionError, TimeoutError, OSError))
+    return isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError))
 
 
-_retry = retry(
-    stop=stop_after_attempt(5),
-    wait=wait_exponential_jitter(initial=1, max=30),
-    retry=retry_if_exception(_transient),
-    reraise=True,
-)
+@dataclass
+class HubPusher:
+    """Pushes folders with one retry policy (the recipe's `release.push`)."""
+
+    retries: int = 5
+    retry_wait_s: float = 1.0
+    api: HfApi = field(default_factory=HfApi)
+    log: Callable[[str], None] = print
+
+    @classmethod
+    def from_config(cls, config: PushConfig, log: Callable[[str], None] = print) -> HubPusher:
+        return cls(retries=config.retries, retry_wait_s=config.retry_wait_s, log=log)
+
+    def redact(self, text: str) -> str:
+        token = self.api.token or get_token()
+        return text.replace(token, "***") if token else text
+
+    def check_ready(self) -> None:
+        if constants.is_offline_mode():
+            raise PushError("HF_HUB_OFFLINE is set: unset it to push (staging itself needs no network)")
+        if not (self.api.token or get_token()):
+            raise PushError("no Hugging Face token: set HF_TOKEN to a write token or run `hf auth login`")
+
+    def _call(self, what: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            reason = f"HTTP {status}" if status else self.redact(f"{type(exc).__name__}: {exc}")
+            wait = state.next_action.sleep if state.next_action else 0.0
+            self.log(f"push: {what} failed ({reason}); retry {state.attempt_number}/{self.retries - 1} in {wait:.1f} s")
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential_jitter(
+                initial=self.retry_wait_s, max=30 * self.retry_wait_s, jitter=self.retry_wait_s
+            ),
+            retry=retry_if_exception(_transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn, *args, **kwargs)
+        except (HfHubHTTPError, httpx2.TransportError, ConnectionError, TimeoutError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if _transient(exc):
+                what, hint = f"{what} failed after {self.retries} attempts", _RESUME_HINT
+            else:
+                what, hint = f"{what} failed", _AUTH_HINT if status in (401, 403) else ""
+            raise PushError(self.redact(f"{what}: {exc}") + hint) from exc
+
+    def push_folder(
+        self,
+        folder: str | Path,
+        repo_id: str,
+        *,
+        repo_type: str,
+        version: str,
+        patterns: Sequence[str] = ("*",),
+        delete_patterns: Sequence[str] = ("*",),
+        private: bool = False,
+    ) -> Pushed:
+        """Make `repo_id` hold the files of `folder` matching `patterns`, tagged `v{version}`.
+
+        Remote files matching `delete_patterns` that are not in the upload are removed, so the repo
+        mirrors the staged folder instead of keeping a previous version's stale shards.
+        """
+        self.check_ready()
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise PushError(f"nothing staged at {folder}: run `apo-planner release` first")
+        tag = f"v{version}"
+        url = str(
+            self._call(
+                f"create {repo_id}", self.api.create_repo, repo_id, repo_type=repo_type, private=private, exist_ok=True
+            )
+        )
+        released = self._call(f"read refs of {repo_id}", self._tag_commit, repo_id, repo_type, tag)
+        if released is not None:
+            self._check_same_files(folder, repo_id, repo_type, tag, patterns, delete_patterns)
+            self.log(f"push: {repo_id} already holds exactly these files at {tag} ({released[:12]}); nothing to upload")
+            return Pushed(repo_id, repo_type, url, released, tag, uploaded=False)
+        info = self._call(
+            f"upload {folder} -> {repo_id}",
+            self.api.upload_folder,
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type=repo_type,
+            allow_patterns=list(patterns),
+            delete_patterns=list(delete_patterns),
+            commit_message=f"apo-planner: release {tag}",
+        )
+        self._call(f"tag {repo_id} {tag}", self._tag, repo_id, repo_type, tag, info.oid)
+        self.log(f"pushed {repo_id} -> {url} ({tag} = {info.oid[:12]})")
+        return Pushed(repo_id, repo_type, url, info.oid, tag, uploaded=True)
+
+    def _tag_commit(self, repo_id: str, repo_type: str, tag: str) -> str | None:
+        refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
+        return next((t.target_commit for t in refs.tags if t.name == tag), None)
+
+    def _tag(self, repo_id: str, repo_type: str, tag: str, commit: str) -> None:
+        try:
+            self.api.create_tag(repo_id, tag=tag, repo_type=repo_type, revision=commit)
+        except HfHubHTTPError as exc:
+            # 409: an earlier attempt whose reply was lost may have created it; fine if it is ours.
+            if getattr(exc.response, "status_code", None) != 409:
+                raise
+            existing = self._tag_commit(repo_id, repo_type, tag)
+            if existing != commit:
+                raise PushError(
+                    f"{repo_id}: tag {tag} appeared at {existing} while pushing {commit}; is another release running?"
+                ) from None
+
+    def _check_same_files(
+        self,
+        folder: Path,
+        repo_id: str,
+        repo_type: str,
+        tag: str,
+        patterns: Sequence[str],
+        delete_patterns: Sequence[str],
+    ) -> None:
+        """A re-push of a released version is a no-op only if the tag holds exactly what would be uploaded."""
+        check = self._call(
+            f"verify {repo_id}@{tag}",
+            self.api.verify_repo_checksums,
+            repo_id,
+            repo_type=repo_type,
+            revision=tag,
+            local_dir=folder,
+        )
+
+        def among(paths: list[str], scope: Sequence[str]) -> set[str]:
+            return set(filter_repo_objects(paths, allow_patterns=list(scope)))
+
+        differs = sorted(
+            among([m["path"] for m in check.mismatches], patterns)
+            | among(check.extra_paths, patterns)
+            | (among(check.missing_paths, delete_patterns) - ALWAYS_REMOTE)
+        )
+        if differs:
+            shown = ", ".join(differs[:5]) + (f" and {len(differs) - 5} more" if len(differs) > 5 else "")
+            raise PushError(
+                f"{repo_id} already released {tag} with other files ({shown}); a released version is immutable: "
+                "bump `build.version` in the recipe to publish a new one"
+            )
 
 
-@_retry
-def _create(api: HfApi, repo_id: str, repo_type: str, private: bool) -> str:
-    return str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
-
-
-@_retry
-def _upload(api: HfApi, folder: Path, repo_id: str, repo_type: str, patterns: list[str], message: str) -> str:
-    info = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, allow_patterns=patterns, commit_message=message
-    )
-    return info.oid
-
-
-@_retry
-def _tag(api: HfApi, repo_id: str, repo_type: str, tag: str, revision: str) -> None:
-    api.create_tag(repo_id, tag=tag, repo_type=repo_type, revision=revision, exist_ok=True)
-
-
-def push_folder(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    repo_type: str,
-    version: str,
-    patterns: list[str],
-    private: bool = False,
-    api: HfApi | None = None,
-) -> str:
-    """Upload `folder` (files matching `patterns`) to `repo_id` and tag the commit `v{version}`."""
-    api = api or HfApi()
-    url = _create(api, repo_id, repo_type, private)
-    commit = _upload(api, Path(folder), repo_id, repo_type, patterns, f"apo-planner: release v{version}")
-    _tag(api, repo_id, repo_type, f"v{version}", commit)
-    return url
-
-
-def push_dataset(folder: str | Path, repo_id: str, version: str, private: bool = False) -> str:
-    return push_folder(
-        folder, repo_id, repo_type="dataset", version=version, patterns=DATASET_PATTERNS, private=private
+def push_dataset(folder: str | Path, repo_id: str, version: str, pusher: HubPusher, private: bool = False) -> Pushed:
+    """`build --push-to-hub`: the built dataset's parquet shards and stats; earlier shards under data/ go."""
+    return pusher.push_folder(
+        folder,
+        repo_id,
+        repo_type="dataset",
+        version=version,
+        patterns=DATASET_PATTERNS,
+        delete_patterns=["data/*"],
+        private=private,
     )

@@ -1,8 +1,8 @@
 """Staging: each Hub repo written locally exactly as it will be pushed, card included.
 
 `release/<dataset-repo>/` loads with `load_dataset`, `release/<model-repo>/` with
-`AutoModelForCausalLM.from_pretrained`, `release/<adapter-repo>/` with `PeftModel`; `push`
-uploads those folders and tags them.
+`AutoModelForCausalLM.from_pretrained`, `release/<adapter-repo>/` with `PeftModel`; the release's
+push stage uploads each of `targets` with `cards.hub.HubPusher` and tags it.
 """
 
 from __future__ import annotations
@@ -73,16 +73,10 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
     return StagedRelease(dataset=dataset_out, adapter=adapter_out, model=model_out)
 
 
-def push(config: ReleaseConfig, staged: StagedRelease, version: str) -> dict[str, str]:
-    """Create, upload and tag the three repos (token from HF_TOKEN or the stored login)."""
-    from cards.hub import push_folder
-
-    repos = {
+def targets(config: ReleaseConfig, staged: StagedRelease) -> dict[str, tuple[Path, str, str]]:
+    """kind -> (staged folder, Hub repo id, repo type) for the three repos of a release."""
+    return {
         "dataset": (staged.dataset, config.dataset_repo, "dataset"),
         "adapter": (staged.adapter, config.adapter_repo, "model"),
         "model": (staged.model, config.model_repo, "model"),
-    }
-    return {
-        kind: push_folder(folder, repo, repo_type=repo_type, version=version, patterns=["*"], private=config.private)
-        for kind, (folder, repo, repo_type) in repos.items()
     }

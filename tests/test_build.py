@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import datasets
 import pandas as pd
@@ -6,10 +9,11 @@ import pytest
 
 from apo_planner.cli import main
 from apo_planner.config import RecipeError
+from apo_planner.hub_stub import HubStub
 from apo_planner.recipe import load_recipe
 from builders.build import build
 from builders.dataset import PROVENANCE_FIELDS
-from tests.conftest import FIXTURES, nemotron_row, weather_conversation, write_jsonl
+from tests.conftest import FIXTURES, REPO, nemotron_row, weather_conversation, write_jsonl
 
 FIXTURE = FIXTURES / "nemotron_tool_calling.jsonl"
 
@@ -228,3 +232,32 @@ def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "ran nothing; skipped build, train, merge, eval, cards" in out
+
+    # --push against a loopback Hub: the adapter repo's creation keeps failing, so the first push
+    # stops after the dataset; the re-run pushes only what is missing; the token never leaks.
+    token = "hf_release_test_secret_token_42"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    push = [sys.executable, "-m", "apo_planner.cli", *argv, "--push"]
+    push += ["--set", "release.push.retries=2", "--set", "release.push.retry_wait_s=0.01"]
+    adapter = "apo-planner/apo-planner-smoke-lora"
+    with HubStub(token=token, faults={f"create {adapter}": [503, 503]}) as hub:
+        env |= {"HF_ENDPOINT": hub.url, "HF_TOKEN": token}
+        runs = [subprocess.run(push, cwd=REPO, env=env, capture_output=True, text=True) for _ in range(3)]
+        failed, resumed, again = runs
+        assert failed.returncode == 2, failed.stderr
+        assert f"create {adapter} failed after 2 attempts" in failed.stderr
+        assert resumed.returncode == 0, resumed.stderr
+        assert "release: push dataset is up to date" in resumed.stdout
+        assert f"pushed {adapter}" in resumed.stdout and "pushed apo-planner/apo-planner-smoke -> " in resumed.stdout
+        assert again.returncode == 0 and "ran nothing" in again.stdout
+        for repo_id, folder in hub.repos.items():
+            assert len(folder.commits) == 2, repo_id  # the Hub's initial commit + exactly one upload
+            pushed = {k: v for k, v in folder.files("v0.1.0").items() if k != ".gitattributes"}
+            local = tmp_path / "release" / repo_id
+            assert pushed == {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+        assert sorted(hub.repos) == sorted(
+            ["apo-planner/apo-planner-plans-smoke", adapter, "apo-planner/apo-planner-smoke"]
+        )
+        assert all(r.private for r in hub.repos.values())  # the smoke recipe's release.push.private
+    assert not any(token in r.stdout + r.stderr for r in runs)
+    assert not any(token.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())

@@ -1,0 +1,159 @@
+"""Pushing to the Hub, against a loopback Hub (`apo_planner.hub_stub`) with real `huggingface_hub` calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import HfApi, constants
+
+from apo_planner.cli import main
+from apo_planner.hub_stub import HubStub
+from cards.hub import HubPusher, PushError, push_dataset
+from tests.conftest import REPO
+
+TOKEN = "hf_test_NotARealToken_but_secret_1234567890"
+
+
+@pytest.fixture
+def online(monkeypatch):
+    # The suite runs offline; these tests talk to a Hub on 127.0.0.1 only.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture
+def staged(tmp_path):
+    folder = tmp_path / "staged"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "train-00000-of-00001.parquet").write_bytes(bytes(range(256)) * 8)
+    (folder / "stats.json").write_text(json.dumps({"pairs": 3}) + "\n")
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# plans\n")
+    return folder
+
+
+def _pusher(hub: HubStub, log: list[str] | None = None, token: str = TOKEN, retries: int = 3) -> HubPusher:
+    api = HfApi(endpoint=hub.url, token=token)
+    return HubPusher(retries=retries, retry_wait_s=0.01, api=api, log=(log.append if log is not None else print))
+
+
+def _local_files(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_push_creates_the_repo_uploads_every_staged_file_and_tags_the_commit(online, staged):
+    with HubStub(token=TOKEN) as hub:
+        pushed = _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.2.0")
+        repo = hub.repos["org/plans"]
+        assert pushed.uploaded and pushed.tag == "v1.2.0" and repo.tags == {"v1.2.0": pushed.commit}
+        assert repo.repo_type == "dataset" and pushed.url.endswith("/datasets/org/plans")
+        assert {k: v for k, v in repo.files("v1.2.0").items() if k != ".gitattributes"} == _local_files(staged)
+        assert [hub.count(k) for k in ("create", "commit", "tag")] == [1, 1, 1]
+        assert hub.unknown == []
+
+
+def test_failed_upload_and_tag_calls_are_retried_until_the_push_completes(online, staged):
+    log: list[str] = []
+    with HubStub(token=TOKEN, faults={"commit": [500], "tag": [503, 502]}) as hub:
+        pushed = _pusher(hub, log).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
+        assert hub.count("commit") == 2 and hub.count("tag") == 3
+        assert hub.repos["org/model"].tags == {"v0.1.0": pushed.commit}
+        assert len(hub.repos["org/model"].commits) == 2  # the Hub's initial commit + exactly one upload
+    assert sum("failed (HTTP 50" in line for line in log) == 2
+
+
+def test_a_push_that_keeps_failing_says_so_and_a_rerun_completes_it(online, staged):
+    with HubStub(token=TOKEN, faults={"create org/model": [503] * 3}) as hub:
+        with pytest.raises(PushError, match=r"create org/model failed after 3 attempts(.|\n)*re-run the same command"):
+            _pusher(hub).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
+        assert "org/model" not in hub.repos
+        pushed = _pusher(hub).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
+        assert hub.repos["org/model"].tags == {"v0.1.0": pushed.commit}
+
+
+def test_re_pushing_a_released_version_uploads_nothing_and_changed_files_are_refused(online, staged):
+    with HubStub(token=TOKEN) as hub:
+        first = _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        again = _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        assert not again.uploaded and again.commit == first.commit and hub.count("commit") == 1
+
+        (staged / "stats.json").write_text(json.dumps({"pairs": 4}) + "\n")
+        with pytest.raises(PushError, match=r"already released v1\.0\.0 with other files \(stats\.json\)"):
+            _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        assert hub.count("commit") == 1 and hub.repos["org/plans"].tags == {"v1.0.0": first.commit}
+
+
+def test_a_new_version_removes_files_the_staged_folder_no_longer_has(online, staged):
+    with HubStub(token=TOKEN) as hub:
+        _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        old = staged / "data" / "train-00000-of-00001.parquet"
+        old.rename(staged / "data" / "train-00000-of-00002.parquet")
+        (staged / "data" / "train-00001-of-00002.parquet").write_bytes(b"more rows")
+        _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.1.0")
+        repo = hub.repos["org/plans"]
+        assert sorted(p for p in repo.files("v1.1.0") if p.startswith("data/")) == [
+            "data/train-00000-of-00002.parquet",
+            "data/train-00001-of-00002.parquet",
+        ]
+        assert "data/train-00000-of-00001.parquet" in repo.files("v1.0.0")  # a released tag is untouched
+
+
+def test_build_push_keeps_remote_files_outside_the_dataset_and_replaces_its_shards(online, staged):
+    (staged / "cache.sqlite").write_bytes(b"not for the hub")
+    with HubStub(token=TOKEN) as hub:
+        pushed = push_dataset(staged, "org/plans", "1.0.0", _pusher(hub))
+        files = hub.repos["org/plans"].files(pushed.tag)
+        assert "cache.sqlite" not in files and "stats.json" in files
+        assert push_dataset(staged, "org/plans", "1.0.0", _pusher(hub)).uploaded is False
+
+
+def test_a_rejected_token_fails_at_once_with_a_hint_and_is_never_echoed(online, staged, capsys):
+    wrong = "hf_wrong_token_0987654321"
+    with HubStub(token=TOKEN) as hub:
+        with pytest.raises(PushError) as failure:
+            _pusher(hub, token=wrong).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        assert hub.count("create") == 1  # a 401 is not retried
+    message = str(failure.value)
+    assert "401" in message and "write token" in message
+    assert wrong not in message and TOKEN not in message
+    out = capsys.readouterr()
+    assert wrong not in out.out + out.err
+    assert _pusher(hub, token=wrong).redact(f"proxy echoed Bearer {wrong}") == "proxy echoed Bearer ***"
+
+
+def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
+    with HubStub(token=TOKEN) as hub:
+        with pytest.raises(PushError, match="HF_HUB_OFFLINE"):
+            _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr("cards.hub.get_token", lambda: None)
+        with pytest.raises(PushError, match="no Hugging Face token"):
+            HubPusher(api=HfApi(endpoint=hub.url, token=None)).push_folder(
+                staged, "org/plans", repo_type="dataset", version="1.0.0"
+            )
+        assert hub.calls == []
+
+
+def test_build_push_to_hub_publishes_the_built_dataset_at_HF_ENDPOINT(tmp_path):
+    out = tmp_path / "ds"
+    args = [sys.executable, "-m", "apo_planner.cli", "build", "--synthesizer", "rule", "--limit", "20"]
+    args += ["--output", str(out), "--push-to-hub", "me/plans", "--set", "build.version=2.0.0"]
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    with HubStub(token=TOKEN) as hub:
+        run = subprocess.run(args, cwd=REPO, env=env | {"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN}, capture_output=True)
+        assert run.returncode == 0, run.stderr.decode()
+        files = hub.repos["me/plans"].files("v2.0.0")
+    assert files["stats.json"] == (out / "stats.json").read_bytes()
+    assert sorted(p for p in files if p.startswith("data/")) == sorted(
+        p.relative_to(out).as_posix() for p in (out / "data").glob("*.parquet")
+    )
+    assert TOKEN.encode() not in run.stdout + run.stderr
+
+
+def test_build_push_to_hub_refuses_a_shard_before_building(tmp_path, capsys):
+    argv = ["build", "--shard", "0/2", "--output", str(tmp_path / "ds"), "--push-to-hub", "me/plans"]
+    assert main(argv) == 2
+    assert "--merge-shards" in capsys.readouterr().err and not (tmp_path / "ds").exists()
