@@ -78,7 +78,10 @@ class HubPusher:
 
     def check_ready(self) -> None:
         if constants.is_offline_mode():
-            raise PushError("HF_HUB_OFFLINE is set: unset it to push (staging itself needs no network)")
+            raise PushError(
+                "offline mode (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE) is set: unset it to push "
+                "(staging itself needs no network)"
+            )
         if not (self.api.token or get_token()):
             raise PushError("no Hugging Face token: set HF_TOKEN to a write token or run `hf auth login`")
 

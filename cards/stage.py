@@ -12,6 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from cards.config import ReleaseConfig
 from cards.render import dataset_card, model_card
 
@@ -30,6 +32,19 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
+def _copy(files: dict[Path, Path]) -> None:
+    """Copy source -> destination with a byte progress bar (a merged 4B model is several GB)."""
+    with tqdm(total=sum(src.stat().st_size for src in files), desc="staging", unit="B", unit_scale=True) as bar:
+        for src, dest in files.items():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dest)
+            bar.update(src.stat().st_size)
+
+
+def _top_files(folder: Path, dest: Path) -> dict[Path, Path]:
+    return {f: dest / f.name for f in sorted(folder.iterdir()) if f.is_file()}
+
+
 def _previous_history(folder: Path) -> list[dict]:
     path = folder / "version_history.json"
     return json.loads(path.read_text()) if path.is_file() else []
@@ -41,8 +56,8 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
     history = _previous_history(dataset_out)
     card = dataset_card(dataset_dir, config.dataset_repo, history)
     dataset_out = _fresh(dataset_out)
-    shutil.copytree(dataset_dir / "data", dataset_out / "data")
-    shutil.copy(dataset_dir / "stats.json", dataset_out / "stats.json")
+    shards = {f: dataset_out / "data" / f.name for f in sorted((dataset_dir / "data").glob("*.parquet"))}
+    _copy({**shards, dataset_dir / "stats.json": dataset_out / "stats.json"})
     card.save(dataset_out / "README.md")
     stats = json.loads((dataset_dir / "stats.json").read_text())
     entry = {"version": stats["dataset_version"], "pairs": stats["pairs"], "fingerprint": stats["fingerprint"]}
@@ -59,16 +74,11 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
         "license_id": config.model_license,
     }
     adapter_out = _fresh(root / config.adapter_repo)
-    for f in (train_dir / "adapter").iterdir():
-        if f.is_file():
-            shutil.copy(f, adapter_out / f.name)
+    _copy(_top_files(train_dir / "adapter", adapter_out))
     model_card(train_dir, comparison, config.adapter_repo, adapter=True, **common).save(adapter_out / "README.md")
 
     model_out = _fresh(root / config.model_repo)
-    for f in (train_dir / "merged").iterdir():
-        if f.is_file():
-            shutil.copy(f, model_out / f.name)
-    shutil.copy(comparison, model_out / "bfcl_comparison.json")
+    _copy({**_top_files(train_dir / "merged", model_out), comparison: model_out / "bfcl_comparison.json"})
     model_card(train_dir, comparison, config.model_repo, adapter=False, **common).save(model_out / "README.md")
     return StagedRelease(dataset=dataset_out, adapter=adapter_out, model=model_out)
 

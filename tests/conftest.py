@@ -70,3 +70,9 @@ def write_jsonl(path: Path, rows) -> Path:
         for r in rows:
             fh.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
     return path
+
+
+def hub_env(endpoint: str, token: str) -> dict[str, str]:
+    """The test environment for a subprocess that pushes to a loopback Hub: online, but only to it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    return env | {"HF_ENDPOINT": endpoint, "HF_TOKEN": token}

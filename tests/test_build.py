@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from apo_planner.hub_stub import HubStub
 from apo_planner.recipe import load_recipe
 from builders.build import build
 from builders.dataset import PROVENANCE_FIELDS
-from tests.conftest import FIXTURES, REPO, nemotron_row, weather_conversation, write_jsonl
+from tests.conftest import FIXTURES, REPO, hub_env, nemotron_row, weather_conversation, write_jsonl
 
 FIXTURE = FIXTURES / "nemotron_tool_calling.jsonl"
 
@@ -236,12 +235,11 @@ def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work
     # --push against a loopback Hub: the adapter repo's creation keeps failing, so the first push
     # stops after the dataset; the re-run pushes only what is missing; the token never leaks.
     token = "hf_release_test_secret_token_42"
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     push = [sys.executable, "-m", "apo_planner.cli", *argv, "--push"]
     push += ["--set", "release.push.retries=2", "--set", "release.push.retry_wait_s=0.01"]
     adapter = "apo-planner/apo-planner-smoke-lora"
     with HubStub(token=token, faults={f"create {adapter}": [503, 503]}) as hub:
-        env |= {"HF_ENDPOINT": hub.url, "HF_TOKEN": token}
+        env = hub_env(hub.url, token)
         runs = [subprocess.run(push, cwd=REPO, env=env, capture_output=True, text=True) for _ in range(3)]
         failed, resumed, again = runs
         assert failed.returncode == 2, failed.stderr

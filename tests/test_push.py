@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from huggingface_hub import HfApi, constants
 from apo_planner.cli import main
 from apo_planner.hub_stub import HubStub
 from cards.hub import HubPusher, PushError, push_dataset
-from tests.conftest import REPO
+from tests.conftest import REPO, hub_env
 
 TOKEN = "hf_test_NotARealToken_but_secret_1234567890"
 
@@ -125,7 +124,7 @@ def test_a_rejected_token_fails_at_once_with_a_hint_and_is_never_echoed(online, 
 
 def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
     with HubStub(token=TOKEN) as hub:
-        with pytest.raises(PushError, match="HF_HUB_OFFLINE"):
+        with pytest.raises(PushError, match="HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE"):
             _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -141,9 +140,8 @@ def test_build_push_to_hub_publishes_the_built_dataset_at_HF_ENDPOINT(tmp_path):
     out = tmp_path / "ds"
     args = [sys.executable, "-m", "apo_planner.cli", "build", "--synthesizer", "rule", "--limit", "20"]
     args += ["--output", str(out), "--push-to-hub", "me/plans", "--set", "build.version=2.0.0"]
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     with HubStub(token=TOKEN) as hub:
-        run = subprocess.run(args, cwd=REPO, env=env | {"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN}, capture_output=True)
+        run = subprocess.run(args, cwd=REPO, env=hub_env(hub.url, TOKEN), capture_output=True)
         assert run.returncode == 0, run.stderr.decode()
         files = hub.repos["me/plans"].files("v2.0.0")
     assert files["stats.json"] == (out / "stats.json").read_bytes()
