@@ -32,9 +32,10 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _copy(files: dict[Path, Path]) -> None:
+def _copy(files: dict[Path, Path], repo: str) -> None:
     """Copy source -> destination with a byte progress bar (a merged 4B model is several GB)."""
-    with tqdm(total=sum(src.stat().st_size for src in files), desc="staging", unit="B", unit_scale=True) as bar:
+    total = sum(src.stat().st_size for src in files)
+    with tqdm(total=total, desc=f"staging {repo}", unit="B", unit_scale=True, mininterval=1.0) as bar:
         for src, dest in files.items():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
@@ -57,7 +58,7 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
     card = dataset_card(dataset_dir, config.dataset_repo, history)
     dataset_out = _fresh(dataset_out)
     shards = {f: dataset_out / "data" / f.name for f in sorted((dataset_dir / "data").glob("*.parquet"))}
-    _copy({**shards, dataset_dir / "stats.json": dataset_out / "stats.json"})
+    _copy({**shards, dataset_dir / "stats.json": dataset_out / "stats.json"}, config.dataset_repo)
     card.save(dataset_out / "README.md")
     stats = json.loads((dataset_dir / "stats.json").read_text())
     entry = {"version": stats["dataset_version"], "pairs": stats["pairs"], "fingerprint": stats["fingerprint"]}
@@ -74,11 +75,12 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
         "license_id": config.model_license,
     }
     adapter_out = _fresh(root / config.adapter_repo)
-    _copy(_top_files(train_dir / "adapter", adapter_out))
+    _copy(_top_files(train_dir / "adapter", adapter_out), config.adapter_repo)
     model_card(train_dir, comparison, config.adapter_repo, adapter=True, **common).save(adapter_out / "README.md")
 
     model_out = _fresh(root / config.model_repo)
-    _copy({**_top_files(train_dir / "merged", model_out), comparison: model_out / "bfcl_comparison.json"})
+    merged = _top_files(train_dir / "merged", model_out)
+    _copy({**merged, comparison: model_out / "bfcl_comparison.json"}, config.model_repo)
     model_card(train_dir, comparison, config.model_repo, adapter=False, **common).save(model_out / "README.md")
     return StagedRelease(dataset=dataset_out, adapter=adapter_out, model=model_out)
 

@@ -21,7 +21,7 @@ def print_comparison(comparison: dict[str, Any], output: Path, console: Console 
         "GT calls",
         "planned / fell back",
     ):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "category")  # a category cut to "parallel…" is ambiguous
     for r in comparison["categories"]:
         p = r["planner"].get("planner", {})
         table.add_row(
