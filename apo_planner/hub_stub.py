@@ -49,13 +49,19 @@ class HubRepo:
 @dataclass
 class HubStub(LoopbackServer):
     """`faults` maps a call kind (`create`, `preupload`, `commit`, `tag`, ...) or `"<kind> <repo_id>"`
-    to the statuses its next calls answer instead of succeeding (consumed first to last)."""
+    to the statuses its next calls answer instead of succeeding (consumed first to last); a 429
+    carries `Retry-After: retry_after` when that is set. Repos are keyed `(repo_type, repo_id)`:
+    like the Hub, a model and a dataset may share an id."""
 
     token: str | None = None
     faults: dict[str, list[int]] = field(default_factory=dict)
-    repos: dict[str, HubRepo] = field(default_factory=dict)
+    retry_after: str | None = None
+    repos: dict[tuple[str, str], HubRepo] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+
+    def repo(self, repo_id: str, repo_type: str = "model") -> HubRepo:
+        return self.repos[(repo_type, repo_id)]
 
     def count(self, kind: str, repo_id: str | None = None) -> int:
         return sum(1 for k, r in self.calls if k == kind and (repo_id is None or r == repo_id))
@@ -64,15 +70,20 @@ class HubStub(LoopbackServer):
         from aiohttp import web
 
         def error(status: int, message: str) -> web.Response:
-            return web.json_response({"error": message}, status=status, headers={"X-Error-Message": message})
+            headers = {"X-Error-Message": message}
+            if status == 429 and self.retry_after is not None:
+                headers["Retry-After"] = self.retry_after
+            return web.json_response({"error": message}, status=status, headers=headers)
 
         def handler(kind: str, run):
             async def handle(request: web.Request) -> web.Response:
                 info = request.match_info
                 repo_id = f"{info['ns']}/{info['name']}" if "ns" in info else ""
+                repo_type = info["kind"][:-1] if "kind" in info else ""
                 if kind == "create":
                     body = await request.json()  # aiohttp caches the body for the route to read again
                     repo_id = "/".join(filter(None, (body.get("organization"), body["name"])))
+                    repo_type = body.get("type") or "model"
                 self.calls.append((kind, repo_id))
                 if self.token is not None and request.headers.get("authorization") != f"Bearer {self.token}":
                     return error(401, "Invalid credentials in Authorization header")
@@ -80,8 +91,8 @@ class HubStub(LoopbackServer):
                     if self.faults.get(key):
                         return error(self.faults[key].pop(0), f"injected failure of {kind}")
                 if repo_id and kind != "create":
-                    repo = self.repos.get(repo_id)
-                    if repo is None or f"{repo.repo_type}s" != info["kind"]:
+                    repo = self.repos.get((repo_type, repo_id))
+                    if repo is None:
                         return web.json_response(
                             {"error": "Repository not found"}, status=404, headers={"X-Error-Code": "RepoNotFound"}
                         )
@@ -89,22 +100,22 @@ class HubStub(LoopbackServer):
                         return await run(request, repo_id, repo)
                     except KeyError as exc:
                         return error(404, f"Invalid rev id: {exc.args[0]}")
-                return await run(request, repo_id, None)
+                return await run(request, (repo_type, repo_id), None)
 
             return handle
 
-        async def create(request: web.Request, repo_id: str, _: None) -> web.Response:
+        async def create(request: web.Request, key: tuple[str, str], _: None) -> web.Response:
+            repo_type, repo_id = key
             body = await request.json()
-            prefix = "" if body.get("type", "model") == "model" else f"{body['type']}s/"
-            url = f"{self.url}/{prefix}{repo_id}"
-            if repo_id in self.repos:
+            url = f"{self.url}/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
+            if key in self.repos:
                 return web.json_response({"error": "You already created this repo", "url": url}, status=409)
-            repo = HubRepo(body.get("type", "model"), body.get("visibility") == "private")
+            repo = HubRepo(repo_type, body.get("visibility") == "private")
             repo.commit({".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}, "initial commit")
-            self.repos[repo_id] = repo
+            self.repos[key] = repo
             return web.json_response({"url": url, "name": repo_id, "id": repo_id})
 
-        async def validate_yaml(request: web.Request, _: str, __: None) -> web.Response:
+        async def validate_yaml(request: web.Request, _: tuple[str, str], __: None) -> web.Response:
             await request.json()
             return web.json_response({"errors": [], "warnings": []})
 

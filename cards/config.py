@@ -13,6 +13,7 @@ class PushConfig(StrictConfig):
     private: bool = Field(False, description="create the repos as private")
     retries: int = Field(5, ge=1, description="attempts per Hub call before the push fails")
     retry_wait_s: float = Field(1.0, gt=0, description="first backoff between attempts (doubles, with jitter)")
+    max_wait_s: float = Field(300.0, gt=0, description="longest single wait, a 429's Retry-After included")
 
 
 class ReleaseConfig(StrictConfig):

@@ -50,13 +50,28 @@ def repo_url(repo_id: str, repo_type: str, revision: str | None = None) -> str:
     return f"{constants.ENDPOINT}/{prefix}{repo_id}" + (f"/tree/{revision}" if revision else "")
 
 
+def _status(exc: BaseException | None) -> int | None:
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, OfflineModeIsEnabled):
+    """Worth another attempt: the network or the server hiccuped, not the request or the setup."""
+    if isinstance(exc, (OfflineModeIsEnabled, httpx2.UnsupportedProtocol)):  # offline, or a mistyped HF_ENDPOINT
         return False
     if isinstance(exc, HfHubHTTPError):
-        status = getattr(exc.response, "status_code", None)
-        return status is None or status >= 500 or status == 429
+        status = _status(exc)
+        return status is None or status >= 500 or status in (408, 429)
     return isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError))
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """A rate-limited server's `Retry-After` in seconds (the HTTP-date form falls back to backoff)."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -65,12 +80,13 @@ class HubPusher:
 
     retries: int = 5
     retry_wait_s: float = 1.0
+    max_wait_s: float = 300.0
     api: HfApi = field(default_factory=HfApi)
     log: Callable[[str], None] = print
 
     @classmethod
     def from_config(cls, config: PushConfig, log: Callable[[str], None] = print) -> HubPusher:
-        return cls(retries=config.retries, retry_wait_s=config.retry_wait_s, log=log)
+        return cls(retries=config.retries, retry_wait_s=config.retry_wait_s, max_wait_s=config.max_wait_s, log=log)
 
     def redact(self, text: str) -> str:
         token = self.api.token or get_token()
@@ -86,31 +102,36 @@ class HubPusher:
             raise PushError("no Hugging Face token: set HF_TOKEN to a write token or run `hf auth login`")
 
     def _call(self, what: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        backoff = wait_exponential_jitter(initial=self.retry_wait_s, max=self.max_wait_s, jitter=self.retry_wait_s)
+
+        def wait(state: RetryCallState) -> float:
+            asked = _retry_after(state.outcome.exception() if state.outcome else None)
+            return min(asked, self.max_wait_s) if asked is not None else backoff(state)
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            reason = f"HTTP {status}" if status else self.redact(f"{type(exc).__name__}: {exc}")
-            wait = state.next_action.sleep if state.next_action else 0.0
-            self.log(f"push: {what} failed ({reason}); retry {state.attempt_number}/{self.retries - 1} in {wait:.1f} s")
+            reason = f"HTTP {_status(exc)}" if _status(exc) else self.redact(f"{type(exc).__name__}: {exc}")
+            wait_s = state.next_action.sleep if state.next_action else 0.0
+            self.log(
+                f"push: {what} failed ({reason}); retry {state.attempt_number}/{self.retries - 1} in {wait_s:.1f} s"
+            )
 
         retrying = Retrying(
             stop=stop_after_attempt(self.retries),
-            wait=wait_exponential_jitter(
-                initial=self.retry_wait_s, max=30 * self.retry_wait_s, jitter=self.retry_wait_s
-            ),
+            wait=wait,
             retry=retry_if_exception(_transient),
             before_sleep=before_sleep,
             reraise=True,
         )
         try:
             return retrying(fn, *args, **kwargs)
-        except (HfHubHTTPError, httpx2.TransportError, ConnectionError, TimeoutError) as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+        except (OSError, httpx2.HTTPError) as exc:  # HTTP errors, the network, and hf_xet's transfer errors
             if _transient(exc):
                 what, hint = f"{what} failed after {self.retries} attempts", _RESUME_HINT
             else:
-                what, hint = f"{what} failed", _AUTH_HINT if status in (401, 403) else ""
-            raise PushError(self.redact(f"{what}: {exc}") + hint) from exc
+                auth = _status(exc) in (401, 403) or isinstance(exc, PermissionError)
+                what, hint = f"{what} failed", _AUTH_HINT if auth else ""
+            raise PushError(self.redact(f"{what}: {type(exc).__name__}: {exc}") + hint) from exc
 
     def push_folder(
         self,

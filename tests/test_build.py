@@ -248,14 +248,16 @@ def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work
         assert "release: push dataset is up to date" in resumed.stdout
         assert f"pushed {adapter}" in resumed.stdout and "pushed apo-planner/apo-planner-smoke -> " in resumed.stdout
         assert again.returncode == 0 and "ran nothing" in again.stdout
-        for repo_id, folder in hub.repos.items():
-            assert len(folder.commits) == 2, repo_id  # the Hub's initial commit + exactly one upload
-            pushed = {k: v for k, v in folder.files("v0.1.0").items() if k != ".gitattributes"}
+        for (_, repo_id), repo in hub.repos.items():
+            assert len(repo.commits) == 2, repo_id  # the Hub's initial commit + exactly one upload
+            pushed = {k: v for k, v in repo.files("v0.1.0").items() if k != ".gitattributes"}
             local = tmp_path / "release" / repo_id
             assert pushed == {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
-        assert sorted(hub.repos) == sorted(
-            ["apo-planner/apo-planner-plans-smoke", adapter, "apo-planner/apo-planner-smoke"]
-        )
+        assert sorted(hub.repos) == [
+            ("dataset", "apo-planner/apo-planner-plans-smoke"),
+            ("model", "apo-planner/apo-planner-smoke"),
+            ("model", adapter),
+        ]
         assert all(r.private for r in hub.repos.values())  # the smoke recipe's release.push.private
     assert not any(token in r.stdout + r.stderr for r in runs)
     assert not any(token.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())

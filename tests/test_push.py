@@ -45,31 +45,60 @@ def _local_files(folder) -> dict[str, bytes]:
 def test_push_creates_the_repo_uploads_every_staged_file_and_tags_the_commit(online, staged):
     with HubStub(token=TOKEN) as hub:
         pushed = _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.2.0")
-        repo = hub.repos["org/plans"]
+        repo = hub.repo("org/plans", "dataset")
         assert pushed.uploaded and pushed.tag == "v1.2.0" and repo.tags == {"v1.2.0": pushed.commit}
-        assert repo.repo_type == "dataset" and pushed.url.endswith("/datasets/org/plans")
+        assert pushed.url.endswith("/datasets/org/plans")
         assert {k: v for k, v in repo.files("v1.2.0").items() if k != ".gitattributes"} == _local_files(staged)
         assert [hub.count(k) for k in ("create", "commit", "tag")] == [1, 1, 1]
         assert hub.unknown == []
 
 
+def test_a_model_and_a_dataset_may_share_an_id(online, staged):
+    with HubStub(token=TOKEN) as hub:
+        for repo_type in ("dataset", "model"):
+            _pusher(hub).push_folder(staged, "org/planner", repo_type=repo_type, version="1.0.0")
+        assert sorted(hub.repos) == [("dataset", "org/planner"), ("model", "org/planner")]
+
+
 def test_failed_upload_and_tag_calls_are_retried_until_the_push_completes(online, staged):
+    # 520 is a 5xx huggingface_hub does not retry itself, so the upload's retry here is the pusher's.
     log: list[str] = []
-    with HubStub(token=TOKEN, faults={"commit": [500], "tag": [503, 502]}) as hub:
+    with HubStub(token=TOKEN, faults={"commit": [520], "tag": [503, 502]}) as hub:
         pushed = _pusher(hub, log).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
         assert hub.count("commit") == 2 and hub.count("tag") == 3
-        assert hub.repos["org/model"].tags == {"v0.1.0": pushed.commit}
-        assert len(hub.repos["org/model"].commits) == 2  # the Hub's initial commit + exactly one upload
-    assert sum("failed (HTTP 50" in line for line in log) == 2
+        assert hub.repo("org/model").tags == {"v0.1.0": pushed.commit}
+        assert len(hub.repo("org/model").commits) == 2  # the Hub's initial commit + exactly one upload
+    assert [line.split(" failed")[0] for line in log if "failed" in line] == [
+        f"push: upload {staged} -> org/model",
+        "push: tag org/model v0.1.0",
+        "push: tag org/model v0.1.0",
+    ]
+
+
+def test_a_rate_limited_call_waits_as_long_as_retry_after_says(online, staged):
+    log: list[str] = []
+    with HubStub(token=TOKEN, faults={"create": [429]}, retry_after="0.3") as hub:
+        _pusher(hub, log).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
+    assert log[0] == "push: create org/model failed (HTTP 429); retry 1/2 in 0.3 s"
 
 
 def test_a_push_that_keeps_failing_says_so_and_a_rerun_completes_it(online, staged):
     with HubStub(token=TOKEN, faults={"create org/model": [503] * 3}) as hub:
         with pytest.raises(PushError, match=r"create org/model failed after 3 attempts(.|\n)*re-run the same command"):
             _pusher(hub).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
-        assert "org/model" not in hub.repos
+        assert hub.repos == {}
         pushed = _pusher(hub).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
-        assert hub.repos["org/model"].tags == {"v0.1.0": pushed.commit}
+        assert hub.repo("org/model").tags == {"v0.1.0": pushed.commit}
+
+
+def test_an_endpoint_with_a_bad_scheme_fails_at_once(online, staged):
+    log: list[str] = []
+    pusher = HubPusher(
+        retries=3, retry_wait_s=0.01, api=HfApi(endpoint="htp://127.0.0.1:9", token=TOKEN), log=log.append
+    )
+    with pytest.raises(PushError, match="create org/model failed: UnsupportedProtocol"):
+        pusher.push_folder(staged, "org/model", repo_type="model", version="0.1.0")
+    assert log == []
 
 
 def test_re_pushing_a_released_version_uploads_nothing_and_changed_files_are_refused(online, staged):
@@ -81,7 +110,11 @@ def test_re_pushing_a_released_version_uploads_nothing_and_changed_files_are_ref
         (staged / "stats.json").write_text(json.dumps({"pairs": 4}) + "\n")
         with pytest.raises(PushError, match=r"already released v1\.0\.0 with other files \(stats\.json\)"):
             _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
-        assert hub.count("commit") == 1 and hub.repos["org/plans"].tags == {"v1.0.0": first.commit}
+        (staged / "stats.json").write_text(json.dumps({"pairs": 3}) + "\n")
+        (staged / "extra.md").write_text("new\n")
+        with pytest.raises(PushError, match=r"with other files \(extra\.md\)"):
+            _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        assert hub.count("commit") == 1 and hub.repo("org/plans", "dataset").tags == {"v1.0.0": first.commit}
 
 
 def test_a_new_version_removes_files_the_staged_folder_no_longer_has(online, staged):
@@ -91,7 +124,7 @@ def test_a_new_version_removes_files_the_staged_folder_no_longer_has(online, sta
         old.rename(staged / "data" / "train-00000-of-00002.parquet")
         (staged / "data" / "train-00001-of-00002.parquet").write_bytes(b"more rows")
         _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.1.0")
-        repo = hub.repos["org/plans"]
+        repo = hub.repo("org/plans", "dataset")
         assert sorted(p for p in repo.files("v1.1.0") if p.startswith("data/")) == [
             "data/train-00000-of-00002.parquet",
             "data/train-00001-of-00002.parquet",
@@ -99,13 +132,27 @@ def test_a_new_version_removes_files_the_staged_folder_no_longer_has(online, sta
         assert "data/train-00000-of-00001.parquet" in repo.files("v1.0.0")  # a released tag is untouched
 
 
-def test_build_push_keeps_remote_files_outside_the_dataset_and_replaces_its_shards(online, staged):
+def test_build_push_replaces_the_shards_and_keeps_the_rest_of_the_repo(online, staged, tmp_path):
+    card = tmp_path / "card"
+    card.mkdir()
+    (card / "README.md").write_text("---\nlicense: mit\n---\n# the card pushed by `release`\n")
+    (staged / "README.md").unlink()
     (staged / "cache.sqlite").write_bytes(b"not for the hub")
     with HubStub(token=TOKEN) as hub:
-        pushed = push_dataset(staged, "org/plans", "1.0.0", _pusher(hub))
-        files = hub.repos["org/plans"].files(pushed.tag)
-        assert "cache.sqlite" not in files and "stats.json" in files
-        assert push_dataset(staged, "org/plans", "1.0.0", _pusher(hub)).uploaded is False
+        push_dataset(staged, "org/plans", "1.0.0", _pusher(hub))
+        _pusher(hub).push_folder(card, "org/plans", repo_type="dataset", version="1.0.1", delete_patterns=[])
+        (staged / "data" / "train-00000-of-00001.parquet").rename(staged / "data" / "train-00000-of-00002.parquet")
+        (staged / "data" / "train-00001-of-00002.parquet").write_bytes(b"more rows")
+        pushed = push_dataset(staged, "org/plans", "1.1.0", _pusher(hub))
+        files = hub.repo("org/plans", "dataset").files(pushed.tag)
+    assert sorted(files) == [
+        ".gitattributes",
+        "README.md",
+        "data/train-00000-of-00002.parquet",
+        "data/train-00001-of-00002.parquet",
+        "stats.json",
+    ]
+    assert files["README.md"] == (card / "README.md").read_bytes()
 
 
 def test_a_rejected_token_fails_at_once_with_a_hint_and_is_never_echoed(online, staged, capsys):
@@ -143,7 +190,7 @@ def test_build_push_to_hub_publishes_the_built_dataset_at_HF_ENDPOINT(tmp_path):
     with HubStub(token=TOKEN) as hub:
         run = subprocess.run(args, cwd=REPO, env=hub_env(hub.url, TOKEN), capture_output=True)
         assert run.returncode == 0, run.stderr.decode()
-        files = hub.repos["me/plans"].files("v2.0.0")
+        files = hub.repo("me/plans", "dataset").files("v2.0.0")
     assert files["stats.json"] == (out / "stats.json").read_bytes()
     assert sorted(p for p in files if p.startswith("data/")) == sorted(
         p.relative_to(out).as_posix() for p in (out / "data").glob("*.parquet")
