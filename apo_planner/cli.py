@@ -162,7 +162,6 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    from apo_planner.release import _base_model_id
     from cards.stage import stage
 
     recipe = _recipe(args, [])
@@ -171,7 +170,7 @@ def cmd_cards(args: argparse.Namespace) -> int:
         Path(recipe.build.output),
         Path(recipe.train.output),
         Path(recipe.eval.output),
-        _base_model_id(recipe.train.base_model),
+        recipe.train.base_model,
     )
     for folder in (staged.dataset, staged.adapter, staged.model):
         print(f"staged {folder} (card: {folder / 'README.md'})")

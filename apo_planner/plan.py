@@ -27,9 +27,13 @@ class PlanParseError(ValueError):
     """Text that is not a canonical plan; carries the offending line number for diagnostics."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def normalize_rationale(text: str) -> str:
-    """Collapse all whitespace (newlines included) so a rationale fits the one-line text form."""
-    return " ".join(text.split())
+    """Collapse whitespace and control characters (which grammar-constrained decoders can emit
+    inside strings) so a rationale fits the one-line text form."""
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 class PlanStep(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,14 @@ def _sha(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _files_sha(folder: Path, names: tuple[str, ...] | None = None) -> str:
+def _files_sha(paths: Iterable[Path]) -> str:
+    """Content key of some files (streamed: an adapter can be hundreds of MB); a missing one counts as empty."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if names is None or path.name in names:
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
+    for path in sorted(paths):
+        digest.update(path.as_posix().encode())
+        if path.is_file():
+            with path.open("rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
 
 
@@ -105,7 +107,8 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
     stage("train", train_key, [train_dir / "adapter" / "adapter_config.json", train_dir / "metrics.json"], do_train)
 
     merged_dir = train_dir / "merged"
-    merge_key = _sha(train_key, _files_sha(train_dir / "adapter"))
+    adapter_dir = train_dir / "adapter"
+    merge_key = _sha(train_key, _files_sha(p for p in adapter_dir.iterdir() if p.is_file()))
 
     def do_merge() -> None:
         from training.merge import merge
@@ -117,7 +120,8 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
     planner = recipe.eval.planner.model_copy(update={"model": str(merged_dir)})  # evaluate what was merged
     eval_config = recipe.eval.model_copy(update={"planner": planner})
     eval_dir = Path(eval_config.output)
-    eval_key = _sha(eval_config.model_dump(mode="json"), _files_sha(merged_dir, ("model.safetensors",)))
+    # the merged weights are a function of the adapter: merge_key names them without re-hashing GBs
+    eval_key = _sha(eval_config.model_dump(mode="json"), merge_key)
 
     def do_eval() -> None:
         from evaluation.report import print_comparison
@@ -133,14 +137,13 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
         rc.model_dump(mode="json", exclude={"push"}),
         dataset_fp,
         merge_key,
-        _files_sha(eval_dir, ("comparison.json",)),
-        _files_sha(train_dir, ("metrics.json",)),
+        _files_sha([eval_dir / "comparison.json", train_dir / "metrics.json", merged_dir / "metrics.json"]),
     )
 
     def do_cards() -> None:
         from cards.stage import stage as stage_repos
 
-        stage_repos(rc, dataset_dir, train_dir, eval_dir, _base_model_id(train_config.base_model))
+        stage_repos(rc, dataset_dir, train_dir, eval_dir, train_config.base_model)
 
     stage("cards", cards_key, [d / "README.md" for d in staged_dirs], do_cards)
     summary.artifacts = {
@@ -169,8 +172,3 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
             stage(f"push {kind}", key, [], do_push)
             summary.artifacts[f"pushed {kind}"] = repo_url(repo_id, repo_type, f"v{b.version}")
     return summary
-
-
-def _base_model_id(base_model: str) -> str:
-    """Hub id of the base for card metadata; a local base (smoke) is named by its folder."""
-    return Path(base_model).name if Path(base_model).is_dir() else base_model

@@ -251,11 +251,7 @@ def _build(config: BuildConfig, output: Path, cache_dir: Path, shard: tuple[int,
         work_dir=cache_dir,
     )
     if shard is not None:
-        source.dataset = (
-            source.dataset.shard(num_shards=shard[1], index=shard[0], contiguous=True)
-            if isinstance(source.dataset, datasets.Dataset)
-            else source.dataset.shard(num_shards=shard[1], index=shard[0])
-        )
+        source.dataset = source.dataset.shard(num_shards=shard[1], index=shard[0])
     abstracted = abstract_source(source, config.filters, config.num_proc)
     if isinstance(abstracted, datasets.IterableDataset):  # synthesis reads it twice: materialise once
         abstracted = _write_arrow(abstracted, ABSTRACT_FEATURES, cache_dir / "abstracted.arrow")
@@ -330,22 +326,15 @@ def merge_shards(config: BuildConfig) -> BuildResult:
         shard_stats = json.loads((shard_dir(output, i, total) / "stats.json").read_text())
         stats.merge(shard_stats)
         metas.append(shard_stats)
-    keys = (
-        "source",
-        "source_split",
-        "source_revision",
-        "format",
-        "synthesizer",
-        "synthesizer_backend",
-        "template_sha256",
-        "dataset_version",
-        "builder_version",
-    )
-    meta = {k: metas[0][k] for k in keys}
+    per_shard = set(BuildStats().as_dict()) | {"shard", "elapsed_s", "request_failure_examples"}
+    failures = [f for m in metas for f in m.get("request_failure_examples", [])]
+    meta = {k: v for k, v in metas[0].items() if k not in per_shard}  # how the shards were built
     for m in metas[1:]:
-        diff = [k for k in keys if m[k] != meta[k]]
+        diff = [k for k in meta if m.get(k) != meta[k]]
         if diff:
-            raise ValueError(f"shard {m['shard']} was built differently ({', '.join(diff)}); rebuild it")
+            raise ValueError(f"shard {m['shard']} was built differently ({', '.join(sorted(diff))}); rebuild it")
+    if failures:
+        meta["request_failure_examples"] = failures
     pairs = datasets.load_dataset(
         "parquet",
         data_files=[str(shard_dir(output, i, total) / "pairs.parquet") for i in range(total)],
@@ -363,7 +352,6 @@ def _dedupe_sorted(pairs: datasets.Dataset, stats: BuildStats) -> datasets.Datas
         removed = len(ids) - len(keep)
         stats.counts["duplicate_records"] += removed
         stats.dropped[DropReason.DUPLICATE_RECORD.value] += removed
-        stats.counts["pairs"] -= removed
         pairs = pairs.select(keep)
     return pairs
 
@@ -398,10 +386,10 @@ def finalize(
     """Dedupe, decontaminate, split by id hash and write the dataset folder with stats.json."""
     pairs = _dedupe_sorted(pairs.sort("id"), stats)
     pairs, decontamination = _decontaminate(pairs, config)
-    if decontamination.get("removed"):  # averages describe what is released
-        stats.counts["pairs"] -= decontamination["removed"]
-        stats.counts["calls_chosen_total"] = sum(pairs["num_calls_chosen"])
-        stats.counts["calls_rejected_total"] = sum(pairs["num_calls_rejected"])
+    # counts and averages describe what is released, whatever dedupe and decontamination removed
+    stats.counts["pairs"] = len(pairs)
+    stats.counts["calls_chosen_total"] = sum(pairs["num_calls_chosen"])
+    stats.counts["calls_rejected_total"] = sum(pairs["num_calls_rejected"])
     splits = [split_of(i, config.test_fraction) for i in pairs["id"]]
     dataset = datasets.DatasetDict(
         {s: pairs.select([i for i, x in enumerate(splits) if x == s]) for s in ("train", "test")}

@@ -41,9 +41,9 @@ def bfcl_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def bfcl_questions(pattern: str = "BFCL_v4_*.json", data_dir: Path | None = None) -> Iterator[tuple[str, str]]:
+def bfcl_questions(pattern: str = "BFCL_v4_*.json") -> Iterator[tuple[str, str]]:
     """(entry id, user question text) for every user turn of every matching BFCL data file."""
-    for path in sorted((data_dir or bfcl_data_dir()).glob(pattern)):
+    for path in sorted(bfcl_data_dir().glob(pattern)):
         with path.open("rb") as fh:
             for line in fh:
                 try:

@@ -50,10 +50,6 @@ def local_files(source: str) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def is_local(source: str) -> bool:
-    return bool(local_files(source))
-
-
 def content_hash(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for f in files:

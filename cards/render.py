@@ -46,6 +46,12 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
+def version_history(previous: list[dict[str, Any]], stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Earlier releases plus this build (a rebuilt version replaces its own entry)."""
+    entry = {"version": stats["dataset_version"], "pairs": stats["pairs"], "fingerprint": stats["fingerprint"]}
+    return [h for h in previous if h["version"] != entry["version"]] + [entry]
+
+
 def dataset_card(dataset_dir: Path, repo_id: str, history: list[dict[str, Any]] | None = None) -> DatasetCard:
     import datasets
 
@@ -71,8 +77,7 @@ def dataset_card(dataset_dir: Path, repo_id: str, history: list[dict[str, Any]] 
         k: example_row[k]
         for k in ("id", "prompt", "chosen", "rejected", "num_calls_chosen", "num_calls_rejected", "removed_calls")
     }
-    entry = {"version": stats["dataset_version"], "pairs": stats["pairs"], "fingerprint": stats["fingerprint"]}
-    history = [h for h in (history or []) if h["version"] != entry["version"]] + [entry]
+    history = version_history(history or [], stats)
     text = (
         _env()
         .from_string((TEMPLATES / "dataset_card.md.jinja").read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from cards.config import ReleaseConfig
-from cards.render import dataset_card, model_card
+from cards.render import dataset_card, model_card, version_history
 
 
 @dataclass
@@ -51,7 +51,13 @@ def _previous_history(folder: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
+def _base_model_id(base_model: str) -> str:
+    """Hub id of the base for card metadata; a local base (smoke) is named by its folder."""
+    return Path(base_model).name if Path(base_model).is_dir() else base_model
+
+
 def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: Path, base_model: str) -> StagedRelease:
+    """Write the three repos under `config.output`; `base_model` is the train recipe's (Hub id or local dir)."""
     root = Path(config.output)
     dataset_out = root / config.dataset_repo
     history = _previous_history(dataset_out)
@@ -61,14 +67,11 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
     _copy({**shards, dataset_dir / "stats.json": dataset_out / "stats.json"}, config.dataset_repo)
     card.save(dataset_out / "README.md")
     stats = json.loads((dataset_dir / "stats.json").read_text())
-    entry = {"version": stats["dataset_version"], "pairs": stats["pairs"], "fingerprint": stats["fingerprint"]}
-    (dataset_out / "version_history.json").write_text(
-        json.dumps([h for h in history if h["version"] != entry["version"]] + [entry], indent=2) + "\n"
-    )
+    (dataset_out / "version_history.json").write_text(json.dumps(version_history(history, stats), indent=2) + "\n")
 
     comparison = eval_dir / "comparison.json"
     common = {
-        "base_model": base_model,
+        "base_model": _base_model_id(base_model),
         "dataset_repo": config.dataset_repo,
         "model_repo": config.model_repo,
         "adapter_repo": config.adapter_repo,

@@ -198,6 +198,7 @@ def test_http_500s_and_timeouts_are_retried_then_succeed(tmp_path):
         stats = build(_stub_config(tmp_path, stub)).stats
     assert stats["pairs"] > 0 and "request_failed" not in stats["synthesis"]
     assert len(stub.requests) == 3 * stats["synthesis"]["model_calls"]  # each answer took two retries
+    assert stats["synthesis"]["request_retries"] == 2 * stats["synthesis"]["model_calls"]
     assert "structured_outputs" in stub.requests[0]  # the recipe default, sent as vLLM's extra body
 
 

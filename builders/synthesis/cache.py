@@ -79,8 +79,5 @@ class AnswerCache:
         )
         self._db.commit()
 
-    def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-
     def close(self) -> None:
         self._db.close()

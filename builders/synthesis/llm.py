@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_TEMPLATE = TEMPLATES / "select_calls.jinja"
 NOT_RETRIED = {"no_redundancy"}
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")  # a considered answer, not a malformed one
 
 
 def selection_schema(num_actions: int, rationale_max_chars: int) -> dict[str, Any]:
@@ -73,16 +72,15 @@ def parse_selection(raw: str, num_actions: int, rationale_max_chars: int) -> Sel
     if errors:
         raise InvalidSelection("schema_mismatch", errors[0].message[:120])
     items = sorted(data["keep"], key=lambda k: k["index"])  # listing order carries no meaning
-    kept = tuple(
-        KeptCall(
-            index=k["index"],
-            rationale=normalize_rationale(_CONTROL_RE.sub(" ", k["rationale"]))[:rationale_max_chars],
-            depends_on=tuple(sorted(set(k["depends_on"]))),
-        )
+    keep = [
+        {
+            "index": k["index"],
+            "rationale": normalize_rationale(k["rationale"])[:rationale_max_chars],
+            "depends_on": sorted(set(k["depends_on"])),
+        }
         for k in items
-    )
-    chosen = {k.index for k in kept}
-    selection = Selection(kept=kept, removed={i: "not_selected" for i in range(num_actions) if i not in chosen})
+    ]
+    selection = selection_from_json({"keep": keep}, num_actions)
     selection.validate(num_actions)
     return selection
 
@@ -91,6 +89,13 @@ def selection_to_json(selection: Selection) -> dict[str, Any]:
     return {
         "keep": [{"index": k.index, "rationale": k.rationale, "depends_on": list(k.depends_on)} for k in selection.kept]
     }
+
+
+def selection_from_json(data: dict[str, Any], num_actions: int) -> Selection:
+    """The inverse of `selection_to_json` for an answer that was parsed and validated before it was cached."""
+    kept = tuple(KeptCall(k["index"], k["rationale"], tuple(k["depends_on"])) for k in data["keep"])
+    chosen = {k.index for k in kept}
+    return Selection(kept=kept, removed={i: "not_selected" for i in range(num_actions) if i not in chosen})
 
 
 def _seed(key: str, attempt: int, base: int) -> int:
@@ -113,7 +118,7 @@ class LLMSynthesizer:
         self.stats: Counter = Counter()
         self.failures: list[str] = []
 
-    @property
+    @cached_property  # part of every cache key: built once, not per record
     def sampling_params(self) -> dict[str, Any]:
         c = self.config
         return {
@@ -210,6 +215,7 @@ class LLMSynthesizer:
                     )
             finally:
                 await self.backend.aclose()
+                self.stats["request_retries"] = getattr(self.backend, "retries", 0)  # transient errors retried
 
     def prepare(self, abstracted: datasets.Dataset) -> None:
         """Ask the model for every trajectory whose answer is not cached yet."""
@@ -233,9 +239,7 @@ class LLMSynthesizer:
             raise InvalidSelection("request_failed")
         if answer.status != "ok":
             raise InvalidSelection(answer.reason or "invalid_output")
-        return parse_selection(
-            orjson.dumps(answer.selection).decode(), len(trajectory.actions), self.config.plan_rationale_max_chars
-        )
+        return selection_from_json(answer.selection, len(trajectory.actions))  # validated by the caller
 
     def close(self) -> None:
         self.cache.close()
