@@ -170,7 +170,6 @@ def cmd_cards(args: argparse.Namespace) -> int:
         Path(recipe.build.output),
         Path(recipe.train.output),
         Path(recipe.eval.output),
-        recipe.train.base_model,
     )
     for folder in (staged.dataset, staged.adapter, staged.model):
         print(f"staged {folder} (card: {folder / 'README.md'})")

@@ -143,7 +143,7 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
     def do_cards() -> None:
         from cards.stage import stage as stage_repos
 
-        stage_repos(rc, dataset_dir, train_dir, eval_dir, train_config.base_model)
+        stage_repos(rc, dataset_dir, train_dir, eval_dir)
 
     stage("cards", cards_key, [d / "README.md" for d in staged_dirs], do_cards)
     summary.artifacts = {

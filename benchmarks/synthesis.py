@@ -126,6 +126,8 @@ def main() -> None:
     print(f"latency-bound server, concurrency {n} vs 1: {lat_many / lat_one:.2f}x (ideal {n}x)")
     print(f"transformers serve, concurrency 4 vs 1: {real_many / real_one:.2f}x")
     print(f"cache-hit re-run: {rerun.get('model_calls', 0)} model calls in {rerun_s:.2f} s")
+    if rerun.get("model_calls", 0):
+        raise SystemExit("the cache-hit re-run asked the model again: the answer cache is broken")
 
 
 if __name__ == "__main__":

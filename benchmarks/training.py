@@ -73,14 +73,17 @@ def main() -> None:
         for i in range(args.repeats):
             out = tmp / f"bare-{i}"
             bare_args = dpo_config(config, out, has_eval=False)
+            bare_timer = StepTimer()  # both runs timed the same way: optimisation steps only
             trainer = DPOTrainer(
                 model=AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32"),
                 args=bare_args,
                 train_dataset=pairs,
                 processing_class=tokenizer,
                 peft_config=lora_config(config),
+                callbacks=[bare_timer],
             )
-            bare_rates.append(tokens / trainer.train().metrics["train_runtime"])
+            trainer.train()
+            bare_rates.append(tokens / bare_timer.seconds)
 
             run = config.model_copy(update={"output": str(tmp / f"recipe-{i}"), "eval_steps": args.steps * 10})
             recipe_timer = StepTimer()

@@ -137,7 +137,6 @@ def model_card(
     repo_id: str,
     *,
     adapter: bool,
-    base_model: str,
     dataset_repo: str,
     model_repo: str,
     adapter_repo: str,
@@ -146,6 +145,7 @@ def model_card(
     metrics = json.loads((train_dir / "metrics.json").read_text())
     provenance = json.loads((train_dir / "training_provenance.json").read_text())
     comparison = json.loads(comparison_path.read_text())
+    base_model = provenance["base_model"]["id"]  # what training recorded: a Hub id, or a local base's folder name
     name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         model_name=name,

@@ -51,13 +51,7 @@ def _previous_history(folder: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def _base_model_id(base_model: str) -> str:
-    """Hub id of the base for card metadata; a local base (smoke) is named by its folder."""
-    return Path(base_model).name if Path(base_model).is_dir() else base_model
-
-
-def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: Path, base_model: str) -> StagedRelease:
-    """Write the three repos under `config.output`; `base_model` is the train recipe's (Hub id or local dir)."""
+def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: Path) -> StagedRelease:
     root = Path(config.output)
     dataset_out = root / config.dataset_repo
     history = _previous_history(dataset_out)
@@ -71,7 +65,6 @@ def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: P
 
     comparison = eval_dir / "comparison.json"
     common = {
-        "base_model": _base_model_id(base_model),
         "dataset_repo": config.dataset_repo,
         "model_repo": config.model_repo,
         "adapter_repo": config.adapter_repo,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +115,14 @@ def model_summary(bfcl_root: Path, model: str, category: str, handler: Any) -> d
 def compare(bfcl_root: Path, baseline: str, planned: str, categories: list[str]) -> dict[str, Any]:
     from bfcl_eval._llm_response_generation import build_handler
 
-    baseline_handler = build_handler(baseline, 0.001)
-    planned_handler = build_handler(planned, 0.001)
+    handler = build_handler(baseline, 0.001)  # the planned entry subclasses it: same decoding
     table = []
+    outcomes: Counter = Counter()
     for category in categories:
-        base = model_summary(bfcl_root, baseline, category, baseline_handler)
-        plan = model_summary(bfcl_root, planned, category, planned_handler)
+        base = model_summary(bfcl_root, baseline, category, handler)
+        plan = model_summary(bfcl_root, planned, category, handler)
+        outcomes["planned"] += plan.get("planner", {}).get("planned", 0)
+        outcomes.update(plan.get("planner", {}).get("fallbacks", {}))
         ids = {r["id"] for r in read_results(bfcl_root, baseline, category)}
         row = {
             "category": category,
@@ -135,7 +138,12 @@ def compare(bfcl_root: Path, baseline: str, planned: str, categories: list[str])
             "paper": PAPER_TABLE.get(category),
         }
         table.append(row)
-    return {"baseline_model": baseline, "planner_model": planned, "categories": table}
+    return {
+        "baseline_model": baseline,
+        "planner_model": planned,
+        "categories": table,
+        "planner_outcomes": {k: n for k, n in outcomes.items() if n},  # from the result files: resumes included
+    }
 
 
 def write_reports(comparison: dict[str, Any], output: Path) -> list[Path]:

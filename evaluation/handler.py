@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ SUFFIX = "-APOPlanner"
 
 
 class PlannerRuntime:
-    """A planner shared by all of bfcl-eval's worker threads, with per-run counters."""
+    """A planner shared by all of bfcl-eval's worker threads, loaded on first use (once: a failed
+    load is remembered, so every entry falls back instead of each retrying the load)."""
 
     def __init__(self, config: PlannerRunConfig, injection: InjectionConfig, planner: Any = None) -> None:
         self.config = config
@@ -41,28 +41,33 @@ class PlannerRuntime:
         self._planner = planner
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock() if config.backend == "transformers" else None
-        self._stats_lock = threading.Lock()
-        self.outcomes: Counter = Counter()
+        self._load_error: Exception | None = None
         template_path = Path(injection.template) if injection.template else DEFAULT_INJECTION_TEMPLATE
         self.template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template_path.read_text())
 
     @property
     def planner(self):
         with self._load_lock:
+            if self._load_error is not None:
+                raise self._load_error
             if self._planner is None:
-                from apo_planner.planner import Planner
+                try:
+                    from apo_planner.planner import Planner
 
-                c = self.config
-                if c.backend == "openai":
-                    self._planner = Planner.from_endpoint(
-                        c.base_url,
-                        c.model,
-                        tokenizer=c.tokenizer,
-                        timeout_s=c.timeout_s,
-                        max_new_tokens=c.max_new_tokens,
-                    )
-                else:
-                    self._planner = Planner.from_pretrained(c.model, max_new_tokens=c.max_new_tokens)
+                    c = self.config
+                    if c.backend == "openai":
+                        self._planner = Planner.from_endpoint(
+                            c.base_url,
+                            c.model,
+                            tokenizer=c.tokenizer,
+                            timeout_s=c.timeout_s,
+                            max_new_tokens=c.max_new_tokens,
+                        )
+                    else:
+                        self._planner = Planner.from_pretrained(c.model, max_new_tokens=c.max_new_tokens)
+                except Exception as exc:
+                    self._load_error = exc
+                    raise
             return self._planner
 
     def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +98,6 @@ class PlannerRuntime:
                 "completion_tokens": result.completion_tokens,
                 "latency": round(result.latency_s, 4),
             }
-        with self._stats_lock:
-            self.outcomes["planned" if info["plan"] else (info["fallback"] or "none").split(":")[0]] += 1
         return info
 
     def inject(self, test_entry: dict[str, Any], plan_text: str) -> dict[str, Any]:
@@ -151,11 +154,7 @@ def _cap_client(handler: Any) -> None:
 def planner_handler(base_cls: type) -> type:
     """Subclass `base_cls` so every entry is planned first (see module docstring)."""
 
-    class PlannerAugmentedHandler(base_cls):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            _cap_client(self)
-
+    class PlannerAugmentedHandler(executor_handler(base_cls)):  # type: ignore[misc]
         def inference(self, test_entry: dict, include_input_log: bool, exclude_state_log: bool):
             runtime = _RUNTIMES.get(self.registry_name)
             info = runtime.plan_for(test_entry) if runtime else {"plan": None, "fallback": "no_planner_registered"}

@@ -118,7 +118,6 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
             generate(model, categories, root, config, model_path)
     score([baseline, planned], categories, root, partial=config.limit is not None)
     comparison = compare(root, baseline, planned, categories)
-    comparison["planner_outcomes"] = dict(runtime.outcomes)
     comparison["limit"] = config.limit
     write_reports(comparison, output)
     export_submission(output, baseline, planned)

@@ -112,7 +112,6 @@ def test_model_cards_carry_the_metrics_and_bfcl_results_of_the_run(artifacts, ad
         artifacts / "comparison.json",
         "org/planner-lora" if adapter else "org/planner",
         adapter=adapter,
-        base_model="Qwen/Qwen3-4B-Instruct-2507",
         dataset_repo="org/plans",
         model_repo="org/planner",
         adapter_repo="org/planner-lora",

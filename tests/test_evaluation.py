@@ -60,6 +60,8 @@ def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_
     ]
     assert failed == ["simple_java_36", "simple_java_64", "simple_java_65"]
     assert [rows[c]["baseline"]["avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035]
+    for key in ("entries", "accuracy", "avg_calls"):  # the planner entry decodes and scores the same way
+        assert [rows[c]["planner"][key] for c in CATEGORIES] == [rows[c]["baseline"][key] for c in CATEGORIES]
     assert [rows[c]["ground_truth_avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035]
 
 

@@ -109,7 +109,9 @@ def test_transformers_backend_with_a_random_tiny_model_only_produces_schema_vali
 
 def test_chosen_plans_only_contain_original_calls(tmp_path):
     result = build(_llm_config(tmp_path))
-    for row in datasets.load_dataset(str(result.output))["train"]:
+    rows = datasets.load_dataset(str(result.output))["train"]
+    assert len(rows) > 0
+    for row in rows:
         rejected = [(s["tool"], s["arguments"]) for s in row["rejected_plan"]]
         chosen = [(s["tool"], s["arguments"]) for s in row["chosen_plan"]]
         assert len(chosen) < len(rejected) and all(c in rejected for c in chosen)

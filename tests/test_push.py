@@ -63,7 +63,7 @@ def test_a_model_and_a_dataset_may_share_an_id(online, staged):
 def test_failed_upload_and_tag_calls_are_retried_until_the_push_completes(online, staged):
     # 520 is a 5xx huggingface_hub does not retry itself, so the upload's retry here is the pusher's.
     log: list[str] = []
-    with HubStub(token=TOKEN, faults={"commit": [520], "tag": [503, 502]}) as hub:
+    with HubStub(token=TOKEN, faults={"commit": [520], "tag": [503, 408]}) as hub:
         pushed = _pusher(hub, log).push_folder(staged, "org/model", repo_type="model", version="0.1.0")
         assert hub.count("commit") == 2 and hub.count("tag") == 3
         assert hub.repo("org/model").tags == {"v0.1.0": pushed.commit}
@@ -170,6 +170,7 @@ def test_a_rejected_token_fails_at_once_with_a_hint_and_is_never_echoed(online, 
 
 
 def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as under `make test`, whatever pytest was started with
     with HubStub(token=TOKEN) as hub:
         with pytest.raises(PushError, match="HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE"):
             _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
@@ -202,3 +203,13 @@ def test_build_push_to_hub_refuses_a_shard_before_building(tmp_path, capsys):
     argv = ["build", "--shard", "0/2", "--output", str(tmp_path / "ds"), "--push-to-hub", "me/plans"]
     assert main(argv) == 2
     assert "--merge-shards" in capsys.readouterr().err and not (tmp_path / "ds").exists()
+
+
+def test_a_transfer_error_from_hf_xet_becomes_a_push_error_with_a_hint():
+    from hf_xet import XetAuthenticationError
+
+    def upload():
+        raise XetAuthenticationError("token refused by the CAS server")
+
+    with pytest.raises(PushError, match=r"upload failed: XetAuthenticationError(.|\n)*write token"):
+        HubPusher(retries=3, retry_wait_s=0.01, api=HfApi(token=TOKEN))._call("upload", upload)

@@ -8,10 +8,6 @@ from pydantic import Field
 
 from apo_planner.config import StrictConfig
 
-# The losses this toolkit supports. TRL accepts more, but only fails on a bad name at the first
-# step; validating here gives the error before any model is loaded.
-LOSS_TYPES = ("apo_zero", "apo_down", "sigmoid")
-
 
 class LoraSettings(StrictConfig):
     r: int = Field(16, gt=0)
@@ -30,6 +26,8 @@ class TrainConfig(StrictConfig):
     dataset_revision: str | None = Field(None, description="Hub revision or version tag (e.g. v1.0.0)")
     output: str = "runs/smoke/train"
 
+    # TRL accepts more losses but fails on a bad name only at the first step; the Literal fails
+    # before any model is loaded.
     loss_type: Literal["apo_zero", "apo_down", "sigmoid"] = "apo_zero"
     beta: float = Field(0.1, gt=0.0)
     learning_rate: float = Field(5e-6, gt=0.0)

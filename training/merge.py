@@ -25,10 +25,8 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     if output.exists():
         shutil.rmtree(output)
-    merged.save_pretrained(str(output), safe_serialization=True)
+    merged.save_pretrained(str(output), safe_serialization=True)  # generation_config.json included
     tokenizer.save_pretrained(str(output))
-    if base.generation_config is not None:
-        base.generation_config.save_pretrained(str(output))
     if config.preference_eval:
         _preference_eval(config, tokenizer, output)
     for name in ("metrics.json", "training_provenance.json"):
@@ -54,9 +52,10 @@ def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
     else:
         folder = Path(config.output) / "lm_eval_task"
         write_task(test, tokenizer, folder, config.dataset, config.preference_eval_limit)
-        dtype = "bfloat16" if config.bf16 else "float32"
+        # the base exactly as training loaded it (revision, dtype), and the merge in the same dtype
+        revision = None if Path(config.base_model).is_dir() else config.base_revision
         metrics["preference_accuracy"] = {
-            "base": preference_accuracy(config.base_model, folder, dtype=dtype),
-            "merged": preference_accuracy(merged, folder, dtype=dtype),
+            "base": preference_accuracy(config.base_model, folder, dtype=config.dtype, revision=revision),
+            "merged": preference_accuracy(merged, folder, dtype=config.dtype),
         }
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")

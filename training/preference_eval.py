@@ -42,9 +42,9 @@ def write_task(pairs: datasets.Dataset, tokenizer, folder: Path, dataset_id: str
 
 
 def preference_accuracy(
-    model_dir: str | Path, task_folder: Path, dtype: str = "auto", batch_size: int = 4
+    model_dir: str | Path, task_folder: Path, dtype: str = "auto", revision: str | None = None, batch_size: int = 4
 ) -> dict[str, Any]:
-    """Run the task through lm-eval's Python API on a local model dir."""
+    """Run the task through lm-eval's Python API on a model dir or Hub id (at `revision`)."""
     import lm_eval
     import torch
     from lm_eval.tasks import TaskManager
@@ -52,7 +52,7 @@ def preference_accuracy(
     results = lm_eval.simple_evaluate(
         model="hf",
         device="cuda" if torch.cuda.is_available() else "cpu",
-        model_args={"pretrained": str(model_dir), "dtype": dtype},
+        model_args={"pretrained": str(model_dir), "dtype": dtype, **({"revision": revision} if revision else {})},
         tasks=[TASK_NAME],
         task_manager=TaskManager(include_path=str(task_folder)),
         batch_size=batch_size,
