@@ -43,7 +43,7 @@ ifeq ($(NPROC),1)
 	$(BIN)/apo-planner train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
 else
 	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NPROC) \
-		-m apo_planner.cli train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+		-m entry.cli train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
 endif
 
 bench: setup

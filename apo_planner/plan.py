@@ -91,10 +91,6 @@ class Plan(BaseModel):
     def to_text(self) -> str:
         return render_plan(self)
 
-    @classmethod
-    def from_text(cls, text: str) -> Plan:
-        return parse_plan(text)
-
     def to_records(self) -> list[dict[str, Any]]:
         """Arrow-friendly rows: arguments as a JSON string, since their shape differs per tool."""
         return [

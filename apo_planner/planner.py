@@ -17,6 +17,7 @@ from typing import Any
 
 from apo_planner.plan import Plan, PlanParseError, parse_plan
 from apo_planner.prompts import planner_prompt
+from apo_planner.tools import tool_names
 
 
 @dataclass
@@ -124,7 +125,7 @@ class Planner:
             plan = parse_plan(text)
         except PlanParseError as exc:
             return PlanResult(None, text, f"unparseable_plan: {exc}"[:300], prompt_tokens, completion_tokens, latency)
-        known = {t.get("function", t).get("name") for t in tools}
+        known = tool_names(tools)
         unknown = [s.tool for s in plan.steps if s.tool not in known]
         if unknown:
             return PlanResult(

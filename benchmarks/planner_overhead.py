@@ -12,8 +12,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from apo_planner.recipe import load_recipe
 from apo_planner.tiny import make_tiny_model
+from entry.recipe import load_recipe
 from evaluation.bfcl_setup import use_project_root
 
 

@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from apo_planner.recipe import load_recipe
 from apo_planner.serving import transformers_server
 from benchmarks.corpus import write_jsonl
 from builders.build import abstract_source
 from builders.sources import open_source
 from builders.synthesis.llm import LLMSynthesizer
+from entry.recipe import load_recipe
 
 
 class StubProcess:
@@ -30,7 +30,15 @@ class StubProcess:
     def __init__(self, tmp: Path, latency: float) -> None:
         self.port_file = tmp / f"stub-{latency}.url"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "apo_planner.testing", "--port-file", str(self.port_file), "--latency", str(latency)]
+            [
+                sys.executable,
+                "-m",
+                "tests.support.loopback",
+                "--port-file",
+                str(self.port_file),
+                "--latency",
+                str(latency),
+            ]
         )
         while not self.port_file.exists():
             time.sleep(0.05)

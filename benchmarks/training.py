@@ -18,10 +18,11 @@ from pathlib import Path
 import datasets
 from transformers import TrainerCallback
 
-from apo_planner.recipe import DEFAULT_RECIPE, load_recipe
+from apo_planner.dataset import PREFERENCE_COLUMNS
 from apo_planner.tiny import make_tiny_model
 from builders.build import build
-from training.apo import TRAIN_COLUMNS, dpo_config, lora_config, pair_lengths, train
+from entry.recipe import DEFAULT_RECIPE, load_recipe
+from training.apo import dpo_config, lora_config, pair_lengths, train
 
 
 class StepTimer(TrainerCallback):
@@ -58,7 +59,7 @@ def main() -> None:
             f"train.logging_steps={args.steps}",
         ]
         config = load_recipe(DEFAULT_RECIPE, sets).train
-        splits = datasets.load_dataset(str(tmp / "ds")).select_columns(list(TRAIN_COLUMNS))
+        splits = datasets.load_dataset(str(tmp / "ds")).select_columns(list(PREFERENCE_COLUMNS))
         pairs = splits["train"]
 
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -26,10 +26,11 @@ from datasets.arrow_writer import ArrowWriter
 from tqdm.auto import tqdm
 
 from apo_planner import __version__
+from apo_planner.dataset import FEATURES
 from builders.abstraction import abstract
 from builders.config import BuildConfig, FilterConfig
-from builders.dataset import FEATURES, fingerprint, make_row, split_of, write_hub_layout
 from builders.decontamination import Decontaminator
+from builders.pairs import fingerprint, make_row, split_of, write_hub_layout
 from builders.readers import get_reader
 from builders.records import DropReason, RecordDropped, Trajectory
 from builders.sources import TEXT_COLUMN, Source, open_source

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from apo_planner.tools import normalize_tool
 from builders.records import Conversation, DropReason, Message, RecordDropped, ToolCall
 
 FORMATS = ("nemotron", "openai", "sharegpt")
@@ -80,30 +81,6 @@ def _loads_maybe(value: Any, reason: DropReason, what: str) -> Any:
         except orjson.JSONDecodeError as exc:
             raise RecordDropped(reason, f"{what} is not JSON: {exc}") from None
     return value
-
-
-def normalize_tool(tool: Any) -> dict[str, Any] | None:
-    """OpenAI tool shape `{"type": "function", "function": {...}}` from either that or a bare function."""
-    if not isinstance(tool, dict):
-        return None
-    function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-    name = function.get("name")
-    if not isinstance(name, str) or not name:
-        return None
-    parameters = function.get("parameters")
-    if isinstance(parameters, str):
-        try:
-            parameters = orjson.loads(parameters)
-        except orjson.JSONDecodeError:
-            parameters = None
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": function.get("description") or "",
-            "parameters": parameters if isinstance(parameters, dict) else {"type": "object", "properties": {}},
-        },
-    }
 
 
 def _tool_catalog(raw: Any) -> list[dict[str, Any]]:

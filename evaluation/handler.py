@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 
-from builders.readers import normalize_tool
+from apo_planner.tools import normalize_tools
 from evaluation.config import DEFAULT_EXECUTOR, InjectionConfig, PlannerRunConfig
 
 DEFAULT_INJECTION_TEMPLATE = Path(__file__).parent / "templates" / "plan_injection.jinja"
@@ -74,7 +74,7 @@ class PlannerRuntime:
         """Plan text to inject (or None) and what planning cost, for one BFCL entry."""
         first_turn = test_entry["question"][0] if test_entry.get("question") else []
         query = next((m.get("content", "") for m in first_turn if m.get("role") == "user"), "")
-        tools = [t for t in (normalize_tool(f) for f in test_entry.get("function", [])) if t]
+        tools = normalize_tools(test_entry.get("function", []))
         try:
             planner = self.planner
             if self._generate_lock is not None:

@@ -6,13 +6,13 @@ import datasets
 import pandas as pd
 import pytest
 
-from apo_planner.cli import main
 from apo_planner.config import RecipeError
-from apo_planner.hub_stub import HubStub
-from apo_planner.recipe import load_recipe
+from apo_planner.dataset import PROVENANCE_FIELDS
 from builders.build import build
-from builders.dataset import PROVENANCE_FIELDS
+from entry.cli import main
+from entry.recipe import load_recipe
 from tests.conftest import FIXTURES, REPO, hub_env, nemotron_row, weather_conversation, write_jsonl
+from tests.support.hub import HubStub
 
 FIXTURE = FIXTURES / "nemotron_tool_calling.jsonl"
 
@@ -235,7 +235,7 @@ def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work
     # --push against a loopback Hub: the adapter repo's creation keeps failing, so the first push
     # stops after the dataset; the re-run pushes only what is missing; the token never leaks.
     token = "hf_release_test_secret_token_42"
-    push = [sys.executable, "-m", "apo_planner.cli", *argv, "--push"]
+    push = [sys.executable, "-m", "entry.cli", *argv, "--push"]
     push += ["--set", "release.push.retries=2", "--set", "release.push.retry_wait_s=0.01"]
     adapter = "apo-planner/apo-planner-smoke-lora"
     with HubStub(token=token, faults={f"create {adapter}": [503, 503]}) as hub:

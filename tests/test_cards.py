@@ -6,10 +6,10 @@ import re
 import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
-from apo_planner.recipe import load_recipe
 from builders.build import build
 from cards.config import ReleaseConfig
 from cards.render import dataset_card, hub_license, model_card, size_category
+from entry.recipe import load_recipe
 from tests.conftest import REPO
 
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"

@@ -24,7 +24,7 @@ print("ok")
 
 
 def test_cli_help_works(capsys):
-    from apo_planner.cli import build_parser
+    from entry.cli import build_parser
 
     parser = build_parser()
     for argv in (["--help"], ["build", "--help"], ["release", "--help"]):

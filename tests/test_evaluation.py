@@ -9,12 +9,12 @@ import pytest
 
 from apo_planner.plan import Plan, PlanStep
 from apo_planner.planner import PlanResult
-from apo_planner.recipe import load_recipe
-from apo_planner.testing import OpenAIStub
 from apo_planner.tiny import make_tiny_model
+from entry.recipe import load_recipe
 from evaluation.compare import registry_dir
 from evaluation.handler import PlannerRuntime, register
 from evaluation.run import evaluate, score
+from tests.support.loopback import OpenAIStub
 
 CATEGORIES = ["simple_java", "multiple", "parallel_multiple"]
 

@@ -8,13 +8,13 @@ import datasets
 import jsonschema
 import pytest
 
-from apo_planner.recipe import load_recipe
 from apo_planner.serving import free_port
-from apo_planner.testing import OpenAIStub
 from builders.build import build
 from builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
 from builders.synthesis.selection import InvalidSelection
+from entry.recipe import load_recipe
 from tests.conftest import REPO
+from tests.support.loopback import OpenAIStub
 
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
 

@@ -1,4 +1,4 @@
-"""Pushing to the Hub, against a loopback Hub (`apo_planner.hub_stub`) with real `huggingface_hub` calls."""
+"""Pushing to the Hub, against a loopback Hub (`tests.support.hub`) with real `huggingface_hub` calls."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 import pytest
 from huggingface_hub import HfApi, constants
 
-from apo_planner.cli import main
-from apo_planner.hub_stub import HubStub
 from cards.hub import HubPusher, PushError, push_dataset
+from entry.cli import main
 from tests.conftest import REPO, hub_env
+from tests.support.hub import HubStub
 
 TOKEN = "hf_test_NotARealToken_but_secret_1234567890"
 
@@ -186,7 +186,7 @@ def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
 
 def test_build_push_to_hub_publishes_the_built_dataset_at_HF_ENDPOINT(tmp_path):
     out = tmp_path / "ds"
-    args = [sys.executable, "-m", "apo_planner.cli", "build", "--synthesizer", "rule", "--limit", "20"]
+    args = [sys.executable, "-m", "entry.cli", "build", "--synthesizer", "rule", "--limit", "20"]
     args += ["--output", str(out), "--push-to-hub", "me/plans", "--set", "build.version=2.0.0"]
     with HubStub(token=TOKEN) as hub:
         run = subprocess.run(args, cwd=REPO, env=hub_env(hub.url, TOKEN), capture_output=True)

@@ -11,10 +11,10 @@ import time
 import datasets
 import pytest
 
-from apo_planner.cli import main
-from apo_planner.recipe import load_recipe
 from builders.build import build, merge_shards
 from builders.decontamination import Decontaminator, bfcl_questions
+from entry.cli import main
+from entry.recipe import load_recipe
 from tests.conftest import FIXTURES, REPO, nemotron_row, weather_conversation, write_jsonl
 
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
@@ -51,7 +51,7 @@ def test_a_build_killed_with_sigkill_resumes_to_the_identical_dataset_without_re
     limit = 40
     reference = build(load_recipe(None, _overrides(tmp_path, "ref", limit)).build).stats
 
-    args = [sys.executable, "-m", "apo_planner.cli", "build"]
+    args = [sys.executable, "-m", "entry.cli", "build"]
     for o in _overrides(tmp_path, "killed", limit):
         args += ["--set", o]
     cache = tmp_path / "killed" / "cache.sqlite"

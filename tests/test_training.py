@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from apo_planner.config import RecipeError
-from apo_planner.recipe import load_recipe
 from builders.build import build
+from entry.recipe import load_recipe
 from tests.conftest import nemotron_row, weather_conversation, write_jsonl
 from training.apo import TrainingInputError, train
 from training.merge import merge

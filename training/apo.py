@@ -17,11 +17,9 @@ from typing import Any
 
 import datasets
 
-from builders.dataset import load_preference_dataset
+from apo_planner.dataset import PREFERENCE_COLUMNS, load_preference_dataset
 from training.config import TrainConfig
 from training.provenance import training_provenance
-
-TRAIN_COLUMNS = ("prompt", "chosen", "rejected", "tools")
 
 
 class TrainingInputError(ValueError):
@@ -69,7 +67,7 @@ def load_pairs(config: TrainConfig) -> datasets.DatasetDict:
         ) from None
     if "train" not in ds:
         raise TrainingInputError(f"dataset {config.dataset!r} has no 'train' split (splits: {sorted(ds)})")
-    return datasets.DatasetDict({split: part.select_columns(list(TRAIN_COLUMNS)) for split, part in ds.items()})
+    return datasets.DatasetDict({split: part.select_columns(list(PREFERENCE_COLUMNS)) for split, part in ds.items()})
 
 
 def pair_lengths(ds: datasets.Dataset, tokenizer) -> list[int]:

@@ -8,9 +8,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from apo_planner.recipe import REPO_ROOT
 from training.config import TrainConfig
 
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose commit trained the model
 PACKAGES = ("apo-planner", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "lm-eval")
 
 
@@ -27,11 +27,11 @@ def package_versions() -> dict[str, str]:
 def git_commit() -> str:
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"], cwd=SOURCE_ROOT, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=SOURCE_ROOT,
             capture_output=True,
             text=True,
             timeout=10,

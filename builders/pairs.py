@@ -1,8 +1,6 @@
-"""The preference dataset: row layout, Arrow features, deterministic split, Hub-layout parquet.
-
-Columns follow TRL's conversational preference format (`prompt`, `chosen`, `rejected`, `tools`)
-plus the structured plans, call counts, a stable `id` and per-row `provenance`.
-"""
+"""Preference pairs as dataset rows: stable ids, row assembly, the deterministic split, the content
+fingerprint and the Hub-layout parquet folder. The columns themselves are the core's contract
+(`apo_planner.dataset`)."""
 
 from __future__ import annotations
 
@@ -11,57 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import datasets
-from datasets import DatasetDict, Features, List, Value
+from datasets import DatasetDict
 
 from apo_planner import __version__
 from apo_planner.plan import Plan
 from apo_planner.prompts import dump_tools, plan_completion, planner_prompt
 from builders.records import Trajectory
-
-PROVENANCE_FIELDS = (
-    "source_dataset",
-    "source_split",
-    "source_revision",
-    "source_row_id",
-    "generator",
-    "license",
-    "synthesizer_model",
-    "synthesizer_revision",
-    "synthesizer_backend",
-    "template_sha256",
-    "sampling_params",
-    "builder_version",
-    "dataset_version",
-)
-
-_MESSAGES = List({"role": Value("string"), "content": Value("string")})
-_PLAN = List(
-    {
-        "tool": Value("string"),
-        "arguments": Value("string"),
-        "rationale": Value("string"),
-        "depends_on": List(Value("int32")),
-    }
-)
-FEATURES = Features(
-    {
-        "id": Value("string"),
-        "prompt": _MESSAGES,
-        "chosen": _MESSAGES,
-        "rejected": _MESSAGES,
-        "tools": Value("string"),
-        "chosen_plan": _PLAN,
-        "rejected_plan": _PLAN,
-        "num_calls_chosen": Value("int32"),
-        "num_calls_rejected": Value("int32"),
-        "removed_calls": List({"index": Value("int32"), "reason": Value("string")}),
-        "query": Value("string"),
-        "final_answer": Value("string"),
-        "provenance": {name: Value("string") for name in PROVENANCE_FIELDS},
-    }
-)
-REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "tools")
 
 
 def row_id(namespace: str, source_row_id: str) -> str:
@@ -131,15 +84,3 @@ def write_hub_layout(dataset: DatasetDict, output: Path) -> list[str]:
         ds.to_parquet(str(path))
         files.append(str(path.relative_to(output)))
     return files
-
-
-def load_preference_dataset(path_or_id: str, revision: str | None = None) -> DatasetDict:
-    """Load a dataset this toolkit wrote (local dir or Hub repo) and check it has the contract columns."""
-    ds = datasets.load_dataset(path_or_id, revision=revision)
-    for split, part in ds.items():
-        missing = [c for c in REQUIRED_COLUMNS if c not in part.column_names]
-        if missing:
-            raise ValueError(
-                f"{path_or_id} split {split!r} lacks columns {missing}; was it built by apo-planner build?"
-            )
-    return ds

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apo_planner.recipe import Recipe
+from entry.recipe import Recipe
 
 
 def _sha(*parts: Any) -> str:

@@ -1,10 +1,10 @@
-"""Test helpers shipped with the library: loopback servers for fault injection.
+"""Loopback servers for fault injection (test and benchmark support, not part of the library).
 
 Real-path tests run against a real server (`transformers serve` with a tiny model). `OpenAIStub`
 is for what a real server will not do on demand: answer 500, hang past a timeout, return a chosen
 text, or answer after a fixed latency (to measure the client and its concurrency alone). It speaks
 just enough of `/v1/chat/completions`, `/v1/completions` and `/v1/models` for the `openai` client.
-`apo_planner.hub_stub.HubStub` (same loopback base) stands in for the Hub, which tests cannot reach.
+`tests.support.hub.HubStub` (same loopback base) stands in for the Hub, which tests cannot reach.
 """
 
 from __future__ import annotations

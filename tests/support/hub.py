@@ -18,7 +18,7 @@ from typing import Any
 
 from huggingface_hub.utils.sha import git_hash
 
-from apo_planner.testing import LoopbackServer
+from tests.support.loopback import LoopbackServer
 
 _REPO = "/api/{kind:models|datasets|spaces}/{ns}/{name}"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from apo_planner import __version__
 from apo_planner.config import RecipeError
-from apo_planner.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+from entry.recipe import DEFAULT_RECIPE, Recipe, load_recipe
 
 
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -110,10 +110,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from apo_planner.planner import Planner
-    from builders.readers import normalize_tool
+    from apo_planner.tools import normalize_tools
 
     raw = json.loads(open(args.tools, encoding="utf-8").read())
-    tools = [t for t in (normalize_tool(t) for t in (raw if isinstance(raw, list) else [raw])) if t]
+    tools = normalize_tools(raw)
     if not tools:
         raise ValueError(f"{args.tools} holds no tool definitions (OpenAI style or bare functions)")
     if args.base_url:
@@ -144,7 +144,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from apo_planner.release import run_release
+    from entry.release import run_release
 
     summary = run_release(recipe, push=args.push)
     table = Table(

@@ -1,0 +1,178 @@
+"""The artifacts stages hand each other on disk: their names, their layout, and typed readers.
+
+Stages never import one another; a stage reads the previous stage's folder through these classes,
+so a folder written on one machine is read the same way on another. Readers are lenient (extra
+keys are kept) but the keys other code relies on are typed, and a missing file says which command
+writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+STATS_FILE = "stats.json"  # a dataset folder's (and each build shard's) statistics and provenance
+METRICS_FILE = "metrics.json"  # training (and, copied, the merged model's) metrics
+TRAINING_PROVENANCE_FILE = "training_provenance.json"
+MERGE_INFO_FILE = "apo_planner_merge.json"
+COMPARISON_FILE = "comparison.json"  # the BFCL comparison; .md and .png beside it
+ADAPTER_DIR = "adapter"
+MERGED_DIR = "merged"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class MissingArtifact(FileNotFoundError):
+    """An artifact a command needs is not there; the message names the command that writes it."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class DatasetStats(_Record):
+    """`stats.json` of a finished dataset folder (the build stage writes many more keys)."""
+
+    fingerprint: str
+    dataset_version: str
+    pairs: int
+    splits: dict[str, int]
+    source: str
+
+
+class TrainMetrics(_Record):
+    """`metrics.json` of a training run; `preference_accuracy` appears once `merge` evaluated it."""
+
+    loss_type: str
+    steps: int
+    wall_time_s: float
+    preference_accuracy: dict[str, Any] | None = None
+
+
+class Comparison(_Record):
+    """`comparison.json`: one row per BFCL category, executor alone vs with the planner."""
+
+    baseline_model: str
+    planner_model: str
+    categories: list[dict[str, Any]]
+    planner_outcomes: dict[str, int] = {}
+    limit: int | None = None
+
+
+Record = TypeVar("Record", bound=_Record)
+
+
+def read_json(path: Path, writer: str) -> Any:
+    if not path.is_file():
+        raise MissingArtifact(f"{path} not found; `apo-planner {writer}` writes it")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _read(model: type[Record], path: Path, writer: str) -> Record:
+    return model.model_validate(read_json(path, writer))
+
+
+@dataclass(frozen=True)
+class DatasetDir:
+    """A preference dataset folder: Hub-layout parquet under `data/` plus `stats.json`."""
+
+    root: Path
+
+    @property
+    def stats_file(self) -> Path:
+        return self.root / STATS_FILE
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def stats(self) -> DatasetStats:
+        return _read(DatasetStats, self.stats_file, "build")
+
+
+@dataclass(frozen=True)
+class TrainDir:
+    """A training run folder: the adapter, the merged model, checkpoints, metrics and provenance."""
+
+    root: Path
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / ADAPTER_DIR
+
+    @property
+    def merged(self) -> Path:
+        return self.root / MERGED_DIR
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def provenance_file(self) -> Path:
+        return self.root / TRAINING_PROVENANCE_FILE
+
+    def metrics(self) -> TrainMetrics:
+        return _read(TrainMetrics, self.metrics_file, "train")
+
+    def provenance(self) -> dict[str, Any]:
+        return read_json(self.provenance_file, "train")
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """An evaluation folder: bfcl-eval's own tree under `bfcl/`, the comparison reports beside it."""
+
+    root: Path
+
+    @property
+    def bfcl_root(self) -> Path:
+        return self.root / "bfcl"
+
+    @property
+    def comparison_file(self) -> Path:
+        return self.root / COMPARISON_FILE
+
+    @property
+    def comparison_markdown(self) -> Path:
+        return self.comparison_file.with_suffix(".md")
+
+    @property
+    def comparison_plot(self) -> Path:
+        return self.comparison_file.with_suffix(".png")
+
+    @property
+    def submission(self) -> Path:
+        return self.root / "bfcl_submission"
+
+    def comparison(self) -> Comparison:
+        return _read(Comparison, self.comparison_file, "eval")
+
+
+def sha256_files(paths: Iterable[Path], *, names: bool = False) -> str:
+    """One streamed digest of some files' bytes in the given order (an adapter can be hundreds of
+    MB); with `names`, each path is hashed before its bytes. A missing file counts as empty."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if names:
+            digest.update(path.as_posix().encode() + b"\0")
+        if path.is_file():
+            with path.open("rb") as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
