@@ -54,6 +54,26 @@ class TrainMetrics(_Record):
     preference_accuracy: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class PlanCoverage:
+    """How many of a category's entries the executor saw a plan for; a planner-arm number means
+    nothing without it (an entry that fell back ran the executor alone)."""
+
+    planned: int
+    entries: int
+    fallbacks: dict[str, int]
+
+    @property
+    def fraction(self) -> float:
+        return self.planned / self.entries if self.entries else 0.0
+
+    def __str__(self) -> str:
+        text = f"{self.planned}/{self.entries} planned"
+        if self.fallbacks:
+            text += " (fell back: " + ", ".join(f"{k} {v}" for k, v in sorted(self.fallbacks.items())) + ")"
+        return text
+
+
 class Comparison(_Record):
     """`comparison.json`: one row per BFCL category, executor alone vs with the planner."""
 
@@ -62,6 +82,19 @@ class Comparison(_Record):
     categories: list[dict[str, Any]]
     planner_outcomes: dict[str, int] = {}
     limit: int | None = None
+
+    def coverage(self) -> dict[str, PlanCoverage]:
+        """Per category, from the planner arm's own result lines (what the executor really saw)."""
+        out = {}
+        for row in self.categories:
+            arm = row.get("planner") or {}
+            planner = arm.get("planner") or {}
+            out[row["category"]] = PlanCoverage(
+                planned=int(planner.get("planned", 0)),
+                entries=int(arm.get("entries") or 0),
+                fallbacks=dict(planner.get("fallbacks") or {}),
+            )
+        return out
 
 
 Record = TypeVar("Record", bound=_Record)

@@ -5,17 +5,24 @@ rendered by the planner's own chat template with the tools, exactly as in traini
 - `Planner.from_pretrained(path_or_hub_id)`: transformers, in process;
 - `Planner.from_endpoint(base_url, model)`: an OpenAI-compatible server (`vllm serve MERGED_DIR`),
   called on `/v1/completions` with the prompt rendered locally, so the server cannot re-template it.
+
+Both decode under the catalog's plan grammar by default (`apo_planner.plan_grammar`): xgrammar in
+process, vLLM's `structured_outputs.grammar` through an endpoint. A constrained plan always parses
+and names only catalog tools; every answer is validated anyway, since not every server enforces a
+grammar (`transformers serve` ignores it).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from apo_planner.plan import Plan, PlanParseError, parse_plan
+from apo_planner.plan_grammar import GrammarLimits, grammar_key, plan_grammar
 from apo_planner.prompts import planner_prompt
 from apo_planner.tools import tool_names
 
@@ -32,11 +39,37 @@ class PlanResult:
     latency_s: float
 
 
+@dataclass
+class Generation:
+    """What one engine call returned; `truncated` when it stopped at `max_new_tokens`."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    truncated: bool = False
+
+
+# (prompt, max_new_tokens, grammar EBNF or None) -> Generation
+Generate = Callable[[str, int, str | None], Generation]
+
+
 class Planner:
-    def __init__(self, tokenizer: Any, generate: Any, max_new_tokens: int = 512) -> None:
+    """A tokenizer (for the prompt) and an engine; `constrained` decodes under the catalog's grammar."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        generate: Generate,
+        max_new_tokens: int = 512,
+        constrained: bool = True,
+        limits: GrammarLimits | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self._generate = generate
         self.max_new_tokens = max_new_tokens
+        self.constrained = constrained
+        self.limits = limits or GrammarLimits()
+        self._grammars: dict[str, str] = {}
 
     # --- construction ---------------------------------------------------------------------
 
@@ -48,8 +81,11 @@ class Planner:
         device: str | None = None,
         dtype: str = "auto",
         max_new_tokens: int = 512,
+        constrained: bool = True,
+        limits: GrammarLimits | None = None,
     ) -> Planner:
-        """Load a merged planner (local dir or Hub id) with transformers."""
+        """Load a merged planner (local dir or Hub id) with transformers; grammars compile with xgrammar
+        once per catalog (BFCL repeats catalogs) and mask the logits at every step."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -58,15 +94,38 @@ class Planner:
         lm = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         lm.to(device).eval()
+        compiled: dict[str, Any] = {}
+        compiler: list[Any] = []
 
-        def generate(prompt: str, max_new_tokens: int) -> tuple[str, int, int]:
+        def processors(grammar: str | None) -> list[Any]:
+            if grammar is None:
+                return []
+            import xgrammar as xgr
+            from xgrammar.contrib.hf import LogitsProcessor
+
+            if not compiler:
+                info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=lm.config.vocab_size)
+                compiler.append(xgr.GrammarCompiler(info))
+            if grammar not in compiled:
+                compiled[grammar] = compiler[0].compile_grammar(grammar)
+            return [LogitsProcessor(compiled[grammar])]  # stateful: a fresh one per generation
+
+        def generate(prompt: str, max_new_tokens: int, grammar: str | None) -> Generation:
             inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
             with torch.no_grad():
-                out = lm.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+                out = lm.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors(grammar)
+                )
             new = out[0, inputs["input_ids"].shape[1] :]
-            return tokenizer.decode(new, skip_special_tokens=True), inputs["input_ids"].shape[1], len(new)
+            ended = len(new) > 0 and int(new[-1]) in _eos_ids(lm, tokenizer)
+            return Generation(
+                tokenizer.decode(new, skip_special_tokens=True),
+                inputs["input_ids"].shape[1],
+                len(new),
+                truncated=len(new) >= max_new_tokens and not ended,
+            )
 
-        return cls(tokenizer, generate, max_new_tokens)
+        return cls(tokenizer, generate, max_new_tokens, constrained, limits)
 
     @classmethod
     def from_endpoint(
@@ -78,8 +137,14 @@ class Planner:
         timeout_s: float = 60.0,
         max_retries: int = 2,
         max_new_tokens: int = 512,
+        constrained: bool = True,
+        limits: GrammarLimits | None = None,
+        send_grammar: bool = True,
     ) -> Planner:
-        """A planner served by vLLM (or any OpenAI-compatible server with /v1/completions)."""
+        """A planner served by vLLM (or any OpenAI-compatible server with /v1/completions).
+
+        With `send_grammar`, a constrained request carries vLLM's `structured_outputs: {"grammar": EBNF}`;
+        turn it off for servers that reject unknown fields (the answer is still validated)."""
         import openai
         from transformers import AutoTokenizer
 
@@ -91,16 +156,21 @@ class Planner:
             max_retries=max_retries,
         )
 
-        def generate(prompt: str, max_new_tokens: int) -> tuple[str, int, int]:
-            response = client.completions.create(model=model, prompt=prompt, max_tokens=max_new_tokens, temperature=0.0)
+        def generate(prompt: str, max_new_tokens: int, grammar: str | None) -> Generation:
+            extra = {"structured_outputs": {"grammar": grammar}} if grammar is not None and send_grammar else None
+            response = client.completions.create(
+                model=model, prompt=prompt, max_tokens=max_new_tokens, temperature=0.0, extra_body=extra
+            )
             usage = response.usage
-            return (
-                response.choices[0].text,
+            choice = response.choices[0]
+            return Generation(
+                choice.text or "",
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
+                truncated=choice.finish_reason == "length",
             )
 
-        return cls(tok, generate, max_new_tokens)
+        return cls(tok, generate, max_new_tokens, constrained, limits)
 
     # --- planning -------------------------------------------------------------------------
 
@@ -109,29 +179,46 @@ class Planner:
             planner_prompt(query), tools=tools or None, tokenize=False, add_generation_prompt=True
         )
 
+    def grammar(self, tools: list[dict[str, Any]]) -> str | None:
+        """The catalog's plan grammar (cached per catalog), or None when decoding is unconstrained."""
+        if not self.constrained:
+            return None
+        key = grammar_key(tools, self.limits)
+        if key not in self._grammars:
+            self._grammars[key] = plan_grammar(tools, self.limits)
+        return self._grammars[key]
+
     def plan_with_details(self, query: str, tools: list[dict[str, Any]]) -> PlanResult:
-        """Never raises for model or parse failures: they come back as `error` (callers fall back)."""
+        """Never raises for model or parse failures: they come back as `error`, its first word a reason
+        callers count (`planner_error`, `no_usable_tool`, `truncated_plan`, `unparseable_plan`,
+        `unknown_tool`) before they fall back."""
         started = time.perf_counter()
         try:
-            text, prompt_tokens, completion_tokens = self._generate(
-                self.render_prompt(query, tools), self.max_new_tokens
-            )
+            grammar = self.grammar(tools)
+        except ValueError as exc:
+            return PlanResult(None, "", f"no_usable_tool: {exc}"[:300], 0, 0, time.perf_counter() - started)
+        try:
+            out = self._generate(self.render_prompt(query, tools), self.max_new_tokens, grammar)
         except Exception as exc:  # the server or the model failed; the caller decides what to do
             return PlanResult(
                 None, "", f"planner_error: {type(exc).__name__}: {exc}"[:300], 0, 0, time.perf_counter() - started
             )
         latency = time.perf_counter() - started
+
+        def failed(reason: str) -> PlanResult:
+            return PlanResult(None, out.text, reason[:300], out.prompt_tokens, out.completion_tokens, latency)
+
         try:
-            plan = parse_plan(text)
+            plan = parse_plan(out.text)
         except PlanParseError as exc:
-            return PlanResult(None, text, f"unparseable_plan: {exc}"[:300], prompt_tokens, completion_tokens, latency)
+            if out.truncated:
+                return failed(f"truncated_plan: stopped at max_new_tokens={self.max_new_tokens} ({exc})")
+            return failed(f"unparseable_plan: {exc}")
         known = tool_names(tools)
         unknown = [s.tool for s in plan.steps if s.tool not in known]
         if unknown:
-            return PlanResult(
-                None, text, f"unknown_tool: {unknown[0]}"[:300], prompt_tokens, completion_tokens, latency
-            )
-        return PlanResult(plan, text, None, prompt_tokens, completion_tokens, latency)
+            return failed(f"unknown_tool: {unknown[0]}")
+        return PlanResult(plan, out.text, None, out.prompt_tokens, out.completion_tokens, latency)
 
     def plan(self, query: str, tools: list[dict[str, Any]]) -> Plan:
         """The plan for `query` given OpenAI-style `tools`; raises ValueError when there is none."""
@@ -139,3 +226,11 @@ class Planner:
         if result.plan is None:
             raise ValueError(result.error)
         return result.plan
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

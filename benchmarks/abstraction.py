@@ -17,10 +17,10 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks.corpus import write_jsonl
-from builders.build import abstract_record, abstract_source
 from builders.config import FilterConfig
+from builders.source_abstraction import abstract_record, abstract_source
 from builders.sources import TEXT_COLUMN, open_source
+from tests.support.rows import write_corpus
 
 
 def _best_of(repeats: int, fn) -> float:
@@ -41,7 +41,7 @@ def main() -> None:
 
     filters = FilterConfig()
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_jsonl(Path(tmp) / "corpus.jsonl", args.records, seed=1)
+        path = write_corpus(Path(tmp) / "corpus.jsonl", args.records, seed=1)
         lines = path.read_bytes().splitlines()
         texts = [line.decode() for line in lines]
         print(f"corpus: {len(lines)} Nemotron-shaped records, {path.stat().st_size / 1e6:.1f} MB")

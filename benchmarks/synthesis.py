@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 from apo_planner.serving import transformers_server
-from benchmarks.corpus import write_jsonl
-from builders.build import abstract_source
+from builders.source_abstraction import abstract_source
 from builders.sources import open_source
 from builders.synthesis.llm import LLMSynthesizer
 from entry.recipe import load_recipe
+from tests.support.rows import write_corpus
 
 
 class StubProcess:
@@ -90,7 +90,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        source = open_source(str(write_jsonl(tmp / "corpus.jsonl", args.records, seed=3)), work_dir=tmp)
+        source = open_source(str(write_corpus(tmp / "corpus.jsonl", args.records, seed=3)), work_dir=tmp)
         abstracted = abstract_source(source, load_recipe(None, []).build.filters)
         print(f"{'run':<52}{'calls':>8}{'seconds':>10}{'requests/s':>12}")
         n = args.concurrency

@@ -1,7 +1,8 @@
 """Training throughput: the recipe (`training.apo.train`) vs a bare TRL DPOTrainer script.
 
-Same tiny model, same pairs (train and held-out split), same DPOConfig values and LoRA config,
-same number of steps, in one run. Prints training tokens/s of each, timed over the optimisation
+Same tiny model, same pairs (train and held-out split), same DPOConfig (the one the recipe's
+`train:` section resolves to, `training.apo.trainer_arguments`) and LoRA config, same number of
+steps, in one run. Prints training tokens/s of each, timed over the optimisation
 steps only (a callback; the evaluation and checkpoint save the trainer adds at the end are
 excluded), and the ratio: the recipe layer should add no measurable overhead to the training
 loop. The recipe's end-to-end wall time (its up-front length check included) is printed too.
@@ -22,7 +23,7 @@ from apo_planner.dataset import PREFERENCE_COLUMNS
 from apo_planner.tiny import make_tiny_model
 from builders.build import build
 from entry.recipe import DEFAULT_RECIPE, load_recipe
-from training.apo import dpo_config, lora_config, pair_lengths, train
+from training.apo import lora_config, pair_lengths, train, trainer_arguments
 
 
 class StepTimer(TrainerCallback):
@@ -55,6 +56,7 @@ def main() -> None:
             f"train.base_model={model_dir}",
             f"train.max_steps={args.steps}",
             f"train.save_steps={args.steps * 10}",
+            f"train.eval_steps={args.steps * 10}",
             "train.preference_eval=false",
             f"train.logging_steps={args.steps}",
         ]
@@ -67,13 +69,13 @@ def main() -> None:
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         tokens_per_pair = 2 * sum(pair_lengths(pairs, tokenizer)) / len(pairs)
-        pairs_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+        settings = trainer_arguments(config, has_eval=False)
+        pairs_per_step = settings.per_device_train_batch_size * settings.gradient_accumulation_steps
         tokens = tokens_per_pair * pairs_per_step * args.steps
 
         bare_rates, recipe_rates, recipe_walls = [], [], []
         for i in range(args.repeats):
-            out = tmp / f"bare-{i}"
-            bare_args = dpo_config(config, out, has_eval=False)
+            bare_args = trainer_arguments(config.model_copy(update={"output": str(tmp / f"bare-{i}")}), has_eval=False)
             bare_timer = StepTimer()  # both runs timed the same way: optimisation steps only
             trainer = DPOTrainer(
                 model=AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32"),
@@ -86,7 +88,7 @@ def main() -> None:
             trainer.train()
             bare_rates.append(tokens / bare_timer.seconds)
 
-            run = config.model_copy(update={"output": str(tmp / f"recipe-{i}"), "eval_steps": args.steps * 10})
+            run = config.model_copy(update={"output": str(tmp / f"recipe-{i}")})
             recipe_timer = StepTimer()
             start = time.perf_counter()
             train(run, callbacks=[recipe_timer])

@@ -12,6 +12,7 @@ from typing import Any
 from datasets import DatasetDict
 
 from apo_planner import __version__
+from apo_planner.artifacts import DatasetDir
 from apo_planner.plan import Plan
 from apo_planner.prompts import dump_tools, plan_completion, planner_prompt
 from builders.records import Trajectory
@@ -72,7 +73,7 @@ def fingerprint(dataset: DatasetDict) -> str:
 def write_hub_layout(dataset: DatasetDict, output: Path) -> list[str]:
     """`data/<split>-00000-of-00001.parquet`, the layout `load_dataset(DIR)` and the Hub both read.
     Empty splits are not written (tiny sources with a small `test_fraction` can have none)."""
-    data_dir = output / "data"
+    data_dir = DatasetDir(output).data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     for stale in data_dir.glob("*.parquet"):
         stale.unlink()

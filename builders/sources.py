@@ -9,7 +9,6 @@ columns. Hub ids stream through `datasets` with the recipe's config, split and r
 from __future__ import annotations
 
 import glob
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import datasets
 import orjson
 
+from apo_planner.artifacts import sha256_files
 from builders.readers import detect_format
 
 TEXT_COLUMN = "__raw_line__"
@@ -51,12 +51,9 @@ def local_files(source: str) -> list[Path]:
 
 
 def content_hash(files: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for f in files:
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """Revision of a local source: its files' bytes in the given order (names left out, so renaming
+    a file keeps it)."""
+    return sha256_files(files)[:16]
 
 
 def _sample_columns(files: list[Path], n: int = 20) -> set[str]:

@@ -21,9 +21,10 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from apo_planner.artifacts import STATS_FILE
 from cards.config import PushConfig
 
-DATASET_PATTERNS = ["data/*.parquet", "stats.json", "README.md"]
+DATASET_PATTERNS = ["data/*.parquet", STATS_FILE, "README.md"]
 ALWAYS_REMOTE = {".gitattributes"}  # the Hub adds it to every repo
 _RESUME_HINT = "\nre-run the same command to resume: repos already pushed are not pushed again"
 _AUTH_HINT = "\nthe token must be a write token with access to this namespace (HF_TOKEN or `hf auth login`)"

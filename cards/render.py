@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
+
+from apo_planner.artifacts import Comparison, DatasetDir, EvalDir, TrainDir
+from apo_planner.templating import render_file
 
 TEMPLATES = Path(__file__).parent / "templates"
 _LICENSES = {
@@ -25,12 +27,6 @@ _LICENSES = {
     "cc by-sa 4.0": "cc-by-sa-4.0",
     "cc-by-sa-4.0": "cc-by-sa-4.0",
 }
-
-
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
-    )
 
 
 def hub_license(licenses: set[str]) -> str:
@@ -52,11 +48,13 @@ def version_history(previous: list[dict[str, Any]], stats: dict[str, Any]) -> li
     return [h for h in previous if h["version"] != entry["version"]] + [entry]
 
 
-def dataset_card(dataset_dir: Path, repo_id: str, history: list[dict[str, Any]] | None = None) -> DatasetCard:
-    import datasets
+def dataset_card(dataset_dir: DatasetDir, repo_id: str, history: list[dict[str, Any]] | None = None) -> DatasetCard:
+    """The dataset repo's card: Hub metadata (license from the rows, size, splits, version) and a body
+    whose every number is the build's `stats.json`, with one real row as the example."""
+    from apo_planner.dataset import load_preference_dataset
 
-    stats = json.loads((dataset_dir / "stats.json").read_text())
-    ds = datasets.load_dataset(str(dataset_dir))
+    stats = dataset_dir.stats().model_dump()
+    ds = load_preference_dataset(str(dataset_dir.root))
     licenses = {row["license"] for split in ds.values() for row in split["provenance"]}
     license_id = hub_license(licenses)
     splits = [s for s, n in stats["splits"].items() if n]
@@ -78,29 +76,30 @@ def dataset_card(dataset_dir: Path, repo_id: str, history: list[dict[str, Any]] 
         for k in ("id", "prompt", "chosen", "rejected", "num_calls_chosen", "num_calls_rejected", "removed_calls")
     }
     history = version_history(history or [], stats)
-    text = (
-        _env()
-        .from_string((TEMPLATES / "dataset_card.md.jinja").read_text())
-        .render(
-            card_data=card_data.to_yaml(),
-            pretty_name=card_data.pretty_name,
-            stats=stats,
-            version=stats["dataset_version"],
-            repo_id=repo_id,
-            license=license_id,
-            example=json.dumps(example, indent=2, ensure_ascii=False)[:4000],
-            history=history,
-        )
+    text = render_file(
+        TEMPLATES / "dataset_card.md.jinja",
+        trim=True,
+        card_data=card_data.to_yaml(),
+        pretty_name=card_data.pretty_name,
+        stats=stats,
+        version=stats["dataset_version"],
+        repo_id=repo_id,
+        license=license_id,
+        example=json.dumps(example, indent=2, ensure_ascii=False)[:4000],
+        history=history,
     )
     return DatasetCard(text)
 
 
-def _eval_results(comparison: dict[str, Any], model_name: str) -> list[EvalResult]:
+def _eval_results(comparison: Comparison) -> list[EvalResult]:
+    """model-index entries; each metric's name carries the plan coverage it was measured with."""
     results = []
-    for row in comparison["categories"]:
+    coverage = comparison.coverage()
+    for row in comparison.categories:
         planner = row["planner"]
         if planner["accuracy"] is None:
             continue
+        measured = f"{comparison.baseline_model} as executor, plan coverage {coverage[row['category']]}"
         common = {
             "task_type": "text-generation",
             "task_name": "Function calling",
@@ -115,7 +114,7 @@ def _eval_results(comparison: dict[str, Any], model_name: str) -> list[EvalResul
             EvalResult(
                 metric_type="accuracy",
                 metric_value=planner["accuracy"],
-                metric_name=f"accuracy with {comparison['baseline_model']} as executor",
+                metric_name=f"accuracy ({measured})",
                 **common,
             )
         )
@@ -124,7 +123,7 @@ def _eval_results(comparison: dict[str, Any], model_name: str) -> list[EvalResul
                 EvalResult(
                     metric_type="avg_tool_calls",
                     metric_value=planner["avg_calls"],
-                    metric_name="average tool calls per entry",
+                    metric_name=f"average tool calls per entry ({measured})",
                     **common,
                 )
             )
@@ -132,8 +131,8 @@ def _eval_results(comparison: dict[str, Any], model_name: str) -> list[EvalResul
 
 
 def model_card(
-    train_dir: Path,
-    comparison_path: Path,
+    train_dir: TrainDir,
+    eval_dir: EvalDir,
     repo_id: str,
     *,
     adapter: bool,
@@ -142,9 +141,12 @@ def model_card(
     adapter_repo: str,
     license_id: str,
 ) -> ModelCard:
-    metrics = json.loads((train_dir / "metrics.json").read_text())
-    provenance = json.loads((train_dir / "training_provenance.json").read_text())
-    comparison = json.loads(comparison_path.read_text())
+    """The adapter's or the merged model's card: base model and dataset from the training provenance,
+    trainer settings as the run used them, metrics, and (merged model only) BFCL model-index results,
+    each with the plan coverage it was measured with."""
+    metrics = train_dir.metrics().model_dump()
+    provenance = train_dir.provenance()
+    comparison = eval_dir.comparison()
     base_model = provenance["base_model"]["id"]  # what training recorded: a Hub id, or a local base's folder name
     name = repo_id.split("/")[-1]
     card_data = ModelCardData(
@@ -156,24 +158,24 @@ def model_card(
         language=["en"],
         pipeline_tag="text-generation",
         tags=["tool-calling", "function-calling", "planner", "apo", "dpo", "trl", *(["lora"] if adapter else [])],
-        eval_results=None if adapter else _eval_results(comparison, name) or None,
+        eval_results=None if adapter else _eval_results(comparison) or None,
     )
-    text = (
-        _env()
-        .from_string((TEMPLATES / "model_card.md.jinja").read_text())
-        .render(
-            card_data=card_data.to_yaml(),
-            title=f"{name}: an APO-trained tool-calling planner",
-            adapter=adapter,
-            base_model=base_model,
-            repo_id=repo_id,
-            model_repo=model_repo,
-            adapter_repo=adapter_repo,
-            dataset_repo=dataset_repo,
-            metrics=metrics,
-            provenance=provenance,
-            comparison=comparison,
-            config=provenance["train_config"],
-        )
+    text = render_file(
+        TEMPLATES / "model_card.md.jinja",
+        trim=True,
+        card_data=card_data.to_yaml(),
+        title=f"{name}: an APO-trained tool-calling planner",
+        adapter=adapter,
+        base_model=base_model,
+        repo_id=repo_id,
+        model_repo=model_repo,
+        adapter_repo=adapter_repo,
+        dataset_repo=dataset_repo,
+        metrics=metrics,
+        provenance=provenance,
+        comparison=comparison.model_dump(),
+        coverage=comparison.coverage(),
+        config=provenance["train_config"],
+        trainer=provenance["trainer_args"],  # every DPOConfig value the run used, TRL's defaults included
     )
     return ModelCard(text)

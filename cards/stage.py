@@ -7,13 +7,13 @@ push stage uploads each of `targets` with `cards.hub.HubPusher` and tags it.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from apo_planner.artifacts import STATS_FILE, DatasetDir, EvalDir, TrainDir, read_json, write_json
 from cards.config import ReleaseConfig
 from cards.render import dataset_card, model_card, version_history
 
@@ -46,39 +46,53 @@ def _top_files(folder: Path, dest: Path) -> dict[Path, Path]:
     return {f: dest / f.name for f in sorted(folder.iterdir()) if f.is_file()}
 
 
+VERSION_HISTORY_FILE = "version_history.json"
+
+
 def _previous_history(folder: Path) -> list[dict]:
-    path = folder / "version_history.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+    path = folder / VERSION_HISTORY_FILE
+    return read_json(path, "cards") if path.is_file() else []
 
 
-def stage(config: ReleaseConfig, dataset_dir: Path, train_dir: Path, eval_dir: Path) -> StagedRelease:
+def staged_folders(config: ReleaseConfig) -> StagedRelease:
+    """Where each repo is staged: `release.output/<repo id>/`."""
     root = Path(config.output)
-    dataset_out = root / config.dataset_repo
-    history = _previous_history(dataset_out)
-    card = dataset_card(dataset_dir, config.dataset_repo, history)
-    dataset_out = _fresh(dataset_out)
-    shards = {f: dataset_out / "data" / f.name for f in sorted((dataset_dir / "data").glob("*.parquet"))}
-    _copy({**shards, dataset_dir / "stats.json": dataset_out / "stats.json"}, config.dataset_repo)
-    card.save(dataset_out / "README.md")
-    stats = json.loads((dataset_dir / "stats.json").read_text())
-    (dataset_out / "version_history.json").write_text(json.dumps(version_history(history, stats), indent=2) + "\n")
+    return StagedRelease(root / config.dataset_repo, root / config.adapter_repo, root / config.model_repo)
 
-    comparison = eval_dir / "comparison.json"
+
+def outputs(config: ReleaseConfig) -> list[Path]:
+    """What staging leaves: one folder per repo, each with its card."""
+    staged = staged_folders(config)
+    return [folder / "README.md" for folder in (staged.dataset, staged.adapter, staged.model)]
+
+
+def stage(config: ReleaseConfig, dataset_dir: DatasetDir, train_dir: TrainDir, eval_dir: EvalDir) -> StagedRelease:
+    """Write the three repo folders from the run's artifacts (cards rendered from their numbers)."""
+    staged = staged_folders(config)
+    history = _previous_history(staged.dataset)
+    card = dataset_card(dataset_dir, config.dataset_repo, history)
+    dataset_out = _fresh(staged.dataset)
+    shards = {f: dataset_out / "data" / f.name for f in sorted(dataset_dir.data_dir.glob("*.parquet"))}
+    _copy({**shards, dataset_dir.stats_file: dataset_out / STATS_FILE}, config.dataset_repo)
+    card.save(dataset_out / "README.md")
+    stats = dataset_dir.stats().model_dump()
+    write_json(dataset_out / VERSION_HISTORY_FILE, version_history(history, stats))
+
     common = {
         "dataset_repo": config.dataset_repo,
         "model_repo": config.model_repo,
         "adapter_repo": config.adapter_repo,
         "license_id": config.model_license,
     }
-    adapter_out = _fresh(root / config.adapter_repo)
-    _copy(_top_files(train_dir / "adapter", adapter_out), config.adapter_repo)
-    model_card(train_dir, comparison, config.adapter_repo, adapter=True, **common).save(adapter_out / "README.md")
+    adapter_out = _fresh(staged.adapter)
+    _copy(_top_files(train_dir.adapter, adapter_out), config.adapter_repo)
+    model_card(train_dir, eval_dir, config.adapter_repo, adapter=True, **common).save(adapter_out / "README.md")
 
-    model_out = _fresh(root / config.model_repo)
-    merged = _top_files(train_dir / "merged", model_out)
-    _copy({**merged, comparison: model_out / "bfcl_comparison.json"}, config.model_repo)
-    model_card(train_dir, comparison, config.model_repo, adapter=False, **common).save(model_out / "README.md")
-    return StagedRelease(dataset=dataset_out, adapter=adapter_out, model=model_out)
+    model_out = _fresh(staged.model)
+    merged = _top_files(train_dir.merged, model_out)
+    _copy({**merged, eval_dir.comparison_file: model_out / "bfcl_comparison.json"}, config.model_repo)
+    model_card(train_dir, eval_dir, config.model_repo, adapter=False, **common).save(model_out / "README.md")
+    return staged
 
 
 def targets(config: ReleaseConfig, staged: StagedRelease) -> dict[str, tuple[Path, str, str]]:

@@ -30,6 +30,7 @@ def _recipe(args: argparse.Namespace, extra: list[str]) -> Recipe:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    """Build (or one shard, or merge the shards), then optionally push; the Hub is checked before building."""
     from builders.build import build, merge_shards, parse_shard
     from builders.report import print_build_stats
 
@@ -68,14 +69,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from apo_planner.artifacts import TrainDir
     from training.apo import train
 
     recipe = _recipe(args, [])
     result = train(recipe.train, recipe.sha256())
     m = result.metrics
-    print(
-        f"trained {m['steps']} steps ({m['loss_type']}) in {m['wall_time_s']} s; adapter at {result.output / 'adapter'}"
-    )
+    adapter = TrainDir(result.output).adapter
+    print(f"trained {m['steps']} steps ({m['loss_type']}) in {m['wall_time_s']} s; adapter at {adapter}")
     if "eval" in m:
         print("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in m["eval"].items() if "rewards" in k or k == "eval_loss"))
     return 0
@@ -109,6 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from apo_planner.plan_grammar import GrammarLimits
     from apo_planner.planner import Planner
     from apo_planner.tools import normalize_tools
 
@@ -116,10 +118,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     tools = normalize_tools(raw)
     if not tools:
         raise ValueError(f"{args.tools} holds no tool definitions (OpenAI style or bare functions)")
+    limits = GrammarLimits(max_steps=args.max_steps)
+    constrained = not args.unconstrained
     if args.base_url:
-        planner = Planner.from_endpoint(args.base_url, args.model, tokenizer=args.tokenizer)
+        planner = Planner.from_endpoint(
+            args.base_url,
+            args.model,
+            tokenizer=args.tokenizer,
+            constrained=constrained,
+            limits=limits,
+            send_grammar=not args.no_server_grammar,
+        )
     else:
-        planner = Planner.from_pretrained(args.model, revision=args.revision)
+        planner = Planner.from_pretrained(args.model, revision=args.revision, constrained=constrained, limits=limits)
     result = planner.plan_with_details(args.query, tools)
     if result.plan is None:
         print(f"no plan: {result.error}\nraw output:\n{result.text}", file=sys.stderr)
@@ -155,6 +166,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     table.add_column("where", overflow="fold")  # a path cut short with "…" tells nobody where it is
     for name, where in summary.artifacts.items():
         table.add_row(name, where)
+    for category, coverage in summary.coverage.items():  # every planner number is only as good as this
+        table.add_row(f"plan coverage: {category}", str(coverage))
     Console().print(table)
     if not args.push:
         print("release: staged only (nothing pushed); `make release PUSH=1` uploads with HF_TOKEN")
@@ -162,14 +175,15 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
+    from apo_planner.artifacts import DatasetDir, EvalDir, TrainDir
     from cards.stage import stage
 
     recipe = _recipe(args, [])
     staged = stage(
         recipe.release,
-        Path(recipe.build.output),
-        Path(recipe.train.output),
-        Path(recipe.eval.output),
+        DatasetDir(Path(recipe.build.output)),
+        TrainDir(Path(recipe.train.output)),
+        EvalDir(Path(recipe.eval.output)),
     )
     for folder in (staged.dataset, staged.adapter, staged.model):
         print(f"staged {folder} (card: {folder / 'README.md'})")
@@ -182,6 +196,7 @@ def cmd_recipe(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand with its flags; recipe-driven ones share `--recipe` and `--set`."""
     parser = argparse.ArgumentParser(
         prog="apo-planner",
         description="Build, train, evaluate and release an efficiency-trained tool-calling planner.",
@@ -231,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", help="tokenizer for --base-url (default: --model)")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
+        "--unconstrained", action="store_true", help="decode freely instead of under the catalog's plan grammar"
+    )
+    p.add_argument("--max-steps", type=int, default=8, help="most steps a constrained plan may have (default 8)")
+    p.add_argument(
+        "--no-server-grammar",
+        action="store_true",
+        help="with --base-url: do not send the grammar (for servers without vLLM's structured_outputs)",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("tiny-model", help="write a tiny random Qwen3 model (offline smoke runs, tests)")

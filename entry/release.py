@@ -1,20 +1,24 @@
-"""`apo-planner release`: build -> train -> merge -> eval -> cards/stage -> (push).
+"""`apo-planner release`: build -> train -> merge -> eval -> cards -> (push), as a table of stages.
 
-Each stage is keyed by the fingerprint of its inputs (its recipe section and the artifacts it
-reads). A stage whose key matches the last successful run and whose outputs exist is skipped, so
-a re-run after a finished release does no work twice and a failed one resumes where it stopped
-(each repo's push counts as done only once it is uploaded and tagged).
+Each stage is declared once: its name, the key of its inputs (its recipe section and the artifacts
+it reads), the outputs its own module says it produces, and how to run it. A stage whose key matches
+the last successful run and whose outputs exist is skipped, so a re-run after a finished release
+does no work twice and a failed one resumes where it stopped (each repo's push counts as done only
+once it is uploaded and tagged). Stages hand each other folders on disk (`apo_planner.artifacts`),
+never objects, so any of them can also run alone through its own subcommand.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
+from apo_planner.artifacts import DatasetDir, EvalDir, PlanCoverage, TrainDir, sha256_files
 from entry.recipe import Recipe
 
 
@@ -22,19 +26,21 @@ def _sha(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _files_sha(paths: Iterable[Path]) -> str:
-    """Content key of some files (streamed: an adapter can be hundreds of MB); a missing one counts as empty."""
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.as_posix().encode())
-        if path.is_file():
-            with path.open("rb") as f:
-                digest.update(hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Stage:
+    """One row of the release table. `key` is computed when the stage's turn comes, after every
+    stage before it has run, because it hashes what they wrote."""
+
+    name: str
+    key: Callable[[], str]
+    outputs: list[Path]
+    run: Callable[[], None]
 
 
 @dataclass
 class ReleaseState:
+    """The key of each stage's last successful run, kept beside the staged repos."""
+
     path: Path
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -56,119 +62,186 @@ class ReleaseSummary:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    coverage: dict[str, PlanCoverage] = field(default_factory=dict)  # BFCL category -> entries planned
 
 
-def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] = print) -> ReleaseSummary:
-    from builders.sources import content_hash, local_files
+class Release:
+    """The release of one recipe: where each stage reads and writes, and the table of its stages.
 
-    state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")
-    summary = ReleaseSummary()
-    rc = recipe.release
-    if push:
-        from cards.hub import HubPusher
+    Downstream stages are pointed at what upstream stages wrote (training reads the dataset just
+    built, evaluation plans with the model just merged), whatever the recipe says for standalone runs.
+    """
 
-        pusher = HubPusher.from_config(rc.push, log=log)
-        pusher.check_ready()  # no token or offline: say so before hours of training, not after
+    def __init__(self, recipe: Recipe, pusher: Any = None, log: Callable[[str], None] = print) -> None:
+        from cards.stage import staged_folders
 
-    def stage(name: str, key: str, outputs: list[Path], run: Callable[[], None]) -> None:
-        if state.fresh(name, key, outputs):
-            summary.skipped.append(name)
-            log(f"release: {name} is up to date (inputs unchanged), skipped")
-            return
-        run()
-        state.done(name, key)
-        summary.ran.append(name)
+        self.recipe = recipe
+        self.pusher = pusher
+        self.log = log
+        self.dataset = DatasetDir(Path(recipe.build.output))
+        self.train_config = recipe.train.model_copy(update={"dataset": str(self.dataset.root)})
+        self.train = TrainDir(Path(self.train_config.output))
+        planner = recipe.eval.planner.model_copy(update={"model": str(self.train.merged)})
+        self.eval_config = recipe.eval.model_copy(update={"planner": planner})
+        self.eval = EvalDir(Path(self.eval_config.output))
+        self.staged = staged_folders(recipe.release)
 
-    b = recipe.build
-    dataset_dir = Path(b.output)
-    local = local_files(b.source)
-    build_key = _sha(b.model_dump(mode="json"), content_hash(local) if local else b.revision)
+    def check(self) -> None:
+        """What can be refused before the first stage runs, rather than hours into the release."""
+        from training.apo import check_config
 
-    def do_build() -> None:
+        check_config(self.train_config)
+
+    def stages(self) -> list[Stage]:
+        from builders.build import outputs as build_outputs
+        from cards.stage import outputs as cards_outputs
+        from evaluation.run import outputs as eval_outputs
+        from training.apo import outputs as train_outputs
+        from training.merge import outputs as merge_outputs
+
+        table = [
+            Stage("build", lambda: self.build_key, build_outputs(self.recipe.build), self.run_build),
+            Stage("train", lambda: self.train_key, train_outputs(self.train_config), self.run_train),
+            Stage("merge", lambda: self.merge_key, merge_outputs(self.train_config), self.run_merge),
+            Stage("eval", lambda: self.eval_key, eval_outputs(self.eval_config), self.run_eval),
+            Stage("cards", lambda: self.cards_key, cards_outputs(self.recipe.release), self.run_cards),
+        ]
+        if self.pusher is not None:
+            for kind, (folder, repo_id, repo_type) in self.push_targets().items():
+                # keyed per repo: a re-run after a failed push redoes only the repos not yet pushed
+                key = partial(self.push_key, repo_id, repo_type)
+                table.append(Stage(f"push {kind}", key, [], partial(self.run_push, folder, repo_id, repo_type)))
+        return table
+
+    # --- input keys ---------------------------------------------------------------------------
+
+    @cached_property
+    def build_key(self) -> str:
+        from builders.sources import content_hash, local_files
+
+        b = self.recipe.build
+        local = local_files(b.source)
+        return _sha(b.model_dump(mode="json"), content_hash(local) if local else b.revision)
+
+    @cached_property
+    def train_key(self) -> str:
+        return _sha(self.train_config.model_dump(mode="json"), self.dataset.stats().fingerprint)
+
+    @cached_property
+    def merge_key(self) -> str:
+        adapter_files = sorted(p for p in self.train.adapter.iterdir() if p.is_file())
+        return _sha(self.train_key, sha256_files(adapter_files, names=True))
+
+    @cached_property
+    def eval_key(self) -> str:
+        # the merged weights are a function of the adapter: merge_key names them without re-hashing GBs
+        return _sha(self.eval_config.model_dump(mode="json"), self.merge_key)
+
+    @cached_property
+    def cards_key(self) -> str:
+        reports = [self.eval.comparison_file, self.train.metrics_file, self.train.merged / self.train.metrics_file.name]
+        return _sha(
+            self.recipe.release.model_dump(mode="json", exclude={"push"}),
+            self.dataset.stats().fingerprint,
+            self.merge_key,
+            sha256_files(sorted(reports), names=True),
+        )
+
+    def push_key(self, repo_id: str, repo_type: str) -> str:
+        from huggingface_hub import constants
+
+        return _sha(self.cards_key, self.recipe.build.version, constants.ENDPOINT, repo_id, repo_type)
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    def run_build(self) -> None:
         from builders.build import build
         from builders.report import print_build_stats
 
-        result = build(b)
+        result = build(self.recipe.build)
         print_build_stats(result.stats, result.output)
 
-    stage("build", build_key, [dataset_dir / "stats.json"], do_build)
-    dataset_fp = json.loads((dataset_dir / "stats.json").read_text())["fingerprint"]
-
-    train_config = recipe.train.model_copy(update={"dataset": str(dataset_dir)})  # train on what was built
-    train_dir = Path(train_config.output)
-    train_key = _sha(train_config.model_dump(mode="json"), dataset_fp)
-
-    def do_train() -> None:
+    def run_train(self) -> None:
         from training.apo import train
 
-        result = train(train_config, recipe.sha256())
-        log(f"trained {result.metrics['steps']} steps -> {result.output / 'adapter'}")
+        result = train(self.train_config, self.recipe.sha256())
+        self.log(f"trained {result.metrics['steps']} steps -> {self.train.adapter}")
 
-    stage("train", train_key, [train_dir / "adapter" / "adapter_config.json", train_dir / "metrics.json"], do_train)
-
-    merged_dir = train_dir / "merged"
-    adapter_dir = train_dir / "adapter"
-    merge_key = _sha(train_key, _files_sha(p for p in adapter_dir.iterdir() if p.is_file()))
-
-    def do_merge() -> None:
+    def run_merge(self) -> None:
         from training.merge import merge
 
-        log(f"merged -> {merge(train_config)}")
+        self.log(f"merged -> {merge(self.train_config)}")
 
-    stage("merge", merge_key, [merged_dir / "config.json"], do_merge)
-
-    planner = recipe.eval.planner.model_copy(update={"model": str(merged_dir)})  # evaluate what was merged
-    eval_config = recipe.eval.model_copy(update={"planner": planner})
-    eval_dir = Path(eval_config.output)
-    # the merged weights are a function of the adapter: merge_key names them without re-hashing GBs
-    eval_key = _sha(eval_config.model_dump(mode="json"), merge_key)
-
-    def do_eval() -> None:
+    def run_eval(self) -> None:
         from evaluation.report import print_comparison
         from evaluation.run import evaluate
 
-        result = evaluate(eval_config)
+        result = evaluate(self.eval_config)
         print_comparison(result.comparison, result.output)
 
-    stage("eval", eval_key, [eval_dir / "comparison.json"], do_eval)
+    def run_cards(self) -> None:
+        from cards.stage import stage
 
-    staged_dirs = [Path(rc.output) / r for r in (rc.dataset_repo, rc.adapter_repo, rc.model_repo)]
-    cards_key = _sha(
-        rc.model_dump(mode="json", exclude={"push"}),
-        dataset_fp,
-        merge_key,
-        _files_sha([eval_dir / "comparison.json", train_dir / "metrics.json", merged_dir / "metrics.json"]),
-    )
+        stage(self.recipe.release, self.dataset, self.train, self.eval)
 
-    def do_cards() -> None:
-        from cards.stage import stage as stage_repos
+    def push_targets(self) -> dict[str, tuple[Path, str, str]]:
+        from cards.stage import targets
 
-        stage_repos(rc, dataset_dir, train_dir, eval_dir)
+        return targets(self.recipe.release, self.staged)
 
-    stage("cards", cards_key, [d / "README.md" for d in staged_dirs], do_cards)
-    summary.artifacts = {
-        "dataset": str(dataset_dir),
-        "adapter": str(train_dir / "adapter"),
-        "merged model": str(merged_dir),
-        "BFCL comparison": str(eval_dir / "comparison.md"),
-        **{
-            f"staged {kind}": str(d)
-            for kind, d in zip(("dataset repo", "adapter repo", "model repo"), staged_dirs, strict=True)
-        },
-    }
+    def run_push(self, folder: Path, repo_id: str, repo_type: str) -> None:
+        rc = self.recipe.release
+        self.pusher.push_folder(
+            folder, repo_id, repo_type=repo_type, version=self.recipe.build.version, private=rc.push.private
+        )
+
+    # --- what a person reads afterwards -------------------------------------------------------
+
+    def artifacts(self) -> dict[str, str]:
+        found = {
+            "dataset": str(self.dataset.root),
+            "adapter": str(self.train.adapter),
+            "merged model": str(self.train.merged),
+            "BFCL comparison": str(self.eval.comparison_markdown),
+            "staged dataset repo": str(self.staged.dataset),
+            "staged adapter repo": str(self.staged.adapter),
+            "staged model repo": str(self.staged.model),
+        }
+        if self.pusher is not None:
+            from cards.hub import repo_url
+
+            version = f"v{self.recipe.build.version}"
+            for kind, (_, repo_id, repo_type) in self.push_targets().items():
+                found[f"pushed {kind}"] = repo_url(repo_id, repo_type, version)
+        return found
+
+
+def run_stages(stages: list[Stage], state: ReleaseState, log: Callable[[str], None] = print) -> ReleaseSummary:
+    """Run the table in order, skipping stages whose inputs are unchanged and outputs present."""
+    summary = ReleaseSummary()
+    for stage in stages:
+        key = stage.key()
+        if state.fresh(stage.name, key, stage.outputs):
+            summary.skipped.append(stage.name)
+            log(f"release: {stage.name} is up to date (inputs unchanged), skipped")
+            continue
+        stage.run()
+        state.done(stage.name, key)
+        summary.ran.append(stage.name)
+    return summary
+
+
+def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] = print) -> ReleaseSummary:
+    pusher = None
     if push:
-        from huggingface_hub import constants
+        from cards.hub import HubPusher
 
-        from cards.hub import repo_url
-        from cards.stage import StagedRelease, targets
-
-        for kind, (folder, repo_id, repo_type) in targets(rc, StagedRelease(*staged_dirs)).items():
-
-            def do_push(folder: Path = folder, repo_id: str = repo_id, repo_type: str = repo_type) -> None:
-                pusher.push_folder(folder, repo_id, repo_type=repo_type, version=b.version, private=rc.push.private)
-
-            # keyed per repo: a re-run after a failed push redoes only the repos not yet pushed
-            key = _sha(cards_key, b.version, constants.ENDPOINT, repo_id, repo_type)
-            stage(f"push {kind}", key, [], do_push)
-            summary.artifacts[f"pushed {kind}"] = repo_url(repo_id, repo_type, f"v{b.version}")
+        pusher = HubPusher.from_config(recipe.release.push, log=log)
+        pusher.check_ready()  # no token or offline: say so before hours of training, not after
+    release = Release(recipe, pusher, log)
+    release.check()
+    state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")
+    summary = run_stages(release.stages(), state, log)
+    summary.artifacts = release.artifacts()
+    summary.coverage = release.eval.comparison().coverage()
     return summary

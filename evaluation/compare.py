@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import jinja2
+from apo_planner.artifacts import Comparison, EvalDir, write_json
+from apo_planner.templating import render_file
 
 # "APO-Based Small Planner for Efficient Tool Calling", Table 1: accuracy % (avg tool calls).
 PAPER_TABLE = {
@@ -147,15 +148,14 @@ def compare(bfcl_root: Path, baseline: str, planned: str, categories: list[str])
 
 
 def write_reports(comparison: dict[str, Any], output: Path) -> list[Path]:
-    output.mkdir(parents=True, exist_ok=True)
-    json_path = output / "comparison.json"
-    json_path.write_text(json.dumps(comparison, indent=2) + "\n")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    md_path = output / "comparison.md"
-    md_path.write_text(env.from_string((TEMPLATES / "comparison.md.jinja").read_text()).render(**comparison))
-    png_path = output / "comparison.png"
-    plot(comparison, png_path)
-    return [json_path, md_path, png_path]
+    """comparison.json (what cards read), .md (for people) and .png, from the same numbers."""
+    folder = EvalDir(output)
+    write_json(folder.comparison_file, comparison)
+    coverage = Comparison.model_validate(comparison).coverage()
+    markdown = render_file(TEMPLATES / "comparison.md.jinja", trim=True, coverage=coverage, **comparison)
+    folder.comparison_markdown.write_text(markdown)
+    plot(comparison, folder.comparison_plot)
+    return [folder.comparison_file, folder.comparison_markdown, folder.comparison_plot]
 
 
 def plot(comparison: dict[str, Any], path: Path) -> None:

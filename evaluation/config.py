@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from apo_planner.config import StrictConfig
+from apo_planner.plan_grammar import GrammarLimits
 
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
 
@@ -27,7 +28,7 @@ class ExecutorConfig(StrictConfig):
 
 
 class PlannerRunConfig(StrictConfig):
-    """The planner in front of the executor."""
+    """The planner in front of the executor, decoding under the catalog's plan grammar by default."""
 
     model: str = Field("runs/smoke/train/merged", description="merged planner dir or Hub id")
     backend: Literal["transformers", "openai"] = "transformers"
@@ -35,6 +36,22 @@ class PlannerRunConfig(StrictConfig):
     tokenizer: str | None = None
     max_new_tokens: int = Field(512, gt=0)
     timeout_s: float = Field(120.0, gt=0)
+    constrained: bool = Field(True, description="decode under the plan grammar of the entry's tool catalog")
+    send_grammar: bool = Field(
+        True, description="openai backend: send the grammar as vLLM `structured_outputs` (off for servers without)"
+    )
+    max_steps: int = Field(8, gt=0, description="most steps a constrained plan may have")
+    max_rationale_chars: int = Field(200, gt=0, description="longest `why:` line of a constrained plan")
+    max_value_chars: int = Field(64, gt=0, description="longest string argument of a constrained plan")
+    max_items: int = Field(16, gt=0, description="most items of an array or object argument of a constrained plan")
+
+    def grammar_limits(self) -> GrammarLimits:
+        return GrammarLimits(
+            max_steps=self.max_steps,
+            max_rationale_chars=self.max_rationale_chars,
+            max_string_chars=self.max_value_chars,
+            max_items=self.max_items,
+        )
 
 
 class InjectionConfig(StrictConfig):

@@ -22,8 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from apo_planner.templating import environment
 from apo_planner.tools import normalize_tools
 from evaluation.config import DEFAULT_EXECUTOR, InjectionConfig, PlannerRunConfig
 
@@ -43,7 +42,7 @@ class PlannerRuntime:
         self._generate_lock = threading.Lock() if config.backend == "transformers" else None
         self._load_error: Exception | None = None
         template_path = Path(injection.template) if injection.template else DEFAULT_INJECTION_TEMPLATE
-        self.template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(template_path.read_text())
+        self.template = environment().from_string(template_path.read_text(encoding="utf-8"))
 
     @property
     def planner(self):
@@ -62,9 +61,17 @@ class PlannerRuntime:
                             tokenizer=c.tokenizer,
                             timeout_s=c.timeout_s,
                             max_new_tokens=c.max_new_tokens,
+                            constrained=c.constrained,
+                            limits=c.grammar_limits(),
+                            send_grammar=c.send_grammar,
                         )
                     else:
-                        self._planner = Planner.from_pretrained(c.model, max_new_tokens=c.max_new_tokens)
+                        self._planner = Planner.from_pretrained(
+                            c.model,
+                            max_new_tokens=c.max_new_tokens,
+                            constrained=c.constrained,
+                            limits=c.grammar_limits(),
+                        )
                 except Exception as exc:
                     self._load_error = exc
                     raise

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from apo_planner.artifacts import Comparison
+
 
 def print_comparison(comparison: dict[str, Any], output: Path, console: Console | None = None) -> None:
     console = console or Console()
@@ -19,11 +21,11 @@ def print_comparison(comparison: dict[str, Any], output: Path, console: Console 
         "+ planner acc % (calls)",
         "Δ acc",
         "GT calls",
-        "planned / fell back",
+        "plan coverage",
     ):
         table.add_column(column, no_wrap=column == "category")  # a category cut to "parallel…" is ambiguous
+    coverage = Comparison.model_validate(comparison).coverage()
     for r in comparison["categories"]:
-        p = r["planner"].get("planner", {})
         table.add_row(
             r["category"],
             str(r["baseline"]["entries"]),
@@ -31,6 +33,6 @@ def print_comparison(comparison: dict[str, Any], output: Path, console: Console 
             f"{r['planner']['accuracy']} ({r['planner']['avg_calls']})",
             str(r["delta_accuracy"]),
             str(r["ground_truth_avg_calls"]),
-            f"{p.get('planned', 0)} / {sum(p.get('fallbacks', {}).values())}",
+            str(coverage[r["category"]]),
         )
     console.print(table)

@@ -20,7 +20,9 @@ from typing import Any
 
 import requests
 
+from apo_planner.artifacts import EvalDir
 from apo_planner.serving import transformers_server
+from apo_planner.templating import render_file
 from evaluation.bfcl_setup import resolve_categories, use_project_root
 from evaluation.config import EvalConfig, ExecutorConfig
 
@@ -97,11 +99,17 @@ def score(models: list[str], categories: list[str], root: Path, partial: bool) -
     eval_main(models, categories, str(root / "result"), str(root / "score"), partial_eval=partial)
 
 
+def outputs(config: EvalConfig) -> list[Path]:
+    """What a finished evaluation leaves for the cards: the comparison (its .md and .png beside it)."""
+    return [EvalDir(Path(config.output)).comparison_file]
+
+
 def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     """Generate with both models (resuming what is already there), score, compare, export."""
-    output = Path(config.output).resolve()
-    project_root = use_project_root(output / "bfcl")
-    root = output / "bfcl"  # this evaluation's result/ and score/ trees
+    folder = EvalDir(Path(config.output).resolve())
+    output = folder.root
+    root = folder.bfcl_root  # this evaluation's result/ and score/ trees
+    project_root = use_project_root(root)
     categories = resolve_categories(config.categories)
     from evaluation.compare import compare, write_reports
     from evaluation.handler import PlannerRuntime, register
@@ -120,20 +128,17 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     comparison = compare(root, baseline, planned, categories)
     comparison["limit"] = config.limit
     write_reports(comparison, output)
-    export_submission(output, baseline, planned)
+    export_submission(folder, baseline, planned)
     return EvalResult(output, comparison, baseline, planned)
 
 
-def export_submission(output: Path, baseline: str, planned: str) -> Path:
+def export_submission(output: EvalDir, baseline: str, planned: str) -> Path:
     """`bfcl_submission/`: the handler module, its ModelConfig entry and the steps of an upstream PR."""
-    import jinja2
-
     from evaluation import handler as handler_module
 
-    folder = output / "bfcl_submission"
+    folder = output.submission
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(handler_module.__file__, folder / "apo_planner_handler.py")
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    template = env.from_string((Path(__file__).parent / "templates" / "submission.md.jinja").read_text())
-    (folder / "README.md").write_text(template.render(baseline=baseline, planned=planned))
+    template = Path(__file__).parent / "templates" / "submission.md.jinja"
+    (folder / "README.md").write_text(render_file(template, baseline=baseline, planned=planned))
     return folder

@@ -6,11 +6,13 @@ import re
 import pytest
 from huggingface_hub import DatasetCard, ModelCard
 
+from apo_planner.artifacts import DatasetDir, EvalDir, TrainDir
 from builders.build import build
 from cards.config import ReleaseConfig
 from cards.render import dataset_card, hub_license, model_card, size_category
 from entry.recipe import load_recipe
 from tests.conftest import REPO
+from training.apo import trainer_arguments
 
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
 
@@ -35,13 +37,18 @@ COMPARISON = {
         {
             "category": "multiple",
             "baseline": {"accuracy": 91.5, "avg_calls": 1.015},
-            "planner": {"accuracy": 93.25, "avg_calls": 1.005},
+            "planner": {
+                "entries": 200,
+                "accuracy": 93.25,
+                "avg_calls": 1.005,
+                "planner": {"planned": 198, "fallbacks": {"unparseable_plan": 2}},
+            },
             "paper": {"baseline": [92.5, 1.02], "planner": [94.5, 1.01]},
         },
         {
             "category": "parallel_multiple",
             "baseline": {"accuracy": 67.5, "avg_calls": 2.2},
-            "planner": {"accuracy": 74.5, "avg_calls": 2.245},
+            "planner": {"entries": 200, "accuracy": 74.5, "avg_calls": 2.245, "planner": {"planned": 200}},
             "paper": None,
         },
     ],
@@ -70,6 +77,7 @@ def artifacts(tmp_path_factory):
         "base_model": {"id": "Qwen/Qwen3-4B-Instruct-2507", "revision": "main"},
         "recipe_sha256": "a" * 64,
         "train_config": train_config.model_dump(mode="json"),
+        "trainer_args": json.loads(trainer_arguments(train_config, has_eval=True).to_json_string()),
         "packages": {"trl": "1.16.0", "transformers": "5.23.0", "peft": "0.21.2"},
         "git_commit": "0123abcd",
     }
@@ -85,7 +93,7 @@ def _no_placeholders(text):
 
 def test_dataset_card_metadata_is_valid_and_numbers_are_the_build_stats(artifacts):
     card = dataset_card(
-        artifacts / "ds", "org/plans", history=[{"version": "1.0.0", "pairs": 5, "fingerprint": "e" * 64}]
+        DatasetDir(artifacts / "ds"), "org/plans", history=[{"version": "1.0.0", "pairs": 5, "fingerprint": "e" * 64}]
     )
     parsed = DatasetCard(str(card))
     stats = json.loads((artifacts / "ds" / "stats.json").read_text())
@@ -108,8 +116,8 @@ def test_dataset_card_metadata_is_valid_and_numbers_are_the_build_stats(artifact
 @pytest.mark.parametrize("adapter", [True, False])
 def test_model_cards_carry_the_metrics_and_bfcl_results_of_the_run(artifacts, adapter):
     card = model_card(
-        artifacts / "train",
-        artifacts / "comparison.json",
+        TrainDir(artifacts / "train"),
+        EvalDir(artifacts),
         "org/planner-lora" if adapter else "org/planner",
         adapter=adapter,
         dataset_repo="org/plans",
@@ -125,10 +133,20 @@ def test_model_cards_carry_the_metrics_and_bfcl_results_of_the_run(artifacts, ad
     _no_placeholders(text)
     for value in ("0.4321", "0.3812", "0.8125", "1.2345", "123456", "| steps | 37 |", "0.55 → 0.9"):
         assert value in text, value
-    assert "| multiple | 91.5 (1.015) | 93.25 (1.005) | 92.5 (1.02) | 94.5 (1.01) |" in text
+    trainer = json.loads((artifacts / "train" / "training_provenance.json").read_text())["trainer_args"]
+    assert f"| learning rate | {trainer['learning_rate']} |" in text and f"| bf16 | {trainer['bf16']} |" in text
+    assert (
+        "| multiple | 91.5 (1.015) | 93.25 (1.005) | 198/200 planned (fell back: unparseable_plan 2) "
+        "| 92.5 (1.02) | 94.5 (1.01) |" in text
+    )
+    assert "| parallel_multiple | 67.5 (2.2) | 74.5 (2.245) | 200/200 planned |" in text
     if not adapter:
         results = {(r.dataset_config, r.metric_type): r.metric_value for r in parsed.data.eval_results}
         assert results[("multiple", "accuracy")] == 93.25 and results[("parallel_multiple", "avg_tool_calls")] == 2.245
+        # a planner-arm number never travels without the coverage it was measured with
+        for result in parsed.data.eval_results:
+            planned = "198/200 planned" if result.dataset_config == "multiple" else "200/200 planned"
+            assert planned in result.metric_name, result.metric_name
         assert "vllm serve org/planner" in text
 
 

@@ -4,7 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_all_design_packages_import_together_in_one_environment(tmp_path):
     code = """
 import datasets, huggingface_hub, trl, peft, transformers, lm_eval, jinja2, xgrammar, openai, tenacity

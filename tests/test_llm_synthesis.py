@@ -73,7 +73,7 @@ def _llm_config(tmp_path, limit=6, **llm):
 
 def _answers_by_trajectory(config):
     """(number of calls, status, raw answers) for every cached answer of this build's trajectories."""
-    from builders.build import abstract_record
+    from builders.source_abstraction import abstract_record
     from builders.sources import TEXT_COLUMN
     from builders.synthesis.llm import LLMSynthesizer
 
@@ -88,6 +88,7 @@ def _answers_by_trajectory(config):
     return out
 
 
+@pytest.mark.slow
 def test_transformers_backend_with_a_random_tiny_model_only_produces_schema_valid_answers(tmp_path):
     config = _llm_config(tmp_path)
     result = build(config)
@@ -149,6 +150,7 @@ def transformers_server(tmp_path_factory):
         yield base_url, str(model)
 
 
+@pytest.mark.slow
 def test_openai_backend_against_a_real_transformers_server(tmp_path, transformers_server):
     base_url, model = transformers_server
     config = _llm_config(
@@ -184,6 +186,7 @@ def _first_valid(request):
     return _keep(*[(i, ()) for i in range(1, n)]) if n > 1 else _keep((0, ()))
 
 
+@pytest.mark.slow
 def test_http_500s_and_timeouts_are_retried_then_succeed(tmp_path):
     seen: dict[str, int] = {}
 

@@ -184,6 +184,7 @@ def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
         assert hub.calls == []
 
 
+@pytest.mark.slow
 def test_build_push_to_hub_publishes_the_built_dataset_at_HF_ENDPOINT(tmp_path):
     out = tmp_path / "ds"
     args = [sys.executable, "-m", "entry.cli", "build", "--synthesizer", "rule", "--limit", "20"]

@@ -47,6 +47,7 @@ def _answers(cache):
         return 0
 
 
+@pytest.mark.slow
 def test_a_build_killed_with_sigkill_resumes_to_the_identical_dataset_without_reasking(tmp_path):
     limit = 40
     reference = build(load_recipe(None, _overrides(tmp_path, "ref", limit)).build).stats

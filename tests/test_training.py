@@ -11,9 +11,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from apo_planner.config import RecipeError
 from builders.build import build
 from entry.recipe import load_recipe
-from tests.conftest import nemotron_row, weather_conversation, write_jsonl
-from training.apo import TrainingInputError, train
+from tests.conftest import REPO, nemotron_row, weather_conversation, write_jsonl
+from training.apo import TrainingInputError, check_config, train, trainer_arguments
+from training.apo import outputs as train_outputs
 from training.merge import merge
+from training.merge import outputs as merge_outputs
 
 TOOL = {
     "type": "function",
@@ -103,6 +105,7 @@ def _margin(model, tokenizer, ds) -> float:
     return sum(margins) / len(margins)
 
 
+@pytest.mark.slow
 def test_apo_learns_margin_rises_and_reward_accuracy_beats_chance(trained, pairs_dir):
     config, result, merged = trained
     train_pairs = datasets.load_dataset(str(pairs_dir))["train"]
@@ -117,6 +120,7 @@ def test_apo_learns_margin_rises_and_reward_accuracy_beats_chance(trained, pairs
     assert result.metrics["steps"] == 30 and result.metrics["tokens_approx"] > 0
 
 
+@pytest.mark.slow
 def test_adapter_loads_with_peft_and_merged_equals_base_plus_lora_delta(trained):
     from peft import PeftModel
 
@@ -136,6 +140,7 @@ def test_adapter_loads_with_peft_and_merged_equals_base_plus_lora_delta(trained)
     assert checked >= 7 * 2  # all linear layers of both decoder blocks
 
 
+@pytest.mark.slow
 def test_merged_model_is_a_standalone_model_folder(trained):
     _, _, merged = trained
     names = {p.name for p in merged.iterdir()}
@@ -143,6 +148,7 @@ def test_merged_model_is_a_standalone_model_folder(trained):
     assert AutoTokenizer.from_pretrained(merged).chat_template
 
 
+@pytest.mark.slow
 def test_artifacts_record_metrics_provenance_and_preference_accuracy(trained, pairs_dir):
     config, result, _ = trained
     metrics = json.loads((result.output / "metrics.json").read_text())
@@ -155,6 +161,22 @@ def test_artifacts_record_metrics_provenance_and_preference_accuracy(trained, pa
     assert provenance["dataset"]["fingerprint"] == stats["fingerprint"]
     assert provenance["recipe_sha256"] == "recipe-sha" and provenance["packages"]["trl"].startswith("1.16")
     assert provenance["base_model"]["revision"] == "local" and provenance["git_commit"]
+    # the recipe's section as written, and the whole DPOConfig the run used
+    assert provenance["train_config"]["learning_rate"] == 5e-3 and provenance["train_config"]["lora"]["r"] == 8
+    trainer_args = provenance["trainer_args"]
+    assert trainer_args["learning_rate"] == 5e-3 and trainer_args["max_steps"] == 30
+    assert trainer_args["output_dir"] == str(result.output / "checkpoints") and trainer_args["loss_type"] == [
+        "apo_zero"
+    ]
+    assert trainer_args["adam_beta1"] == 0.9  # a TRL default the recipe never names
+
+
+@pytest.mark.slow
+def test_each_stage_lists_the_outputs_it_wrote(trained):
+    config, result, merged = trained
+    assert train_outputs(config) == [result.output / "adapter" / "adapter_config.json", result.output / "metrics.json"]
+    assert merge_outputs(config) == [merged / "config.json"]
+    assert all(p.is_file() for p in train_outputs(config) + merge_outputs(config))
 
 
 class _Interrupt(TrainerCallback):
@@ -163,6 +185,7 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_training_resumes_from_the_last_checkpoint_after_an_interruption(tmp_path, pairs_dir):
     config = _train_config(tmp_path, pairs_dir, max_steps=4, save_steps=2, preference_eval=False)
     with pytest.raises(KeyboardInterrupt):
@@ -204,3 +227,84 @@ def test_pairs_longer_than_max_length_are_reported_or_dropped(tmp_path, pairs_di
         train(_train_config(tmp_path, pairs_dir, max_length=64, overlong="error"))
     with pytest.raises(TrainingInputError, match="no training pairs left"):
         train(_train_config(tmp_path, pairs_dir, max_length=64, overlong="drop"))
+
+
+# --- trainer settings: TRL's, checked before anything loads ---------------------------------
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Any dataset or model load fails the test: a settings error must come first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a dataset or model was loaded before the settings were checked")
+
+    monkeypatch.setattr("training.apo.load_pairs", refuse)
+    monkeypatch.setattr("training.apo.load_base", refuse)
+
+
+def test_an_unknown_trainer_key_fails_before_any_model_loads_with_the_close_match(tmp_path, no_loading):
+    hint = r"unknown key 'train.max_grad_nrom'.*trl.DPOConfig.*did you mean 'max_grad_norm'\?"
+    with pytest.raises(RecipeError, match=hint):
+        load_recipe(None, ["train.max_grad_nrom=0.5"])
+    # a config built in code skips the recipe's check; training still refuses it before loading anything
+    config = load_recipe(None, [f"train.base_model={tmp_path / 'absent'}", "train.tiny_model=false"]).train
+    with pytest.raises(RecipeError, match=hint):
+        train(config.model_copy(update={"max_grad_nrom": 0.5}))
+    with pytest.raises(RecipeError, match=hint):
+        check_config(config.model_copy(update={"max_grad_nrom": 0.5}))
+
+
+def test_keys_the_project_owns_or_transformers_dropped_are_explained():
+    with pytest.raises(RecipeError, match=r"train.output_dir is set by the project: .*set train.output"):
+        load_recipe(None, ["train.output_dir=/tmp/elsewhere"])
+    with pytest.raises(RecipeError, match=r"unknown key 'train.warmup_ratio'.*write warmup_steps"):
+        load_recipe(None, ["train.warmup_ratio=0.1"])
+
+
+def test_a_bad_trainer_value_fails_before_any_model_loads_naming_the_key(tmp_path, no_loading):
+    with pytest.raises(RecipeError, match=r"train.learning_rate: Input should be a valid number.*'fast'"):
+        load_recipe(None, ["train.learning_rate=fast"])
+    config = load_recipe(None, ["train.lr_scheduler_type=cosin"]).train  # a str: only DPOConfig knows the names
+    rejected = r"trl.DPOConfig rejects train.lr_scheduler_type='cosin': cosin is not a valid SchedulerType"
+    with pytest.raises(RecipeError, match=rejected):
+        check_config(config)
+    with pytest.raises(RecipeError, match=rejected):
+        train(config)
+
+
+def test_trainer_values_are_typed_and_a_bf16_recipe_checks_on_any_machine():
+    config = load_recipe(None, ["train.learning_rate=1e-3", "train.max_steps=7"]).train  # YAML reads 1e-3 as a str
+    assert config.trainer_settings["learning_rate"] == 1e-3 and config.trainer_settings["max_steps"] == 7
+    paper = load_recipe(REPO / "recipes" / "paper.yaml").train
+    check_config(paper)  # bf16 and activation checkpointing: fine without a GPU
+    args = trainer_arguments(paper.model_copy(update={"bf16": False}), has_eval=True)
+    assert (args.learning_rate, args.num_train_epochs, args.warmup_steps) == (2e-5, 2, 0.05)
+    assert args.lr_scheduler_type == "cosine" and args.eval_strategy == "steps" and args.report_to == []
+    assert trainer_arguments(paper.model_copy(update={"bf16": False}), has_eval=False).eval_strategy == "no"
+
+
+class _CaptureArgs(TrainerCallback):
+    """Keeps the trainer's own args and stops before the first step."""
+
+    args = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.args = args
+        raise _Stop
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_dpo_config_argument_the_project_never_mentions_reaches_the_trainer(tmp_path, pairs_dir):
+    config = _train_config(tmp_path, pairs_dir, max_grad_norm=0.5, adam_beta2=0.98, preference_eval=False)
+    capture = _CaptureArgs()
+    with pytest.raises(_Stop):
+        train(config, callbacks=[capture])
+    args = capture.args
+    assert args.max_grad_norm == 0.5 and args.adam_beta2 == 0.98
+    assert args.output_dir == str(tmp_path / "train" / "checkpoints") and args.loss_type == ["apo_zero"]
+    assert args.max_length == 1024 and args.seed == 42 and args.report_to == [] and args.eval_strategy == "steps"

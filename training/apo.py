@@ -1,8 +1,11 @@
 """`apo-planner train`: APO on the preference dataset with TRL's DPOTrainer and a LoRA adapter.
 
-The recipe layer only checks inputs early (columns, base model, loss type, lengths) and records
-provenance; training itself is TRL's. Conversational `prompt`/`chosen`/`rejected` go to TRL as
-they are, and the JSON `tools` column reaches the chat template through TRL.
+The recipe layer only checks inputs early (columns, base model, loss type, lengths, trainer
+settings) and records provenance; training itself is TRL's, and so are the trainer settings: the
+recipe's trainer keys become `trl.DPOConfig` arguments as written (`trainer_arguments`), with
+only the checkpoint folder, loss, length limit, seed and evaluation switch set by the project.
+Conversational `prompt`/`chosen`/`rejected` go to TRL as they are, and the JSON `tools` column
+reaches the chat template through TRL.
 """
 
 from __future__ import annotations
@@ -11,15 +14,23 @@ import json
 import math
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
+from apo_planner.artifacts import TrainDir, write_json
+from apo_planner.config import RecipeError
 from apo_planner.dataset import PREFERENCE_COLUMNS, load_preference_dataset
-from training.config import TrainConfig
+from training.config import TrainConfig, trainer_key_problems
 from training.provenance import training_provenance
+
+if TYPE_CHECKING:
+    from trl import DPOConfig
+
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's name for the adapter's config: it marks a saved adapter
 
 
 class TrainingInputError(ValueError):
@@ -113,35 +124,84 @@ def check_lengths(
     return datasets.DatasetDict(out), report
 
 
-def dpo_config(config: TrainConfig, output: Path, has_eval: bool):
+# Project defaults a recipe may override: no tracker unless the recipe names one (transformers 5's
+# default too, pinned so a library default cannot start uploading runs), and a progress bar whatever
+# the log level.
+PROJECT_DEFAULTS: dict[str, Any] = {"report_to": "none", "disable_tqdm": False}
+# What `check_config` neutralises: TRL checks these against the machine it runs on (bf16 needs a
+# bf16-capable accelerator, tf32 an Ampere GPU), and a recipe is often checked away from its GPU.
+DEVICE_FLAGS: dict[str, Any] = dict(bf16=False, fp16=False, bf16_full_eval=False, fp16_full_eval=False, tf32=None)
+
+
+def _dpo_kwargs(config: TrainConfig, has_eval: bool) -> dict[str, Any]:
+    """DPOConfig keyword arguments: the recipe's trainer keys over the project defaults, then what
+    the project owns (where checkpoints go, the loss, the length limit, the seed, evaluation only
+    when there is a test split)."""
+    settings = {**PROJECT_DEFAULTS, **config.trainer_settings}
+    settings.update(
+        output_dir=str(TrainDir(Path(config.output)).checkpoints),
+        loss_type=[config.loss_type],
+        max_length=config.max_length,
+        seed=config.seed,
+        eval_strategy=settings.get("eval_strategy", "steps") if has_eval else "no",
+    )
+    return settings
+
+
+def trainer_arguments(config: TrainConfig, has_eval: bool) -> DPOConfig:
+    """The `trl.DPOConfig` training runs with; a bad trainer key or value is a RecipeError naming it."""
+    return _dpo_config(config, _dpo_kwargs(config, has_eval))
+
+
+def check_config(config: TrainConfig) -> None:
+    """Fail now, not hours later, on a trainer key or value TRL would refuse; loads no data or model.
+
+    Checks every trainer key's name (also for configs built in code, which skip the recipe's
+    check) and builds the DPOConfig a run with a test split would use, so DPOConfig's own
+    validation (enums, step counts, strategy combinations) runs. The device-dependent flags
+    (`DEVICE_FLAGS`) are neutralised, so a bf16 recipe passes on a CPU-only machine; `train`
+    builds the real DPOConfig before loading data, where those flags are checked on the machine
+    that trains. Building a DPOConfig sets up accelerate's device state, as training does anyway.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecations are reported once, when training builds its own
+        _dpo_config(config, {**_dpo_kwargs(config, has_eval=True), **DEVICE_FLAGS})
+
+
+def _dpo_config(config: TrainConfig, settings: dict[str, Any]) -> DPOConfig:
     from trl import DPOConfig
 
-    return DPOConfig(
-        output_dir=str(output / "checkpoints"),
-        loss_type=[config.loss_type],
-        beta=config.beta,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.num_train_epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
-        weight_decay=config.weight_decay,
-        logging_steps=config.logging_steps,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=config.eval_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        bf16=config.bf16,
-        activation_checkpointing=config.activation_checkpointing,
-        report_to="none",
-        disable_tqdm=False,
-    )
+    problems = trainer_key_problems(config.trainer_settings)
+    if problems:
+        raise RecipeError("invalid train settings:\n  " + "\n  ".join(problems.values()))
+    try:
+        return DPOConfig(**settings)
+    except Exception as exc:  # DPOConfig raises ValueError, TypeError, ... for values it refuses
+        culprits = _culprits(config, settings)
+        what = (
+            ", ".join(f"train.{k}={settings[k]!r}" for k in culprits) if culprits else "these train settings together"
+        )
+        hint = ""
+        if not culprits and "bf16" in str(exc) and "bf16" not in config.trainer_settings:
+            hint = " (trl.DPOConfig turns bf16 on when the recipe does not say; set train.bf16: false here)"
+        raise RecipeError(f"invalid train settings: trl.DPOConfig rejects {what}: {exc}{hint}") from exc
+
+
+def _culprits(config: TrainConfig, settings: dict[str, Any]) -> list[str]:
+    """The recipe keys DPOConfig refuses on their own (next to the project's settings), to name them."""
+    from trl import DPOConfig
+
+    own = config.trainer_settings
+    base = {**{k: v for k, v in settings.items() if k not in own}, **DEVICE_FLAGS}
+    culprits = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key in own:
+            try:
+                DPOConfig(**{**base, key: settings[key]})
+            except Exception:
+                culprits.append(key)
+    return culprits
 
 
 def lora_config(config: TrainConfig):
@@ -168,11 +228,19 @@ def _last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def outputs(config: TrainConfig) -> list[Path]:
+    """What `train` leaves behind when it finished: the saved adapter and the run's metrics."""
+    run = TrainDir(Path(config.output))
+    return [run.adapter / ADAPTER_CONFIG, run.metrics_file]
+
+
 def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None = None) -> TrainResult:
     """Train the adapter; resume from the last checkpoint under `output/checkpoints` if one exists."""
     from trl import DPOTrainer
 
-    output = Path(config.output)
+    run = TrainDir(Path(config.output))
+    # every trainer key and value, the device flags on this machine included, before data or model loads
+    trainer_arguments(config, has_eval=True)
     pairs = load_pairs(config)
     tokenizer, model = load_base(config)
     pairs, lengths = check_lengths(pairs, tokenizer, config)
@@ -180,7 +248,7 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
         raise TrainingInputError("no training pairs left; check the dataset and train.max_length")
     eval_set = pairs.get("test")
     has_eval = eval_set is not None and len(eval_set) > 0
-    args = dpo_config(config, output, has_eval)
+    args = trainer_arguments(config, has_eval)
     trainer = DPOTrainer(
         model=model,
         args=args,
@@ -190,13 +258,12 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
         peft_config=lora_config(config),
         callbacks=callbacks,
     )
-    resume = _last_checkpoint(output / "checkpoints")
+    resume = _last_checkpoint(run.checkpoints)
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - started
-    adapter = output / "adapter"
-    trainer.save_model(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
+    trainer.save_model(str(run.adapter))
+    tokenizer.save_pretrained(str(run.adapter))
 
     steps = trainer.state.global_step
     steps_per_epoch = max(
@@ -224,7 +291,7 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
     if has_eval:
         metrics["eval"] = trainer.evaluate()
     if trainer.is_world_process_zero():  # under `accelerate launch`, one writer
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        provenance = training_provenance(config, recipe_sha256)
-        (output / "training_provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    return TrainResult(output=output, metrics=metrics)
+        write_json(run.metrics_file, metrics)
+        trainer_args = json.loads(args.to_json_string())  # every DPOConfig value the run used, TRL's defaults included
+        write_json(run.provenance_file, training_provenance(config, recipe_sha256, trainer_args))
+    return TrainResult(output=run.root, metrics=metrics)

@@ -6,20 +6,29 @@ safetensors weights, config, tokenizer with its chat template, and generation co
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from training.apo import load_base
+from apo_planner.artifacts import MERGE_INFO_FILE, TrainDir, read_json, write_json
+from training.apo import ADAPTER_CONFIG, load_base
 from training.config import TrainConfig
+
+MODEL_CONFIG = "config.json"  # transformers' name for a model's config: it marks a saved model
+LM_EVAL_TASK_DIR = "lm_eval_task"  # under train.output: the rendered preference-accuracy task
+
+
+def outputs(config: TrainConfig) -> list[Path]:
+    """What `merge` leaves behind at its default place: the merged model's folder."""
+    return [TrainDir(Path(config.output)).merged / MODEL_CONFIG]
 
 
 def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | Path | None = None) -> Path:
     from peft import PeftModel
 
-    adapter = Path(adapter or Path(config.output) / "adapter")
-    output = Path(output or Path(config.output) / "merged")
-    if not (adapter / "adapter_config.json").is_file():
+    run = TrainDir(Path(config.output))
+    adapter = Path(adapter) if adapter else run.adapter
+    output = Path(output) if output else run.merged
+    if not (adapter / ADAPTER_CONFIG).is_file():
         raise FileNotFoundError(f"no adapter at {adapter}; run `apo-planner train` first")
     tokenizer, base = load_base(config)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
@@ -29,13 +38,10 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     tokenizer.save_pretrained(str(output))
     if config.preference_eval:
         _preference_eval(config, tokenizer, output)
-    for name in ("metrics.json", "training_provenance.json"):
-        src = Path(config.output) / name
+    for src in (run.metrics_file, run.provenance_file):
         if src.is_file():
-            shutil.copy(src, output / name)
-    (output / "apo_planner_merge.json").write_text(
-        json.dumps({"adapter": str(adapter.name), "base_model": config.base_model}, indent=2) + "\n"
-    )
+            shutil.copy(src, output / src.name)
+    write_json(output / MERGE_INFO_FILE, {"adapter": str(adapter.name), "base_model": config.base_model})
     return output
 
 
@@ -44,13 +50,14 @@ def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
     from training.apo import load_pairs
     from training.preference_eval import preference_accuracy, write_task
 
+    run = TrainDir(Path(config.output))
     test = load_pairs(config).get("test")
-    metrics_path = Path(config.output) / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    # an adapter trained elsewhere (--adapter) comes without this run's metrics: start them
+    metrics = read_json(run.metrics_file, "train") if run.metrics_file.is_file() else {}
     if test is None or len(test) == 0:
         metrics["preference_accuracy"] = {"skipped": "the dataset has no test split"}
     else:
-        folder = Path(config.output) / "lm_eval_task"
+        folder = run.root / LM_EVAL_TASK_DIR
         write_task(test, tokenizer, folder, config.dataset, config.preference_eval_limit)
         # the base exactly as training loaded it (revision, dtype), and the merge in the same dtype
         revision = None if Path(config.base_model).is_dir() else config.base_revision
@@ -58,4 +65,4 @@ def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
             "base": preference_accuracy(config.base_model, folder, dtype=config.dtype, revision=revision),
             "merged": preference_accuracy(merged, folder, dtype=config.dtype),
         }
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(run.metrics_file, metrics)

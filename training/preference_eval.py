@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import jinja2
+
+from apo_planner.templating import render_file
 
 TEMPLATE = Path(__file__).parent / "templates" / "preference_accuracy.yaml.jinja"
 TASK_NAME = "apo_planner_preference"
@@ -33,11 +34,8 @@ def write_task(pairs: datasets.Dataset, tokenizer, folder: Path, dataset_id: str
         )
     data_file = (folder / "test.parquet").resolve()
     datasets.Dataset.from_list(rows).to_parquet(str(data_file))
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    yaml_text = env.from_string(TEMPLATE.read_text()).render(
-        task_name=TASK_NAME, data_file=str(data_file), dataset_id=dataset_id
-    )
-    (folder / f"{TASK_NAME}.yaml").write_text(yaml_text)
+    yaml_text = render_file(TEMPLATE, task_name=TASK_NAME, data_file=str(data_file), dataset_id=dataset_id)
+    (folder / f"{TASK_NAME}.yaml").write_text(yaml_text, encoding="utf-8")
     return TASK_NAME
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from apo_planner.artifacts import STATS_FILE, DatasetDir, read_json
 from training.config import TrainConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose commit trained the model
@@ -43,15 +43,15 @@ def git_commit() -> str:
 
 def dataset_identity(dataset: str, revision: str | None) -> dict[str, Any]:
     """Version and fingerprint from the dataset's stats.json (local dir, or the Hub repo's copy)."""
-    stats_path = Path(dataset) / "stats.json"
+    stats_path = DatasetDir(Path(dataset)).stats_file
     if not stats_path.is_file():
         try:
             from huggingface_hub import hf_hub_download
 
-            stats_path = Path(hf_hub_download(dataset, "stats.json", repo_type="dataset", revision=revision))
+            stats_path = Path(hf_hub_download(dataset, STATS_FILE, repo_type="dataset", revision=revision))
         except Exception:
             return {"id": dataset, "revision": revision, "version": "unknown", "fingerprint": "unknown"}
-    stats = json.loads(stats_path.read_text())
+    stats = read_json(stats_path, "build")
     return {
         "id": dataset if not Path(dataset).is_dir() else Path(dataset).name,
         "revision": revision,
@@ -61,7 +61,11 @@ def dataset_identity(dataset: str, revision: str | None) -> dict[str, Any]:
     }
 
 
-def training_provenance(config: TrainConfig, recipe_sha256: str) -> dict[str, Any]:
+def training_provenance(
+    config: TrainConfig, recipe_sha256: str, trainer_args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`train_config` is the recipe's train section as validated (what was asked for);
+    `trainer_args` is the whole DPOConfig the run used, TRL's defaults for unset keys included."""
     base_local = Path(config.base_model).is_dir()
     return {
         "dataset": dataset_identity(config.dataset, config.dataset_revision),
@@ -71,6 +75,7 @@ def training_provenance(config: TrainConfig, recipe_sha256: str) -> dict[str, An
         },
         "recipe_sha256": recipe_sha256,
         "train_config": config.model_dump(mode="json"),
+        "trainer_args": trainer_args,
         "packages": package_versions(),
         "git_commit": git_commit(),
     }

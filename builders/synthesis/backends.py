@@ -25,6 +25,7 @@ class RequestFailed(Exception):
 
 class Backend(Protocol):
     name: str
+    retries: int  # transient request errors retried so far (stats.json's `request_retries`)
 
     async def complete(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> str: ...
 
@@ -126,6 +127,7 @@ class TransformersBackend:
     """In-process generation with xgrammar-constrained decoding; for small local models and CPU runs."""
 
     name = "transformers"
+    retries = 0  # in process: no requests to retry
 
     def __init__(self, config: LLMConfig) -> None:
         from apo_planner.tiny import ensure_tiny_model

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import jinja2
 import orjson
 from jsonschema import Draft202012Validator
 from tqdm.auto import tqdm
 
 from apo_planner.plan import normalize_rationale
+from apo_planner.templating import environment
 from builders.config import LLMConfig
 from builders.records import Trajectory
 from builders.synthesis.backends import Backend, RequestFailed, make_backend
@@ -103,6 +103,8 @@ def _seed(key: str, attempt: int, base: int) -> int:
 
 
 class LLMSynthesizer:
+    """Selections from a model, asked once per trajectory in `prepare` and read back from the cache."""
+
     name = "llm"
 
     def __init__(self, config: LLMConfig, backend: Backend | None = None) -> None:
@@ -110,12 +112,10 @@ class LLMSynthesizer:
         template_path = Path(config.template) if config.template else DEFAULT_TEMPLATE
         self.template_text = template_path.read_text(encoding="utf-8")
         self.template_sha256 = hashlib.sha256(self.template_text.encode()).hexdigest()
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-        env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
-        self.template = env.from_string(self.template_text)
+        self.template = environment().from_string(self.template_text)
         self.backend = backend or make_backend(config)
         self.cache = AnswerCache(config.cache)
-        self.stats: Counter = Counter()
+        self.stats: Counter[str] = Counter()
         self.failures: list[str] = []
 
     @cached_property  # part of every cache key: built once, not per record
@@ -215,7 +215,7 @@ class LLMSynthesizer:
                     )
             finally:
                 await self.backend.aclose()
-                self.stats["request_retries"] = getattr(self.backend, "retries", 0)  # transient errors retried
+                self.stats["request_retries"] = self.backend.retries
 
     def prepare(self, abstracted: datasets.Dataset) -> None:
         """Ask the model for every trajectory whose answer is not cached yet."""
@@ -232,6 +232,7 @@ class LLMSynthesizer:
             asyncio.run(self._run(abstracted, pending))
 
     def select(self, trajectory: Trajectory, payload: str) -> Selection:
+        """The answer `prepare` cached for this trajectory; InvalidSelection when there is none or it was invalid."""
         if len(trajectory.actions) < 2:
             raise InvalidSelection("no_redundancy")
         answer = self.cache.get(self.key(payload))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 
 import orjson
 
@@ -23,6 +24,8 @@ BACKEND = "rule"
 
 
 class RuleSynthesizer:
+    """Selections by the rules above; deterministic, no model, nothing to prepare."""
+
     name = "rule"
     backend = BACKEND
 
@@ -31,6 +34,8 @@ class RuleSynthesizer:
         prefixes = "|".join(re.escape(p) for p in sorted(config.verification_prefixes, key=len, reverse=True))
         # a verb prefix followed by a word boundary in snake, kebab, dotted or camel case
         self._read_only = re.compile(rf"^(?i:{prefixes})(?:$|[_.\-]|(?<=[a-z])(?=[A-Z]))")
+        self.stats: Counter[str] = Counter()  # rules cost nothing worth counting
+        self.failures: list[str] = []  # nor can they fail a request
 
     @property
     def provenance(self) -> dict[str, str]:
@@ -53,6 +58,8 @@ class RuleSynthesizer:
         pass
 
     def select(self, trajectory: Trajectory, payload: str | None = None) -> Selection:
+        """The rules in call order; `payload` is unused (rules read the trajectory). The caller validates,
+        so a trajectory with nothing redundant is rejected there as `no_redundancy`."""
         actions = trajectory.actions
         removed: dict[int, str] = {}
         for i, action in enumerate(actions):

@@ -1,8 +1,10 @@
-"""Deterministic Nemotron-shaped trajectories: redundant, parallel, retried and clean ones.
+"""Source-shaped rows: the one generator of Nemotron `tool_calling` records for tests, fixtures and benchmarks.
 
-Used for the throughput benchmark (tens of thousands of records) and to regenerate the smoke
-recipe's bundled sample (`python -m benchmarks.corpus --n 160 --out recipes/data/...`).
-Records have the exact columns of nvidia/Nemotron-Post-Training-Dataset-v1 `tool_calling`.
+`nemotron_row` spells the record shape of nvidia/Nemotron-Post-Training-Dataset-v1 (split
+`tool_calling`) once; the hand-written records of tests and fixtures and the random corpus
+(`generate`: redundant, parallel, retried and clean trajectories, deterministic per seed) all go
+through it. The smoke recipe's bundled sample was written by
+`python -m tests.support.rows --n 160 --seed 7 --out recipes/data/smoke_trajectories.jsonl`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import argparse
 import json
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+LICENSE = "CC BY 4.0"
+GENERATOR = "Qwen3-235B-A22B"
 
-def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+
+def tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """An OpenAI-style tool definition, as the source's `metadata` carries them."""
     return {
         "type": "function",
         "function": {
@@ -27,45 +33,107 @@ def _tool(name: str, description: str, properties: dict[str, Any], required: lis
     }
 
 
+def tool_call(cid: str, name: str, args: Any, as_string: bool = True) -> dict[str, Any]:
+    """One entry of an assistant message's `tool_calls`; the source spells `arguments` as a JSON string."""
+    arguments = json.dumps(args, ensure_ascii=False) if as_string else args
+    return {"id": cid, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def catalog_metadata(tools: Iterable[dict[str, Any]]) -> str:
+    """The `metadata` column: a JSON string whose `tools` key is the catalog."""
+    return json.dumps({"tools": list(tools)}, ensure_ascii=False)
+
+
+WEATHER_TOOL = tool(
+    "get_weather", "Weather for a city.", {"city": {"type": "string"}, "days": {"type": "integer"}}, ["city"]
+)
+
+
+def nemotron_row(
+    messages: list[dict[str, Any]],
+    tools: Sequence[dict[str, Any]] = (WEATHER_TOOL,),
+    uuid: str = "row-1",
+    metadata: Any = None,
+) -> dict[str, Any]:
+    """A record with exactly the source's columns; `metadata` replaces the column as given (broken JSON, a dict)."""
+    return {
+        "uuid": uuid,
+        "license": LICENSE,
+        "generator": GENERATOR,
+        "version": "v1",
+        "category": "tool_calling",
+        "reasoning": "on",
+        "metadata": metadata if metadata is not None else catalog_metadata(tools),
+        "messages": messages,
+    }
+
+
+def conversation(
+    *calls_and_results: tuple[str, dict[str, Any], str], final: str | None = "Done.", query: str = "Weather?"
+) -> list[dict[str, Any]]:
+    """[(tool, args, result), ...] as one assistant turn per call, then a final answer."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": query, "tool_calls": []}]
+    for i, (name, args, result) in enumerate(calls_and_results):
+        cid = f"c{i}"
+        messages.append(
+            {"role": "assistant", "content": f"<think>Step {i}.</think>", "tool_calls": [tool_call(cid, name, args)]}
+        )
+        messages.append({"role": "tool", "content": result, "tool_call_id": cid})
+    if final is not None:
+        messages.append({"role": "assistant", "content": final, "tool_calls": []})
+    return messages
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | str]) -> Path:
+    """Rows (or raw lines, for malformed input) as JSON Lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n")
+    return path
+
+
+# --- the random corpus --------------------------------------------------------------------------
+
 S = {"type": "string"}
 N = {"type": "number"}
 TOOLS = {
-    "get_weather": _tool(
+    "get_weather": tool(
         "get_weather",
         "Current weather for a city.",
         {"city": S, "unit": {"type": "string", "enum": ["c", "f"]}},
         ["city"],
     ),
-    "search_flights": _tool(
+    "search_flights": tool(
         "search_flights",
         "Find flights between two airports on a date.",
         {"origin": S, "destination": S, "date": S},
         ["origin", "destination", "date"],
     ),
-    "book_flight": _tool(
+    "book_flight": tool(
         "book_flight", "Book a flight by id.", {"flight_id": S, "passenger": S}, ["flight_id", "passenger"]
     ),
-    "get_stock_price": _tool("get_stock_price", "Latest price of a stock ticker.", {"symbol": S}, ["symbol"]),
-    "convert_currency": _tool(
+    "get_stock_price": tool("get_stock_price", "Latest price of a stock ticker.", {"symbol": S}, ["symbol"]),
+    "convert_currency": tool(
         "convert_currency",
         "Convert an amount between currencies.",
         {"amount": N, "from_currency": S, "to_currency": S},
         ["amount", "from_currency", "to_currency"],
     ),
-    "get_order_status": _tool("get_order_status", "Status of an order.", {"order_id": S}, ["order_id"]),
-    "update_order": _tool(
+    "get_order_status": tool("get_order_status", "Status of an order.", {"order_id": S}, ["order_id"]),
+    "update_order": tool(
         "update_order",
         "Change an order's shipping address.",
         {"order_id": S, "address": S},
         ["order_id", "address"],
     ),
-    "translate_text": _tool(
+    "translate_text": tool(
         "translate_text",
         "Translate text into a language.",
         {"text": S, "target_language": S},
         ["text", "target_language"],
     ),
-    "search_restaurants": _tool(
+    "search_restaurants": tool(
         "search_restaurants", "Restaurants in a city by cuisine.", {"city": S, "cuisine": S}, ["city"]
     ),
 }
@@ -180,28 +248,17 @@ def _think(text: str) -> str:
 
 
 def trajectory(rng: random.Random, index: int) -> dict[str, Any]:
+    """One random redundant, parallel, retried, verified or clean trajectory."""
     query, calls, answer = _scenario(rng)
     pattern = rng.choice(["clean", "duplicate", "retry", "verify", "parallel", "duplicate"])
     messages: list[dict[str, Any]] = [{"role": "user", "content": query, "tool_calls": []}]
     n = 0
 
-    def call(tool: str, args: dict[str, Any], result: str, thought: str) -> None:
+    def call(name: str, args: dict[str, Any], result: str, thought: str) -> None:
         nonlocal n
         n += 1
         cid = f"call_{index}_{n}"
-        messages.append(
-            {
-                "role": "assistant",
-                "content": _think(thought),
-                "tool_calls": [
-                    {
-                        "id": cid,
-                        "type": "function",
-                        "function": {"name": tool, "arguments": json.dumps(args, ensure_ascii=False)},
-                    }
-                ],
-            }
-        )
+        messages.append({"role": "assistant", "content": _think(thought), "tool_calls": [tool_call(cid, name, args)]})
         messages.append({"role": "tool", "content": result, "tool_call_id": cid})
 
     if pattern == "parallel" and len(calls) == 2 and calls[0][0] == calls[1][0]:
@@ -210,14 +267,7 @@ def trajectory(rng: random.Random, index: int) -> dict[str, Any]:
             {
                 "role": "assistant",
                 "content": _think("Both lookups are independent. I can call them together."),
-                "tool_calls": [
-                    {
-                        "id": i,
-                        "type": "function",
-                        "function": {"name": t, "arguments": json.dumps(a, ensure_ascii=False)},
-                    }
-                    for i, (t, a, _) in zip(ids, calls, strict=True)
-                ],
+                "tool_calls": [tool_call(i, t, a) for i, (t, a, _) in zip(ids, calls, strict=True)],
             }
         )
         for i, (_, _, r) in zip(ids, calls, strict=True):
@@ -247,16 +297,7 @@ def trajectory(rng: random.Random, index: int) -> dict[str, Any]:
                 call(first[0], first[1], first[2], "I will verify the earlier result once more.")
     messages.append({"role": "assistant", "content": _think("I have everything I need.") + answer, "tool_calls": []})
     tools = sorted({c[0] for c in calls} | set(rng.sample(sorted(TOOLS), 2)))
-    return {
-        "uuid": str(uuid.UUID(int=rng.getrandbits(128))),
-        "license": "CC BY 4.0",
-        "generator": "Qwen3-235B-A22B",
-        "version": "v1",
-        "category": "tool_calling",
-        "reasoning": "on",
-        "metadata": json.dumps({"tools": [TOOLS[t] for t in tools]}, ensure_ascii=False),
-        "messages": messages,
-    }
+    return nemotron_row(messages, [TOOLS[t] for t in tools], uuid=str(uuid.UUID(int=rng.getrandbits(128))))
 
 
 def generate(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
@@ -265,12 +306,8 @@ def generate(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
         yield trajectory(rng, i)
 
 
-def write_jsonl(path: Path, n: int, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
-        for record in generate(n, seed):
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
+def write_corpus(path: Path, n: int, seed: int = 0) -> Path:
+    return write_jsonl(path, generate(n, seed))
 
 
 def main() -> None:
@@ -279,7 +316,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    write_jsonl(args.out, args.n, args.seed)
+    write_corpus(args.out, args.n, args.seed)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""The last step of a build, whole or merged from shards: dedupe, decontaminate against BFCL, split
+by id hash, write the Hub-layout dataset folder and its stats.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from apo_planner.artifacts import DatasetDir, write_json
+from apo_planner.dataset import SPLITS
+from builders.config import BuildConfig
+from builders.decontamination import Decontaminator
+from builders.pairs import fingerprint, split_of, write_hub_layout
+from builders.records import DropReason
+from builders.stats import BuildStats
+
+
+def _dedupe_sorted(pairs: datasets.Dataset, stats: BuildStats) -> datasets.Dataset:
+    """Drop rows whose id equals the previous row's (pairs sorted by id; shards can repeat a source row)."""
+    ids = pairs["id"]
+    keep = [i for i in range(len(ids)) if i == 0 or ids[i] != ids[i - 1]]
+    if len(keep) < len(ids):
+        removed = len(ids) - len(keep)
+        stats.counts["duplicate_records"] += removed
+        stats.dropped[DropReason.DUPLICATE_RECORD.value] += removed
+        pairs = pairs.select(keep)
+    return pairs
+
+
+def _decontaminate(pairs: datasets.Dataset, config: BuildConfig) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """Remove rows whose query shares a word n-gram with a BFCL question; the report goes in stats.json."""
+    settings = config.decontamination
+    if not settings.enabled:
+        return pairs, {"enabled": False}
+    checker = Decontaminator.from_bfcl(settings.ngram, settings.bfcl_files)
+    hits = [checker.match(q) for q in pairs["query"]]
+    removed = [(pairs[i]["id"], hit) for i, hit in enumerate(hits) if hit is not None]
+    report = {
+        "enabled": True,
+        "ngram": settings.ngram,
+        "bfcl_questions": checker.questions,
+        "removed": len(removed),
+        "examples": [{"id": rid, "bfcl_id": hit} for rid, hit in removed[:10]],
+    }
+    if removed:
+        pairs = pairs.select([i for i, hit in enumerate(hits) if hit is None])
+    return pairs, report
+
+
+def finalize(
+    pairs: datasets.Dataset,
+    stats: BuildStats,
+    meta: dict[str, Any],
+    config: BuildConfig,
+    output: Path,
+    started: float,
+) -> dict[str, Any]:
+    """Dedupe, decontaminate, split by id hash and write the dataset folder; returns its stats.json."""
+    pairs = _dedupe_sorted(pairs.sort("id"), stats)
+    pairs, decontamination = _decontaminate(pairs, config)
+    # counts and averages describe what is released, whatever dedupe and decontamination removed
+    stats.counts["pairs"] = len(pairs)
+    stats.counts["calls_chosen_total"] = sum(pairs["num_calls_chosen"])
+    stats.counts["calls_rejected_total"] = sum(pairs["num_calls_rejected"])
+    splits = [split_of(i, config.test_fraction) for i in pairs["id"]]
+    dataset = datasets.DatasetDict({s: pairs.select([i for i, x in enumerate(splits) if x == s]) for s in SPLITS})
+    files = write_hub_layout(dataset, output)
+    summary = {
+        **meta,
+        **stats.as_dict(),
+        "decontamination": decontamination,
+        "splits": {s: len(d) for s, d in dataset.items()},
+        "test_fraction": config.test_fraction,
+        "fingerprint": fingerprint(dataset),
+        "files": files,
+        "elapsed_s": round(time.time() - started, 2),
+    }
+    write_json(DatasetDir(output).stats_file, summary)
+    return summary

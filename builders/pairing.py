@@ -1,0 +1,60 @@
+"""The pairing step: each abstracted record becomes a chosen/rejected row, a counted drop or a
+counted rejected selection. The row's layout itself is `builders.pairs.make_row`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import datasets
+import orjson
+from tqdm.auto import tqdm
+
+from builders.config import BuildConfig
+from builders.pairs import make_row
+from builders.records import DropReason, Trajectory
+from builders.source_abstraction import BLANK_LINE
+from builders.stats import BuildStats
+from builders.synthesis import Synthesizer
+from builders.synthesis.selection import InvalidSelection, original_plan, selected_plan
+
+
+def pair_rows(
+    abstracted: datasets.Dataset,
+    synthesizer: Synthesizer,
+    config: BuildConfig,
+    base_provenance: dict[str, str],
+    id_namespace: str,
+    stats: BuildStats,
+) -> Iterator[dict[str, Any]]:
+    """Rows in source order, lazily (the caller streams them to disk); counts land in `stats`.
+    A source row seen twice yields one row: the first."""
+    seen_ids: set[str] = set()
+    for record in tqdm(abstracted, total=len(abstracted), desc="pairing", unit="rec", mininterval=1.0):
+        if record["drop_reason"] == BLANK_LINE:
+            continue
+        stats.counts["records_read"] += 1
+        if record["drop_reason"]:
+            stats.drop(record["drop_reason"], record["drop_detail"])
+            continue
+        stats.counts["trajectories"] += 1
+        trajectory = Trajectory.from_dict(orjson.loads(record["trajectory"]))
+        try:
+            selection = synthesizer.select(trajectory, record["trajectory"])
+            selection.validate(len(trajectory.actions))
+        except InvalidSelection as bad:
+            stats.selection_rejected[bad.reason] += 1
+            continue
+        chosen = selected_plan(trajectory, selection)
+        rejected = original_plan(trajectory, config.rule.rationale_max_chars)
+        row = make_row(trajectory, chosen, rejected, selection.removed, base_provenance, id_namespace)
+        if row["id"] in seen_ids:
+            stats.counts["duplicate_records"] += 1
+            stats.drop(DropReason.DUPLICATE_RECORD.value, f"source row {trajectory.source_row_id} seen before")
+            continue
+        seen_ids.add(row["id"])
+        stats.removed_calls_by_reason.update(selection.removed.values())
+        stats.counts["pairs"] += 1
+        stats.counts["calls_chosen_total"] += len(chosen)
+        stats.counts["calls_rejected_total"] += len(rejected)
+        yield row
