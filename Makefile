@@ -30,21 +30,17 @@ test: setup
 
 PUSH ?=
 release: setup
-	$(BIN)/apo-planner release --recipe $(RECIPE) $(foreach s,$(SET),--set $(s)) $(if $(PUSH),--push)
+	$(BIN)/apo-planner release --recipe $(RECIPE) $(foreach s,$(SET),--set $(s)) $(NPROC_SET) $(if $(PUSH),--push)
 
 build: setup
 	$(BIN)/apo-planner build --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
 
-# Train on NPROC GPUs of one node with accelerate + FSDP; NPROC=1 runs in a single process.
-NPROC ?= 1
-ACCELERATE_CONFIG ?= training/accelerate/fsdp.yaml
+# Training always goes through `accelerate launch` (training/launch.py), one process or many:
+# NPROC overrides train.num_processes, for `make train` and `make release` alike.
+NPROC ?=
+NPROC_SET := $(if $(NPROC),--set train.num_processes=$(NPROC))
 train: setup
-ifeq ($(NPROC),1)
-	$(BIN)/apo-planner train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
-else
-	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NPROC) \
-		-m entry.cli train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
-endif
+	$(BIN)/apo-planner train --recipe $(RECIPE) $(foreach s,$(SET),--set $(s)) $(NPROC_SET)
 
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.abstraction
@@ -68,25 +64,14 @@ vllm-env:
 	$(VLLM_VENV)/bin/pip install --upgrade pip
 	$(VLLM_VENV)/bin/pip install 'vllm==0.33.*'
 
-# The paper's synthesizer behind vLLM's OpenAI-compatible API (GPU machine, after `make vllm-env`).
-SYNTH_MODEL ?= Qwen/Qwen3-30B-A3B-Instruct-2507
-SYNTH_PORT ?= 8000
-TP ?= 1
-serve-synth:
-	$(VLLM_VENV)/bin/vllm serve $(SYNTH_MODEL) --port $(SYNTH_PORT) --tensor-parallel-size $(TP) \
-		--max-model-len 16384 --gpu-memory-utilization 0.9
-
-# The executor and the planner for `apo-planner eval --recipe recipes/paper.yaml`.
-EXECUTOR_MODEL ?= Qwen/Qwen3-30B-A3B-Instruct-2507
-EXECUTOR_PORT ?= 8000
-PLANNER_MODEL ?= runs/paper/train/merged
-PLANNER_PORT ?= 8001
-serve-executor:
-	$(VLLM_VENV)/bin/vllm serve $(EXECUTOR_MODEL) --port $(EXECUTOR_PORT) --tensor-parallel-size $(TP) \
-		--max-model-len 32768 --gpu-memory-utilization 0.85
-serve-planner:
-	$(VLLM_VENV)/bin/vllm serve $(PLANNER_MODEL) --port $(PLANNER_PORT) --max-model-len 8192 \
-		--gpu-memory-utilization 0.3
+# One role's server exactly as its stage starts it (engine, model, port, GPUs from the recipe),
+# for debugging or sharing; `make release` starts and stops them itself.
+serve-synth: setup
+	$(BIN)/apo-planner serve synthesizer --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+serve-executor: setup
+	$(BIN)/apo-planner serve executor --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
+serve-planner: setup
+	$(BIN)/apo-planner serve planner --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
 
 clean:
 	rm -rf runs release .pytest_cache .ruff_cache

@@ -174,9 +174,12 @@ class Planner:
 
     # --- planning -------------------------------------------------------------------------
 
-    def render_prompt(self, query: str, tools: list[dict[str, Any]]) -> str:
+    def render_prompt(
+        self, query: str, tools: list[dict[str, Any]], context: list[dict[str, Any]] | None = None
+    ) -> str:
+        """`context`: the conversation's earlier messages (OpenAI style), reduced as in training."""
         return self.tokenizer.apply_chat_template(
-            planner_prompt(query), tools=tools or None, tokenize=False, add_generation_prompt=True
+            planner_prompt(query, context), tools=tools or None, tokenize=False, add_generation_prompt=True
         )
 
     def grammar(self, tools: list[dict[str, Any]]) -> str | None:
@@ -188,17 +191,19 @@ class Planner:
             self._grammars[key] = plan_grammar(tools, self.limits)
         return self._grammars[key]
 
-    def plan_with_details(self, query: str, tools: list[dict[str, Any]]) -> PlanResult:
+    def plan_with_details(
+        self, query: str, tools: list[dict[str, Any]], context: list[dict[str, Any]] | None = None
+    ) -> PlanResult:
         """Never raises for model or parse failures: they come back as `error`, its first word a reason
         callers count (`planner_error`, `no_usable_tool`, `truncated_plan`, `unparseable_plan`,
-        `unknown_tool`) before they fall back."""
+        `unknown_tool`) before they fall back. `context`: earlier messages of a multi-turn conversation."""
         started = time.perf_counter()
         try:
             grammar = self.grammar(tools)
         except ValueError as exc:
             return PlanResult(None, "", f"no_usable_tool: {exc}"[:300], 0, 0, time.perf_counter() - started)
         try:
-            out = self._generate(self.render_prompt(query, tools), self.max_new_tokens, grammar)
+            out = self._generate(self.render_prompt(query, tools, context), self.max_new_tokens, grammar)
         except Exception as exc:  # the server or the model failed; the caller decides what to do
             return PlanResult(
                 None, "", f"planner_error: {type(exc).__name__}: {exc}"[:300], 0, 0, time.perf_counter() - started
@@ -220,9 +225,9 @@ class Planner:
             return failed(f"unknown_tool: {unknown[0]}")
         return PlanResult(plan, out.text, None, out.prompt_tokens, out.completion_tokens, latency)
 
-    def plan(self, query: str, tools: list[dict[str, Any]]) -> Plan:
-        """The plan for `query` given OpenAI-style `tools`; raises ValueError when there is none."""
-        result = self.plan_with_details(query, tools)
+    def plan(self, query: str, tools: list[dict[str, Any]], context: list[dict[str, Any]] | None = None) -> Plan:
+        """The plan for `query` given OpenAI-style `tools` (and earlier messages); ValueError when there is none."""
+        result = self.plan_with_details(query, tools, context)
         if result.plan is None:
             raise ValueError(result.error)
         return result.plan

@@ -1,12 +1,14 @@
 """Prompt formats shared by dataset building (training) and the planner at inference.
 
 The planner must see at inference exactly what it saw in training, so both sides call
-`planner_prompt` and `plan_completion`; nothing else formats planner messages.
+`planner_prompt` and `plan_completion`; nothing else formats planner messages. A later turn of a
+conversation carries the earlier turns as context, reduced by `context_messages` on both sides.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from apo_planner.plan import Plan
@@ -19,11 +21,46 @@ PLANNER_SYSTEM_PROMPT = (
 )
 
 
-def planner_prompt(query: str) -> list[dict[str, str]]:
-    """Conversational prompt for the planner; the tool catalog travels separately as `tools`
-    so chat templates render it the way the base model was trained to read tools."""
+def _visible(text: str) -> str:
+    """Assistant text without `<think>` reasoning (an unclosed block runs to the end; a lone `</think>`
+    closes reasoning that a chat template opened in the prompt)."""
+    out, pos = [], 0
+    while (start := text.find("<think>", pos)) >= 0:
+        out.append(text[pos:start])
+        end = text.find("</think>", start)
+        pos = end + len("</think>") if end >= 0 else len(text)
+    out.append(text[pos:])
+    return "".join(out).split("</think>")[-1].strip()
+
+
+def context_messages(messages: Iterable[Mapping[str, Any]] | None) -> list[dict[str, str]]:
+    """Earlier turns as the planner sees them: what the user said and what the assistant answered in
+    words. Tool calls, tool results, system prompts and `<think>` reasoning are left out: the plan is
+    for the last request, and a planner must not depend on how an executor happened to reason.
+    Idempotent, so training (builders) and inference (the planner) can both apply it."""
+    out: list[dict[str, str]] = []
+    for m in messages or ():
+        role, content = m.get("role"), m.get("content")
+        if (
+            role not in ("user", "assistant")
+            or not isinstance(content, str)
+            or (role == "assistant" and m.get("tool_calls"))
+        ):
+            continue
+        text = _visible(content) if role == "assistant" else content.strip()
+        if text:
+            out.append({"role": role, "content": text})
+    return out
+
+
+def planner_prompt(query: str, context: Iterable[Mapping[str, Any]] | None = None) -> list[dict[str, str]]:
+    """Conversational prompt for the planner: the system prompt, the earlier turns (if any, through
+    `context_messages`) and the request. The tool catalog travels separately as `tools` so chat
+    templates render it the way the base model was trained to read tools. Without context the
+    prompt is exactly the single-turn one."""
     return [
         {"role": "system", "content": PLANNER_SYSTEM_PROMPT},
+        *context_messages(context),
         {"role": "user", "content": query},
     ]
 

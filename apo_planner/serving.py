@@ -1,18 +1,74 @@
-"""`transformers serve` as a managed subprocess: the real OpenAI-compatible server used for small
-CPU runs (the evaluation's tiny executor), tests and benchmarks."""
+"""Served roles (synthesizer, executor, planner): started, placed, checked and stopped by the stage
+that uses them.
+
+One mechanism for a laptop and a GPU node: the engine is `vllm` (its own environment, GPUs),
+`transformers` (`transformers serve`, the CPU stand-in used by the smoke recipe and tests), or
+`external` (a server someone else runs at `base_url`). A started server gets its GPUs through
+`CUDA_VISIBLE_DEVICES`, is ready only once `/v1/models` lists the expected model id, and is stopped
+(its whole process group) when the stage ends, fails or is interrupted. What it printed goes to
+`<workdir>/<role>.log`, and its tail is in every error.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import requests
+from pydantic import Field, model_validator
+
+from apo_planner.config import StrictConfig
+
+DEFAULT_VLLM = ".venv-vllm/bin/vllm"  # `make vllm-env`: vLLM pins its own torch and transformers
+
+
+class ServerError(RuntimeError):
+    """A server that did not come up, serves another model, or died; the message has its log tail."""
+
+
+class ServerConfig(StrictConfig):
+    """How one served role runs (a recipe's `server:` section)."""
+
+    engine: Literal["vllm", "transformers", "external"] = Field(
+        "external", description="vllm / transformers: started here; external: already running at base_url"
+    )
+    base_url: str | None = Field(None, description="external only: the OpenAI-compatible /v1 URL")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535, description="0: any free port")
+    devices: list[int] = Field(default_factory=list, description="GPU ids (CUDA_VISIBLE_DEVICES); empty: inherit")
+    args: list[str] = Field(default_factory=list, description="extra engine arguments, e.g. --tensor-parallel-size 2")
+    binary: str | None = Field(None, description=f"engine executable (vllm default: {DEFAULT_VLLM})")
+    startup_timeout_s: float = Field(1200.0, gt=0, description="how long loading the model may take")
+    check_model_id: bool = Field(True, description="refuse a server whose /v1/models does not list the model")
+
+    @model_validator(mode="after")
+    def _external_needs_url(self) -> ServerConfig:
+        if self.engine == "external" and not self.base_url:
+            raise ValueError("engine external needs base_url (e.g. http://localhost:8000/v1)")
+        return self
+
+    def executable(self) -> str:
+        if self.binary:
+            return self.binary
+        if self.engine == "vllm":
+            return DEFAULT_VLLM
+        return str(Path(sys.executable).with_name("transformers"))
+
+    def command(self, model: str, served_name: str, port: int) -> list[str]:
+        """The engine's command line for `model`, answering as `served_name`."""
+        base = [self.executable(), "serve"]
+        address = ["--host", self.host, "--port", str(port)]
+        if self.engine == "vllm":
+            return [*base, model, "--served-model-name", served_name, *address, *self.args]
+        return [*base, model, *address, *self.args]
 
 
 def free_port() -> int:
@@ -21,45 +77,123 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, seconds: float, proc: subprocess.Popen | None = None) -> None:
-    """Until `url` answers 200; fails early if `proc` exits."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
+def log_tail(path: Path, lines: int = 20) -> str:
+    if not path.is_file():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
+
+
+def served_models(base_url: str, timeout_s: float = 5.0) -> list[str] | None:
+    """The ids `/v1/models` lists, or None while nothing answers."""
+    try:
+        response = requests.get(base_url.rstrip("/") + "/models", timeout=timeout_s)
+    except requests.RequestException:
+        return None
+    if response.status_code != 200:
+        return None
+    try:
+        return [m.get("id") for m in response.json().get("data", [])]
+    except ValueError:
+        return []
+
+
+def wait_until_ready(
+    base_url: str,
+    model: str,
+    seconds: float,
+    *,
+    check_model_id: bool,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until `/v1/models` answers (and lists `model` when checked); fails early if `proc` exits."""
+    tail = (lambda: f"\n--- {log} (last lines) ---\n{log_tail(log)}") if log else (lambda: "")
+    deadline = time.monotonic() + seconds
+    while True:
+        models = served_models(base_url)
+        if models is not None:
+            if not check_model_id or model in models:
                 return
-        except requests.RequestException:
-            pass
+            raise ServerError(f"the server at {base_url} serves {models}, not {model!r}; is it the right server?")
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode}")
+            raise ServerError(f"the server for {model!r} exited with code {proc.returncode}{tail()}")
+        if time.monotonic() > deadline:
+            raise ServerError(f"no answer from {base_url}/models after {seconds:.0f} s{tail()}")
         time.sleep(0.5)
-    raise RuntimeError(f"no answer from {url} after {seconds:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """The whole process group: vLLM starts engine workers of its own."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serve(
+    config: ServerConfig, model: str | Path, workdir: Path, role: str, served_name: str | None = None
+) -> Iterator[str]:
+    """A ready server for `model` for the duration of the block; yields its /v1 base URL.
+
+    `served_name` is the id clients send (default: `model` as given); an external server must list it.
+    """
+    model = str(model)
+    name = served_name or model
+    if config.engine == "external":
+        assert config.base_url is not None
+        try:
+            wait_until_ready(
+                config.base_url, name, min(config.startup_timeout_s, 30.0), check_model_id=config.check_model_id
+            )
+        except ServerError as exc:
+            raise ServerError(
+                f"{role}: {exc}. Start it with `apo-planner serve {role}` (or `make serve-{role}`), or let the "
+                "stage start it: server.engine vllm or transformers"
+            ) from None
+        yield config.base_url
+        return
+    executable = config.executable()
+    if config.engine == "vllm" and not Path(executable).exists():
+        raise ServerError(f"{role}: vLLM not found at {executable}; run `make vllm-env` (CUDA machine) or set binary")
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if config.devices:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in config.devices)
+    if config.engine == "transformers":  # its /v1/models lists the HF cache, which must exist
+        hf_home = workdir / f"{role}-hf_home"
+        (hf_home / "hub").mkdir(parents=True, exist_ok=True)
+        env["HF_HOME"] = str(hf_home)
+        if Path(model).is_dir():
+            env["HF_HUB_OFFLINE"] = "1"  # a local model needs no Hub, and an empty cache must not go looking
+    port = config.port or free_port()
+    log = workdir / f"{role}.log"
+    base_url = f"http://{config.host}:{port}/v1"
+    if served_models(base_url, timeout_s=2.0) is not None:
+        raise ServerError(f"{role}: something already answers at {base_url}; stop it or pick another port")
+    command = config.command(model, name, port)
+    with log.open("w") as out:
+        out.write(f"# apo-planner {role} server at {base_url}: {' '.join(command)}\n")
+        out.flush()
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # `transformers serve` loads any local path on request; its /v1/models lists the cache instead
+        check = config.check_model_id and config.engine == "vllm"
+        wait_until_ready(base_url, name, config.startup_timeout_s, check_model_id=check, proc=proc, log=log)
+        yield base_url
+    finally:
+        _stop(proc)
 
 
 @contextlib.contextmanager
 def transformers_server(model: str | Path, workdir: Path, timeout_s: float = 180) -> Iterator[str]:
-    """Serve `model` with `transformers serve` on a free loopback port; yields the /v1 base URL.
-    Logs go to `workdir/server.log`; its HF_HOME is `workdir/hf_home` (with the `hub` folder that
-    `/v1/models` needs)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    hf_home = workdir / "hf_home"
-    (hf_home / "hub").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    cli = Path(sys.executable).with_name("transformers")
-    with (workdir / "server.log").open("w") as log:
-        proc = subprocess.Popen(
-            [str(cli), "serve", str(model), "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base_url = f"http://127.0.0.1:{port}/v1"
-            wait_for(base_url + "/models", timeout_s, proc)
-            yield base_url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """`transformers serve` on a free loopback port for a local model (tests, benchmarks, smoke runs)."""
+    config = ServerConfig(engine="transformers", port=0, startup_timeout_s=timeout_s)
+    with serve(config, model, workdir, "transformers") as base_url:
+        yield base_url

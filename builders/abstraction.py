@@ -1,17 +1,23 @@
-"""Action abstraction and filtering: a `Conversation` becomes a `Trajectory` or a named drop.
+"""Action abstraction and filtering: a `Conversation` becomes trajectories or named drops.
 
-A trajectory is what the first user request led to: the query, the catalog, every call in
-order (tool, decoded arguments, the reasoning that preceded it, its result, whether it failed)
-and the final answer. Records that cannot teach a planner anything are dropped with a reason.
+A trajectory is what one user turn led to: the request, the catalog, the earlier turns as
+context, every call in order (tool, decoded arguments, the reasoning that preceded it, its result,
+whether it failed) and the final answer. `filters.multi_turn` says which turns count: `each`
+(every user turn that led to tool calls), `first` (only the first user message) or `drop`
+(records with more than one user message are skipped). Turns that cannot teach a planner anything
+are dropped with a reason; their lengths are measured either way, so the build can report what
+its length filter removed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from apo_planner.plan import is_valid_tool_name
+from apo_planner.prompts import context_messages
 from builders.config import FilterConfig
 from builders.records import Action, Conversation, DropReason, Message, RecordDropped, Trajectory
 from builders.validation import arguments_match_schema
@@ -57,31 +63,83 @@ def _decode_arguments(raw: Any) -> dict[str, Any]:
     return raw
 
 
-def abstract(conv: Conversation, config: FilterConfig) -> Trajectory:
-    """Turn one conversation into a trajectory, or raise `RecordDropped` with the reason."""
-    messages = conv.messages
-    first_user = next((i for i, m in enumerate(messages) if m.role == "user"), None)
-    query = messages[first_user].content.strip() if first_user is not None else ""
-    if not query:
+@dataclass(slots=True)
+class Turn:
+    """One user turn's outcome: a trajectory or the reason it cannot teach, with what was measured
+    before the verdict (`chars`: what `max_chars` compares; one rationale length per assistant
+    message that made calls)."""
+
+    trajectory: Trajectory | None = None
+    drop: RecordDropped | None = None
+    chars: int | None = None
+    rationale_chars: list[int] = field(default_factory=list)
+
+
+def _spans(messages: list[Message]) -> list[tuple[int, list[Message]]]:
+    """(index of each user message, the messages up to the next one)."""
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    return [(u, messages[u + 1 : nxt]) for u, nxt in zip(users, [*users[1:], len(messages)], strict=True)]
+
+
+def _calls(span: list[Message]) -> bool:
+    return any(m.role == "assistant" and m.tool_calls for m in span)
+
+
+def turns(conv: Conversation, config: FilterConfig) -> list[Turn]:
+    """Every trajectory the record holds under `config.multi_turn`, each kept or dropped with its reason;
+    raises `RecordDropped` when the record as a whole has none to offer."""
+    spans = _spans(conv.messages)
+    if not spans or not any(conv.messages[u].content.strip() for u, _ in spans):
         raise RecordDropped(DropReason.EMPTY_QUERY)
+    if config.multi_turn == "drop" and len(spans) > 1:
+        raise RecordDropped(DropReason.MULTI_TURN)
+    if config.multi_turn != "each":
+        spans = spans[:1]
+        if not conv.messages[spans[0][0]].content.strip():
+            raise RecordDropped(DropReason.EMPTY_QUERY)
+    chosen = [(n, u, span) for n, (u, span) in enumerate(spans) if _calls(span)]
+    if not chosen:
+        raise RecordDropped(DropReason.NO_TOOL_CALL)
+    out = []
+    for n, u, span in chosen:
+        turn = Turn()
+        try:
+            turn.trajectory = _trajectory(conv, u, span, n, config, turn)
+        except RecordDropped as drop:
+            turn.drop = drop
+        out.append(turn)
+    return out
 
-    turn: list[Message] = []
-    for m in messages[first_user + 1 :]:
-        if m.role == "user":
-            if config.multi_turn == "drop":
-                raise RecordDropped(DropReason.MULTI_TURN)
-            break
-        turn.append(m)
 
+def abstract(conv: Conversation, config: FilterConfig) -> Trajectory:
+    """The record's first trajectory, or `RecordDropped` with the reason (single-turn records and tests)."""
+    first = turns(conv, config)[0]
+    if first.drop is not None:
+        raise first.drop
+    assert first.trajectory is not None
+    return first.trajectory
+
+
+def _trajectory(
+    conv: Conversation, user: int, span: list[Message], turn_index: int, config: FilterConfig, turn: Turn
+) -> Trajectory:
+    """One user turn -> a trajectory; the lengths it measures land in `turn` even when it is dropped."""
+    query = conv.messages[user].content.strip()
+    if not query:
+        raise RecordDropped(DropReason.EMPTY_QUERY, f"user turn {turn_index} is empty")
+    context = context_messages(
+        {"role": m.role, "content": m.content, "tool_calls": m.tool_calls} for m in conv.messages[:user]
+    )
     catalog = {t["function"]["name"]: t["function"]["parameters"] for t in conv.tools}
     actions: list[Action] = []
     pending: dict[str, int] = {}  # tool_call_id -> action index awaiting its result
-    unanswered: list[int] = []  # action indices in call order without a result yet
+    unanswered: list[int] = []  # action indices in call order without a result yet (the source pairs by order)
     final_answer = ""
-    for m in turn:
+    for m in span:
         if m.role == "assistant":
             if m.tool_calls:
                 rationale = " ".join(p for p in (m.reasoning, m.content) if p)
+                turn.rationale_chars.append(len(rationale))  # once per message, however many calls share it
                 for call in m.tool_calls:
                     actions.append(_action(call.name, call.arguments, rationale, catalog, config))
                     if call.id:
@@ -100,12 +158,19 @@ def abstract(conv: Conversation, config: FilterConfig) -> Trajectory:
                 actions[index].result = m.content
                 actions[index].failed = result_failed(m.content, config)
 
-    if not actions:
-        raise RecordDropped(DropReason.NO_TOOL_CALL)
     final_answer = final_answer.strip()
     if not final_answer:
-        raise RecordDropped(DropReason.NO_FINAL_ANSWER)
-    trajectory = Trajectory(
+        raise RecordDropped(DropReason.NO_FINAL_ANSWER, f"user turn {turn_index} ends without an answer")
+    turn.chars = (
+        len(query)
+        + sum(len(c["content"]) for c in context)
+        + len(final_answer)
+        + sum(turn.rationale_chars)
+        + sum(len(a.result or "") for a in actions)
+    )
+    if turn.chars > config.max_chars:
+        raise RecordDropped(DropReason.TOO_LONG, f"{turn.chars} characters > max_chars={config.max_chars}")
+    return Trajectory(
         source_row_id=conv.source_row_id,
         query=query,
         tools=conv.tools,
@@ -114,11 +179,9 @@ def abstract(conv: Conversation, config: FilterConfig) -> Trajectory:
         generator=conv.generator,
         license=conv.license,
         category=conv.category,
+        context=context,
+        turn=turn_index,
     )
-    size = len(query) + len(final_answer) + sum(len(a.rationale) + len(a.result or "") for a in actions)
-    if size > config.max_chars:
-        raise RecordDropped(DropReason.TOO_LONG, f"{size} characters > max_chars={config.max_chars}")
-    return trajectory
 
 
 def _action(name: str, raw_arguments: Any, rationale: str, catalog: dict[str, Any], config: FilterConfig) -> Action:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
+from apo_planner.serving import ServerConfig
 
 DEFAULT_FAILURE_PATTERNS = (
     r"(?i)^\s*[\[{(]?\s*\"?(error|exception|traceback|failed|failure)\b",
@@ -42,9 +44,16 @@ class FilterConfig(StrictConfig):
 
     model_config = StrictConfig.model_config | {"ignored_types": (cached_property,)}
 
-    max_chars: int = Field(60_000, gt=0, description="drop trajectories longer than this (query+reasoning+results)")
-    multi_turn: Literal["first", "drop"] = Field(
-        "first", description="'first': keep what the first user turn led to; 'drop': skip multi-turn records"
+    max_chars: int = Field(
+        60_000,
+        gt=0,
+        description="drop trajectories longer than this (query, context, each message's reasoning once, results, "
+        "answer); stats.json -> lengths.trajectory_chars shows what it cuts",
+    )
+    multi_turn: Literal["each", "first", "drop"] = Field(
+        "each",
+        description="'each': every user turn that led to tool calls is a trajectory, the earlier turns its context; "
+        "'first': only what the first user message led to; 'drop': skip records with more than one user message",
     )
     failure_patterns: tuple[str, ...] = DEFAULT_FAILURE_PATTERNS
     check_schemas: bool = True
@@ -68,7 +77,12 @@ class LLMConfig(StrictConfig):
     model: str = Field("Qwen/Qwen3-30B-A3B-Instruct-2507", description="served model name, Hub id or local dir")
     revision: str = "main"
     tiny_model: bool = Field(False, description="create a tiny random model at `model` if absent (offline smoke)")
-    base_url: str = "http://localhost:8000/v1"
+    base_url: str = Field("http://localhost:8000/v1", description="openai: a server someone else runs (no `server`)")
+    server: ServerConfig | None = Field(
+        None,
+        description="openai: the synthesizer's server, started by the build while it has requests to send "
+        "(vllm or transformers; its URL replaces base_url); none: use base_url as it is",
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key (never the key)")
     structured_output: Literal["structured_outputs", "response_format", "none"] = Field(
         "structured_outputs",
@@ -89,6 +103,18 @@ class LLMConfig(StrictConfig):
     max_rationale_chars: int = Field(400, gt=0)
     max_answer_chars: int = Field(800, gt=0)
     plan_rationale_max_chars: int = Field(200, gt=0)
+
+    def server_workdir(self) -> Path:
+        """Where the synthesizer's server writes its log: next to the answer cache it fills."""
+        return Path(self.cache).resolve().parent / "servers"
+
+    @model_validator(mode="after")
+    def _server_fits_backend(self) -> LLMConfig:
+        if self.server is not None and self.backend != "openai":
+            raise ValueError("server needs backend openai (backend transformers runs the model in process)")
+        if self.server is not None and self.server.engine == "external":
+            raise ValueError("server.engine external: set base_url to the running server instead of a server section")
+        return self
 
 
 class DecontaminationConfig(StrictConfig):

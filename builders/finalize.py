@@ -15,7 +15,7 @@ from builders.config import BuildConfig
 from builders.decontamination import Decontaminator
 from builders.pairs import fingerprint, split_of, write_hub_layout
 from builders.records import DropReason
-from builders.stats import BuildStats
+from builders.stats import BuildStats, length_filters
 
 
 def _dedupe_sorted(pairs: datasets.Dataset, stats: BuildStats) -> datasets.Dataset:
@@ -36,7 +36,11 @@ def _decontaminate(pairs: datasets.Dataset, config: BuildConfig) -> tuple[datase
     if not settings.enabled:
         return pairs, {"enabled": False}
     checker = Decontaminator.from_bfcl(settings.ngram, settings.bfcl_files)
-    hits = [checker.match(q) for q in pairs["query"]]
+    # every user message of the prompt: an earlier turn can carry a BFCL question as well as the last one
+    hits = [
+        next((hit for m in prompt if m["role"] == "user" and (hit := checker.match(m["content"]))), None)
+        for prompt in pairs["prompt"]
+    ]
     removed = [(pairs[i]["id"], hit) for i, hit in enumerate(hits) if hit is not None]
     report = {
         "enabled": True,
@@ -71,6 +75,7 @@ def finalize(
     summary = {
         **meta,
         **stats.as_dict(),
+        "length_filters": length_filters(stats, config),
         "decontamination": decontamination,
         "splits": {s: len(d) for s, d in dataset.items()},
         "test_fraction": config.test_fraction,

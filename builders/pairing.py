@@ -1,5 +1,6 @@
-"""The pairing step: each abstracted record becomes a chosen/rejected row, a counted drop or a
-counted rejected selection. The row's layout itself is `builders.pairs.make_row`."""
+"""The pairing step: each abstracted trajectory becomes a chosen/rejected row, a counted drop or a
+counted rejected selection; records, trajectories per record and lengths are counted on the way.
+The row's layout itself is `builders.pairs.make_row`."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ from tqdm.auto import tqdm
 from builders.config import BuildConfig
 from builders.pairs import make_row
 from builders.records import DropReason, Trajectory
-from builders.source_abstraction import BLANK_LINE
 from builders.stats import BuildStats
 from builders.synthesis import Synthesizer
 from builders.synthesis.selection import InvalidSelection, original_plan, selected_plan
+
+
+def _measure_row(row: dict[str, Any], stats: BuildStats) -> None:
+    prompt = sum(len(m["content"]) for m in row["prompt"]) + len(row["tools"])
+    completion = max(len(row["chosen"][0]["content"]), len(row["rejected"][0]["content"]))
+    stats.measure("prompt_chars", prompt)
+    stats.measure("pair_chars", prompt + completion)
 
 
 def pair_rows(
@@ -28,16 +35,24 @@ def pair_rows(
     stats: BuildStats,
 ) -> Iterator[dict[str, Any]]:
     """Rows in source order, lazily (the caller streams them to disk); counts land in `stats`.
-    A source row seen twice yields one row: the first."""
+    A trajectory seen twice (the same source row and turn) yields one row: the first."""
     seen_ids: set[str] = set()
-    for record in tqdm(abstracted, total=len(abstracted), desc="pairing", unit="rec", mininterval=1.0):
-        if record["drop_reason"] == BLANK_LINE:
-            continue
-        stats.counts["records_read"] += 1
+    records = kept = 0  # source rows so far; trajectories of the current one
+    for record in tqdm(abstracted, total=len(abstracted), desc="pairing", unit="traj", mininterval=1.0):
+        if record["record_start"]:
+            if records:
+                stats.trajectories_per_record[kept] += 1
+            records, kept = records + 1, 0
+            stats.counts["records_read"] += 1
+        if record["trajectory_chars"] is not None:
+            stats.measure("trajectory_chars", record["trajectory_chars"])
+        for chars in record["rationale_chars"]:
+            stats.measure("rationale_chars", chars)
         if record["drop_reason"]:
             stats.drop(record["drop_reason"], record["drop_detail"])
             continue
         stats.counts["trajectories"] += 1
+        kept += 1
         trajectory = Trajectory.from_dict(orjson.loads(record["trajectory"]))
         try:
             selection = synthesizer.select(trajectory, record["trajectory"])
@@ -50,11 +65,15 @@ def pair_rows(
         row = make_row(trajectory, chosen, rejected, selection.removed, base_provenance, id_namespace)
         if row["id"] in seen_ids:
             stats.counts["duplicate_records"] += 1
-            stats.drop(DropReason.DUPLICATE_RECORD.value, f"source row {trajectory.source_row_id} seen before")
+            where = f"source row {trajectory.source_row_id}, user turn {trajectory.turn}"
+            stats.drop(DropReason.DUPLICATE_RECORD.value, f"{where} seen before")
             continue
         seen_ids.add(row["id"])
         stats.removed_calls_by_reason.update(selection.removed.values())
         stats.counts["pairs"] += 1
         stats.counts["calls_chosen_total"] += len(chosen)
         stats.counts["calls_rejected_total"] += len(rejected)
+        _measure_row(row, stats)
         yield row
+    if records:
+        stats.trajectories_per_record[kept] += 1

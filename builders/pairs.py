@@ -18,9 +18,11 @@ from apo_planner.prompts import dump_tools, plan_completion, planner_prompt
 from builders.records import Trajectory
 
 
-def row_id(namespace: str, source_row_id: str) -> str:
-    """Stable across rebuilds, synthesizers and machines: it names the source trajectory."""
-    return hashlib.sha256(f"{namespace}\0{source_row_id}".encode()).hexdigest()[:20]
+def row_id(namespace: str, source_row_id: str, turn: int = 0) -> str:
+    """Stable across rebuilds, synthesizers and machines: it names the source trajectory (a row's first
+    user turn keeps the id it had before multi-turn records counted every turn)."""
+    key = f"{namespace}\0{source_row_id}" + (f"\0{turn}" if turn else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def make_row(
@@ -32,8 +34,8 @@ def make_row(
     id_namespace: str,
 ) -> dict[str, Any]:
     return {
-        "id": row_id(id_namespace, trajectory.source_row_id),
-        "prompt": planner_prompt(trajectory.query),
+        "id": row_id(id_namespace, trajectory.source_row_id, trajectory.turn),
+        "prompt": planner_prompt(trajectory.query, trajectory.context),
         "chosen": plan_completion(chosen),
         "rejected": plan_completion(rejected),
         "tools": dump_tools(trajectory.tools),

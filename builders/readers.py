@@ -26,7 +26,6 @@ from builders.records import Conversation, DropReason, Message, RecordDropped, T
 
 FORMATS = ("nemotron", "openai", "sharegpt")
 
-_THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL)
 _TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 _TOOL_RESPONSE_RE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 _TOOLS_BLOCK_RE = re.compile(r"<tools>\s*(.*?)\s*</tools>", re.DOTALL)
@@ -96,14 +95,21 @@ def _tool_catalog(raw: Any) -> list[dict[str, Any]]:
 
 
 def split_reasoning(content: str) -> tuple[str, str]:
-    """Separate `<think>` reasoning from visible text; an unclosed block counts as reasoning to the end."""
+    """Separate `<think>` reasoning from visible text; an unclosed block counts as reasoning to the end.
+    Plain `find`, not a regex: real traces run to thousands of characters on every assistant message."""
     if "<think>" not in content:
         if "</think>" in content:  # templates that open the block in the prompt leave only the close
             reasoning, _, visible = content.partition("</think>")
             return reasoning.strip(), visible.strip()
         return "", content.strip()
-    reasoning = " ".join(m.strip() for m in _THINK_RE.findall(content))
-    return reasoning, _THINK_RE.sub("", content).strip()
+    reasoning, visible, pos = [], [], 0
+    while (start := content.find("<think>", pos)) >= 0:
+        visible.append(content[pos:start])
+        end = content.find("</think>", start)
+        reasoning.append(content[start + len("<think>") : end if end >= 0 else len(content)].strip())
+        pos = end + len("</think>") if end >= 0 else len(content)
+    visible.append(content[pos:])
+    return " ".join(reasoning), "".join(visible).strip()
 
 
 def _hermes_calls(text: str) -> tuple[list[ToolCall], str]:

@@ -14,8 +14,9 @@ from typing import Any
 
 
 class DropReason(StrEnum):
-    """Every reason a record can be skipped; stats.json counts them by these names."""
+    """Every reason a record (or one user turn of it) can be skipped; stats.json counts them by these names."""
 
+    UNDECODABLE_LINE = "undecodable_line"  # a JSON Lines line that is not UTF-8, not JSON or not an object
     UNPARSEABLE_RECORD = "unparseable_record"
     UNPARSEABLE_METADATA = "unparseable_metadata"
     NO_TOOL_CATALOG = "no_tool_catalog"
@@ -81,6 +82,9 @@ class Action:
 
 @dataclass(slots=True)
 class Trajectory:
+    """What one user turn led to. `context` holds the earlier turns as the planner sees them
+    (`apo_planner.prompts.context_messages`); `turn` is the user turn's index in the conversation."""
+
     source_row_id: str
     query: str
     tools: list[dict[str, Any]]
@@ -89,6 +93,8 @@ class Trajectory:
     generator: str = ""
     license: str = ""
     category: str = ""
+    context: list[dict[str, str]] = field(default_factory=list)
+    turn: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:

@@ -18,6 +18,10 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
     for reason, count in stats["dropped"].items():
         table.add_row(f"  dropped: {reason}", str(count))
     table.add_row("trajectories", str(stats["trajectories"]))
+    per_record = stats.get("trajectories_per_record", {})
+    if per_record:
+        spread = ", ".join(f"{n}: {count}" for n, count in per_record.items())
+        table.add_row("  trajectories per source row", f"{stats['avg_trajectories_per_record']:.2f} ({spread})")
     for name, count in stats.get("synthesis", {}).items():
         table.add_row(f"  synthesis: {name}", str(count))
     for reason, count in stats["selection_rejected"].items():
@@ -28,6 +32,13 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
     if decontamination.get("enabled"):
         table.add_row(f"  decontaminated ({decontamination['ngram']}-gram vs BFCL)", str(decontamination["removed"]))
     table.add_row("pairs", str(stats["pairs"]))
+    for name, dist in stats.get("lengths", {}).items():
+        if dist.get("n"):
+            table.add_row(
+                f"  {name.replace('_', ' ')} p50 / p95 / max", f"{dist['p50']} / {dist['p95']} / {dist['max']}"
+            )
+    for key, cut in stats.get("length_filters", {}).items():
+        table.add_row(f"  removed by {key}={cut['limit']}", str(cut["removed"]))
     table.add_row("avg calls chosen / rejected", f"{stats['avg_calls_chosen']:.3f} / {stats['avg_calls_rejected']:.3f}")
     if "splits" in stats:
         table.add_row("splits", ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))

@@ -11,11 +11,11 @@ import datasets
 
 from apo_planner.artifacts import STATS_FILE, read_json, write_json
 from apo_planner.dataset import FEATURES
-from builders.stats import BuildStats
+from builders.stats import HISTOGRAMS_KEY, BuildStats
 
 PAIRS_FILE = "pairs.parquet"
 # keys of a shard's stats.json that describe that shard alone, not how every shard was built
-_PER_SHARD = ("shard", "elapsed_s", "request_failure_examples")
+_PER_SHARD = ("shard", "elapsed_s", "request_failure_examples", HISTOGRAMS_KEY)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -45,7 +45,13 @@ def write_shard(
     folder = shard_dir(output, *shard)
     folder.mkdir(parents=True, exist_ok=True)
     pairs.to_parquet(str(folder / PAIRS_FILE))
-    summary = {**meta, "shard": list(shard), **stats.as_dict(), "elapsed_s": round(time.time() - started, 2)}
+    summary = {
+        **meta,
+        "shard": list(shard),
+        **stats.as_dict(),
+        HISTOGRAMS_KEY: stats.histograms(),
+        "elapsed_s": round(time.time() - started, 2),
+    }
     write_json(folder / STATS_FILE, summary)
     return summary
 

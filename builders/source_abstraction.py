@@ -1,7 +1,9 @@
-"""The abstraction step over a whole source: every record becomes a trajectory (as JSON) or a named drop.
+"""The abstraction step over a whole source: every record becomes trajectories (as JSON) or named drops.
 
-It runs as `datasets.map`, batched and with `num_proc` workers where the source is materialised;
-one conversation's abstraction itself is `builders.abstraction.abstract`.
+It runs as `datasets.map`, batched and with `num_proc` workers where the source is materialised. A
+record yields one output row per trajectory it holds under `filters.multi_turn` (or one row naming why
+it holds none); `record_start` marks a record's first row, so counts per source row survive the
+flattening. One conversation's abstraction itself is `builders.abstraction.turns`.
 """
 
 from __future__ import annotations
@@ -11,70 +13,91 @@ from typing import Any
 import datasets
 import orjson
 
-from builders.abstraction import abstract
+from builders.abstraction import turns
 from builders.config import FilterConfig
 from builders.readers import get_reader
 from builders.records import DropReason, RecordDropped
-from builders.sources import TEXT_COLUMN, Source
+from builders.sources import ERROR_COLUMN, FILE_COLUMN, LINE_COLUMN, TEXT_COLUMN, Source
 
-ABSTRACT_COLUMNS = ("source_row_id", "trajectory", "drop_reason", "drop_detail")
-ABSTRACT_FEATURES = datasets.Features({c: datasets.Value("string") for c in ABSTRACT_COLUMNS})
-BLANK_LINE = "blank_line"  # not a drop: an empty line of a JSON Lines file is no record at all
+ABSTRACT_FEATURES = datasets.Features(
+    {
+        "source_row_id": datasets.Value("string"),
+        "trajectory": datasets.Value("string"),
+        "drop_reason": datasets.Value("string"),
+        "drop_detail": datasets.Value("string"),
+        "record_start": datasets.Value("bool"),
+        "trajectory_chars": datasets.Value("int64"),  # what filters.max_chars compares; null when not measured
+        "rationale_chars": datasets.List(datasets.Value("int64")),  # one per assistant message that made calls
+    }
+)
+ABSTRACT_COLUMNS = tuple(ABSTRACT_FEATURES)
 
 
-def abstract_record(row: dict[str, Any], fmt: str, filters: FilterConfig, raw_text: bool) -> dict[str, Any]:
-    """One record -> {trajectory JSON | drop reason}. Never raises for bad data."""
+def _outcome(source_row_id: str, **values: Any) -> dict[str, Any]:
+    return {
+        "source_row_id": source_row_id,
+        "trajectory": None,
+        "drop_reason": None,
+        "drop_detail": None,
+        "record_start": False,
+        "trajectory_chars": None,
+        "rationale_chars": [],
+        **values,
+    }
+
+
+def _decode_line(row: dict[str, Any]) -> dict[str, Any]:
+    """A raw JSON Lines row -> the record it holds, or `RecordDropped(undecodable_line)` naming the line."""
+    where = f"{row.get(FILE_COLUMN) or 'source'} line {row.get(LINE_COLUMN) or '?'}"
+    if row.get(ERROR_COLUMN):
+        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: {row[ERROR_COLUMN]}")
+    try:
+        record = orjson.loads(row[TEXT_COLUMN])
+    except orjson.JSONDecodeError as exc:
+        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: not JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: JSON {type(record).__name__}, not an object")
+    return record
+
+
+def abstract_record(row: dict[str, Any], fmt: str, filters: FilterConfig, raw_text: bool) -> list[dict[str, Any]]:
+    """One record -> one output row per trajectory (or drop) it holds, the first marked `record_start`.
+    Never raises for bad data: a bad record costs that record, a bad turn that turn."""
     source_row_id = ""
     try:
         if raw_text:
-            line = row[TEXT_COLUMN]
-            if not line.strip():
-                return {
-                    "source_row_id": "",
-                    "trajectory": None,
-                    "drop_reason": BLANK_LINE,
-                    "drop_detail": None,
-                }
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise RecordDropped(DropReason.UNPARSEABLE_RECORD, f"line is not JSON: {exc}") from None
-            if not isinstance(row, dict):
-                raise RecordDropped(DropReason.UNPARSEABLE_RECORD, "line is not a JSON object")
+            row = _decode_line(row)
         conversation = get_reader(fmt)(row)
         source_row_id = conversation.source_row_id
-        trajectory = abstract(conversation, filters)
-        payload = orjson.dumps(trajectory).decode()  # orjson serialises dataclasses natively
-        return {
-            "source_row_id": source_row_id,
-            "trajectory": payload,
-            "drop_reason": None,
-            "drop_detail": None,
-        }
+        out = []
+        for turn in turns(conversation, filters):
+            lengths = {"trajectory_chars": turn.chars, "rationale_chars": turn.rationale_chars}
+            if turn.trajectory is not None:  # orjson serialises dataclasses natively
+                out.append(_outcome(source_row_id, trajectory=orjson.dumps(turn.trajectory).decode(), **lengths))
+            else:
+                assert turn.drop is not None
+                detail = turn.drop.detail or ""
+                out.append(
+                    _outcome(source_row_id, drop_reason=turn.drop.reason.value, drop_detail=detail[:300], **lengths)
+                )
     except RecordDropped as drop:
-        return {
-            "source_row_id": source_row_id,
-            "trajectory": None,
-            "drop_reason": drop.reason.value,
-            "drop_detail": drop.detail[:300],
-        }
+        out = [_outcome(source_row_id, drop_reason=drop.reason.value, drop_detail=drop.detail[:300])]
     except Exception as exc:  # a reader bug on strange data must cost one record, not the run
-        return {
-            "source_row_id": source_row_id,
-            "trajectory": None,
-            "drop_reason": DropReason.UNPARSEABLE_RECORD.value,
-            "drop_detail": f"{type(exc).__name__}: {exc}"[:300],
-        }
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        out = [_outcome(source_row_id, drop_reason=DropReason.UNPARSEABLE_RECORD.value, drop_detail=detail)]
+    out[0]["record_start"] = True
+    return out
 
 
 def abstract_batch(batch: dict[str, list[Any]], fmt: str, filters: FilterConfig, raw_text: bool) -> dict[str, list]:
-    """`abstract_record` over a column-major batch, the shape `datasets.map(batched=True)` passes."""
+    """`abstract_record` over a column-major batch, the shape `datasets.map(batched=True)` passes; the
+    output may have more rows than the input (one per trajectory)."""
     names = list(batch)
     out: dict[str, list[Any]] = {c: [] for c in ABSTRACT_COLUMNS}
     for values in zip(*(batch[n] for n in names), strict=True):
-        result = abstract_record(dict(zip(names, values, strict=True)), fmt, filters, raw_text)
-        for c in ABSTRACT_COLUMNS:
-            out[c].append(result[c])
+        for result in abstract_record(dict(zip(names, values, strict=True)), fmt, filters, raw_text):
+            for c in ABSTRACT_COLUMNS:
+                out[c].append(result[c])
     return out
 
 
@@ -85,6 +108,7 @@ def abstract_source(
     kwargs: dict[str, Any] = {
         "batched": True,
         "batch_size": 512,
+        "features": ABSTRACT_FEATURES,
         "fn_kwargs": {"fmt": source.format, "filters": filters, "raw_text": source.raw_text},
         "remove_columns": source.dataset.column_names,
     }

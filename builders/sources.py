@@ -1,27 +1,49 @@
 """Opening a trajectory source as a `datasets` dataset, whatever it is.
 
-Local JSON Lines are loaded as raw text lines (decoded per record later), so one malformed line,
-or `arguments` that are a string in one row and a dict in the next, cannot break Arrow's schema
-inference for the whole file; it becomes one counted drop. Parquet and Hub sources keep their
-columns. Hub ids stream through `datasets` with the recipe's config, split and revision.
+Local JSON Lines are read line by line as bytes into an Arrow file of raw lines (decoded per
+record later), so one line that is not UTF-8 or not JSON, or `arguments` that are a string in one
+row and a dict in the next, cannot break the whole file: it becomes one counted drop naming its
+file and line. Parquet and Hub sources keep their columns. Hub ids stream through `datasets` with
+the recipe's config, split and revision. What cannot be read at all (no file, an empty source, a
+corrupt parquet file, an unreachable Hub) is a `SourceError` that says what to do.
 """
 
 from __future__ import annotations
 
 import glob
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import orjson
+from datasets.arrow_writer import ArrowWriter
 
 from apo_planner.artifacts import sha256_files
 from builders.readers import detect_format
 
 TEXT_COLUMN = "__raw_line__"
+FILE_COLUMN = "__file__"
+LINE_COLUMN = "__line__"  # 1-based, in its file
+ERROR_COLUMN = "__error__"  # why the line's bytes are not text, when they are not
+LINE_FEATURES = datasets.Features(
+    {
+        TEXT_COLUMN: datasets.Value("string"),
+        FILE_COLUMN: datasets.Value("string"),
+        LINE_COLUMN: datasets.Value("int64"),
+        ERROR_COLUMN: datasets.Value("string"),
+    }
+)
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet",)
+_SAMPLE_RECORDS = 20  # records read to detect the format
+_FORMATS_HINT = "JSON Lines (.jsonl), a JSON array (.json) or parquet files of Nemotron, OpenAI or ShareGPT rows"
+
+
+class SourceError(ValueError):
+    """A source that cannot be read at all; the message names it and says what to do."""
 
 
 @dataclass
@@ -56,36 +78,69 @@ def content_hash(files: list[Path]) -> str:
     return sha256_files(files)[:16]
 
 
-def _sample_columns(files: list[Path], n: int = 20) -> set[str]:
-    columns: set[str] = set()
-    seen = 0
-    for f in files:
-        with f.open("rb") as fh:
-            for line in fh:
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict):
-                    columns |= obj.keys()
-                    seen += 1
-                if seen >= n:
-                    return columns
-    return columns
-
-
 def _json_array_to_lines(path: Path, tmp_dir: Path) -> Path:
     """A `.json` file holding one array becomes JSON Lines, so every source is read the same way."""
     with path.open("rb") as fh:
         head = fh.read(4096).lstrip()
     if not head.startswith(b"["):
         return path
-    records = orjson.loads(path.read_bytes())
+    try:
+        records = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise SourceError(
+            f"{path} is not valid JSON ({exc}); fix it, or write one record per line (.jsonl) so a bad record "
+            "costs only itself"
+        ) from None
     out = tmp_dir / (path.stem + ".jsonl")
     with out.open("wb") as fh:
         for r in records:
             fh.write(orjson.dumps(r) + b"\n")
     return out
+
+
+def _lines(files: list[Path], names: list[str], limit: int | None) -> Iterator[dict[str, Any]]:
+    """Every non-blank line (at most `limit`) with its file and number: its text, or why its bytes are not
+    UTF-8 text."""
+    seen = 0
+    for path, name in zip(files, names, strict=True):
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                if number == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+                raw = raw.rstrip(b"\r\n")
+                if not raw.strip():
+                    continue
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                try:
+                    yield {TEXT_COLUMN: raw.decode("utf-8"), FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: None}
+                except UnicodeDecodeError as exc:
+                    error = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+                    yield {TEXT_COLUMN: None, FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: error}
+
+
+def _read_lines(
+    files: list[Path], names: list[str], limit: int | None, work_dir: Path
+) -> tuple[datasets.Dataset, set[str]]:
+    """The lines into one Arrow file (memory stays flat whatever the files' size), and the columns of the
+    first records, for format detection."""
+    columns: set[str] = set()
+    sampled = 0
+    path = work_dir / "source-lines.arrow"
+    with ArrowWriter(features=LINE_FEATURES, path=str(path)) as writer:
+        for line in _lines(files, names, limit):
+            writer.write(line)
+            if sampled < _SAMPLE_RECORDS and line[TEXT_COLUMN] is not None:
+                try:
+                    record = orjson.loads(line[TEXT_COLUMN])
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    columns |= record.keys()
+                    sampled += 1
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path)), columns
 
 
 def open_source(
@@ -101,33 +156,65 @@ def open_source(
 ) -> Source:
     files = local_files(source)
     if files:
-        return _open_local(files, fmt, limit, work_dir or Path(".cache"))
-    if Path(source).suffix in _JSON_SUFFIXES + _PARQUET_SUFFIXES or source.startswith((".", "/")):
-        raise FileNotFoundError(f"source {source!r} matches no file")
+        return _open_local(source, files, fmt, limit, work_dir or Path(".cache"))
+    if (
+        Path(source).suffix in _JSON_SUFFIXES + _PARQUET_SUFFIXES
+        or source.startswith((".", "/"))
+        or Path(source).is_dir()
+    ):
+        what = "folder holds no .jsonl/.json/.parquet file" if Path(source).is_dir() else "matches no file"
+        raise SourceError(
+            f"source {source!r} {what}; check the path (--source / build.source); expected {_FORMATS_HINT}"
+        )
     return _open_hub(source, fmt, split, config_name, revision, streaming, limit)
 
 
-def _open_local(files: list[Path], fmt: str, limit: int | None, work_dir: Path) -> Source:
+def _detect(columns: set[str], fmt: str, source: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if not columns:
+        raise SourceError(
+            f"no line of source {source!r} is a JSON object, so its format cannot be detected; "
+            f"expected {_FORMATS_HINT} (or pass --format)"
+        )
+    try:
+        return detect_format(columns)
+    except ValueError as exc:
+        raise SourceError(f"source {source!r}: {exc}") from None
+
+
+def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, work_dir: Path) -> Source:
     parquet = [f for f in files if f.suffix in _PARQUET_SUFFIXES]
     json_files = [f for f in files if f.suffix in _JSON_SUFFIXES]
     if parquet and json_files:
-        raise ValueError("a source mixes parquet and JSON files; point --source at one kind")
+        raise SourceError(f"source {source!r} mixes parquet and JSON files; point --source at one kind")
     name = "local:" + ",".join(f.name for f in files[:5]) + (f",+{len(files) - 5}" if len(files) > 5 else "")
     revision = content_hash(files)
     if parquet:
-        ds = datasets.load_dataset("parquet", data_files=[str(f) for f in parquet], split="train")
+        try:
+            ds = datasets.load_dataset("parquet", data_files=[str(f) for f in parquet], split="train")
+        except Exception as exc:  # pyarrow's and datasets' errors for a file that is not parquet
+            cause = exc.__cause__ or exc
+            raise SourceError(
+                f"cannot read parquet source {source!r} ({type(cause).__name__}: {str(cause)[:200]}); "
+                "check that every file is a complete parquet file"
+            ) from None
         columns = set(ds.column_names)
         raw_text = False
     else:
         work_dir.mkdir(parents=True, exist_ok=True)
+        names = [f.name for f in json_files]
         json_files = [_json_array_to_lines(f, work_dir) for f in json_files]
-        ds = datasets.load_dataset("text", data_files=[str(f) for f in json_files], split="train")
-        ds = ds.rename_column("text", TEXT_COLUMN)
-        columns = _sample_columns(json_files)
+        ds, columns = _read_lines(json_files, names, limit, work_dir)
         raw_text = True
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    return Source(ds, detect_format(columns) if fmt == "auto" else fmt, name, "train", revision, raw_text)
+    if len(ds) == 0:
+        raise SourceError(
+            f"source {source!r} is empty: {', '.join(str(f) for f in files)} hold(s) no record; "
+            f"point --source (build.source) at {_FORMATS_HINT}"
+        )
+    if limit is not None and len(ds) > limit:  # JSON Lines stop reading at the limit already
+        ds = ds.select(range(limit))
+    return Source(ds, _detect(columns, fmt, source), name, "train", revision, raw_text)
 
 
 def _resolve_revision(repo_id: str, revision: str) -> str:
@@ -140,6 +227,23 @@ def _resolve_revision(repo_id: str, revision: str) -> str:
         return revision
 
 
+def _hub_error(repo_id: str, exc: Exception) -> SourceError:
+    """What to do when a Hub dataset cannot be opened: offline, unreachable, unknown or gated."""
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+    why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    if offline:
+        advice = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set: unset it, or point --source at local files"
+    elif isinstance(exc, (ConnectionError, TimeoutError)):
+        advice = "check the network (and HF_ENDPOINT), or point --source at local files"
+    else:
+        advice = (
+            "check the id, build.config_name, build.split and build.revision; log in (`hf auth login`) for gated data"
+        )
+    return SourceError(f"cannot open Hub dataset {repo_id!r} ({why}); {advice}")
+
+
 def _open_hub(
     repo_id: str,
     fmt: str,
@@ -150,10 +254,15 @@ def _open_hub(
     limit: int | None,
 ) -> Source:
     resolved = _resolve_revision(repo_id, revision)
-    ds: Any = datasets.load_dataset(repo_id, name=config_name, split=split, revision=resolved, streaming=streaming)
-    if limit is not None:
-        ds = ds.take(limit) if streaming else ds.select(range(min(limit, len(ds))))
-    columns = ds.column_names or list((ds.features or {}).keys())
-    if not columns:
-        columns = list(next(iter(ds)).keys())
-    return Source(ds, detect_format(columns) if fmt == "auto" else fmt, repo_id, split, resolved, False)
+    try:
+        ds: Any = datasets.load_dataset(repo_id, name=config_name, split=split, revision=resolved, streaming=streaming)
+        if limit is not None:
+            ds = ds.take(limit) if streaming else ds.select(range(min(limit, len(ds))))
+        columns = ds.column_names or list((ds.features or {}).keys())
+        if not columns:
+            columns = list(next(iter(ds)).keys())
+    except StopIteration:
+        raise SourceError(f"Hub dataset {repo_id!r} split {split!r} is empty") from None
+    except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, unknown split or config
+        raise _hub_error(repo_id, exc) from None
+    return Source(ds, _detect(set(columns), fmt, repo_id), repo_id, split, resolved, False)

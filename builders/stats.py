@@ -1,15 +1,55 @@
-"""What a build counts: records read and dropped (with examples), selections rejected, calls removed,
-synthesis work. Shards count separately and merge; `as_dict` is the counting part of stats.json."""
+"""What a build counts: records read and dropped (with examples), trajectories per source row,
+selections rejected, calls removed, synthesis work, and the length distributions the length filters
+act on. Shards count separately and merge; `as_dict` is the counting part of stats.json."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from builders.config import BuildConfig
+from builders.records import DropReason
 
 _MAX_EXAMPLES = 3
 _SUMMED = ("records_read", "trajectories", "duplicate_records", "pairs", "calls_chosen_total", "calls_rejected_total")
 _COUNTED = ("dropped", "selection_rejected", "removed_calls_by_reason", "synthesis")
+# Measured in characters (no tokenizer is known at build time; `train` measures tokens):
+LENGTHS = {
+    "rationale_chars": "reasoning + text of one assistant message that made calls (counted once per message)",
+    "trajectory_chars": "what build.filters.max_chars compares: query, context, rationales, results, answer",
+    "prompt_chars": "the planner prompt: system prompt, context and query messages plus the tool catalog JSON",
+    "pair_chars": "prompt_chars plus the longer completion (what train.max_length bounds, in tokens)",
+}
+HISTOGRAMS_KEY = "length_histograms"  # shards only: what merging needs to recompute percentiles
+
+
+def _bucket(value: int) -> int:
+    """Exact below 1,000, three significant digits above: percentiles stay within 0.5% and a
+    histogram of 310k values stays a few thousand keys, so shards can carry and merge it."""
+    if value < 1000:
+        return value
+    digits = len(str(value)) - 3
+    return round(value, -digits)
+
+
+def percentiles(histogram: Counter, points: Iterable[float] = (0.5, 0.95)) -> dict[str, int]:
+    """Nearest-rank percentiles (p50, p95) and the exact maximum of a bucketed histogram."""
+    total = sum(histogram.values())
+    if not total:
+        return {"n": 0, "p50": 0, "p95": 0, "max": 0}
+    ordered = sorted((int(v), c) for v, c in histogram.items())
+    out: dict[str, int] = {"n": total}
+    for p in points:
+        rank, running = max(1, math.ceil(p * total - 1e-9)), 0
+        for value, count in ordered:
+            running += count
+            if running >= rank:
+                out[f"p{round(p * 100)}"] = value
+                break
+    return out
 
 
 @dataclass
@@ -22,30 +62,67 @@ class BuildStats:
     selection_rejected: Counter = field(default_factory=Counter)
     removed_calls_by_reason: Counter = field(default_factory=Counter)
     synthesis: Counter = field(default_factory=Counter)
+    trajectories_per_record: Counter = field(default_factory=Counter)  # kept trajectories -> source rows
+    lengths: dict[str, Counter] = field(default_factory=lambda: {name: Counter() for name in LENGTHS})
+    longest: Counter = field(default_factory=Counter)  # exact maximum per length
 
     def drop(self, reason: str, detail: str | None) -> None:
         self.dropped[reason] += 1
         if detail and len(self.drop_examples[reason]) < _MAX_EXAMPLES:
             self.drop_examples[reason].append(detail)
 
+    def measure(self, name: str, value: int) -> None:
+        self.lengths[name][_bucket(value)] += 1
+        self.longest[name] = max(self.longest[name], value)
+
     def merge(self, other: dict[str, Any]) -> None:
-        """Add a shard's `as_dict` (read back from its stats.json) to these counts."""
+        """Add a shard's stats.json (`as_dict` plus its histograms) to these counts."""
         for key in _SUMMED:
             self.counts[key] += other.get(key, 0)
         for key in _COUNTED:
             getattr(self, key).update(other.get(key, {}))
+        self.trajectories_per_record.update({int(k): v for k, v in other.get("trajectories_per_record", {}).items()})
         for reason, examples in other.get("drop_examples", {}).items():
             for example in examples:
                 if len(self.drop_examples[reason]) < _MAX_EXAMPLES:
                     self.drop_examples[reason].append(example)
+        for name, histogram in other.get(HISTOGRAMS_KEY, {}).items():
+            self.lengths[name].update({int(k): v for k, v in histogram.items()})
+            self.longest[name] = max(self.longest[name], other.get("lengths", {}).get(name, {}).get("max", 0))
+
+    def _summary(self, name: str) -> dict[str, int]:
+        """p50 / p95 from the histogram (a bucket's value never above the exact maximum), and that maximum."""
+        summary = percentiles(self.lengths[name])
+        if summary["n"]:
+            top = self.longest[name]
+            summary = {k: (min(v, top) if k != "n" else v) for k, v in summary.items()} | {"max": top}
+        return summary
+
+    def histograms(self) -> dict[str, dict[str, int]]:
+        return {name: {str(k): v for k, v in sorted(h.items())} for name, h in self.lengths.items()}
 
     def as_dict(self) -> dict[str, Any]:
         pairs = self.counts["pairs"]
+        records = self.counts["records_read"]
         return {
             **{key: self.counts[key] for key in _SUMMED},
             **{key: dict(sorted(getattr(self, key).items())) for key in _COUNTED},
             "dropped_total": sum(self.dropped.values()),
             "drop_examples": dict(sorted(self.drop_examples.items())),
+            "trajectories_per_record": {str(k): v for k, v in sorted(self.trajectories_per_record.items())},
+            "avg_trajectories_per_record": round(self.counts["trajectories"] / records, 4) if records else 0.0,
             "avg_calls_chosen": round(self.counts["calls_chosen_total"] / pairs, 4) if pairs else 0.0,
             "avg_calls_rejected": round(self.counts["calls_rejected_total"] / pairs, 4) if pairs else 0.0,
+            "lengths": {name: self._summary(name) for name in self.lengths},
         }
+
+
+def length_filters(stats: BuildStats, config: BuildConfig) -> dict[str, dict[str, int]]:
+    """Each length filter of the build with its threshold and what it removed (the training stage
+    reports its own `max_length` filter in metrics.json)."""
+    return {
+        "build.filters.max_chars": {
+            "limit": config.filters.max_chars,
+            "removed": stats.dropped.get(DropReason.TOO_LONG.value, 0),
+        }
+    }

@@ -5,7 +5,8 @@ Every network call is retried with backoff on transient failures (connection err
 only if missing, the upload commits only files the Hub does not already have, and a version
 tag that already exists is accepted only if it holds exactly the staged files — a released
 version is immutable. The token comes from `HF_TOKEN` or the stored login and is only ever
-handed to `huggingface_hub`; messages are redacted in case a server echoes it.
+handed to `huggingface_hub`; messages are redacted in case a server echoes it. `namespace_problems`
+says, before anything runs, whether that token can write where the release goes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 import httpx2
 from huggingface_hub import HfApi, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
+from huggingface_hub.utils import HFValidationError, filter_repo_objects, validate_repo_id
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from apo_planner.artifacts import STATS_FILE
@@ -242,3 +243,56 @@ def push_dataset(folder: str | Path, repo_id: str, version: str, pusher: HubPush
         delete_patterns=["data/*"],
         private=private,
     )
+
+
+def _whoami_problem(exc: Exception, api: HfApi) -> str:
+    if isinstance(exc, LocalTokenNotFoundError):
+        return "no Hugging Face token: set HF_TOKEN to a write token or run `hf auth login`"
+    if _status(exc) == 401:
+        return f"the token was refused by {api.endpoint} (401): set HF_TOKEN to a valid write token"
+    token = api.token or get_token()
+    message = f"{type(exc).__name__}: {exc}"
+    return f"cannot check the token against {api.endpoint}: " + (message.replace(token, "***") if token else message)
+
+
+def namespace_problems(namespace: str, api: HfApi | None = None) -> list[str]:
+    """Why the release cannot create and write its repos under `namespace` (empty: it can), from the Hub's
+    `whoami-v2` for the token in use: the namespace must be the token's user or one of its organisations
+    with more than read access, and the token itself must be allowed to write there (role `write`, or a
+    fine-grained token with `repo.write` on that user or organisation). For a preflight, before hours of
+    training, rather than a 403 at the push."""
+    try:
+        validate_repo_id(f"{namespace}/{namespace}")
+    except HFValidationError as exc:
+        return [f"release.namespace {namespace!r} is not a valid Hub user or organisation name: {exc}"]
+    api = api or HfApi()
+    try:
+        me = api.whoami(cache=True)  # the Hub rate-limits whoami: one call per token and HfApi for several namespaces
+    except (OSError, httpx2.HTTPError) as exc:  # HTTP errors, the network, offline mode, no token
+        return [_whoami_problem(exc, api)]
+    user = me.get("name", "")
+    roles = {org.get("name"): org.get("roleInOrg") for org in me.get("orgs") or []}
+    access = (me.get("auth") or {}).get("accessToken") or {}
+    problems = []
+    if namespace != user and namespace not in roles:
+        orgs = ", ".join(sorted(n for n in roles if n)) or "none"
+        problems.append(
+            f"release.namespace {namespace!r} is neither the token's user ({user!r}) nor one of its organisations "
+            f"({orgs}): set release.namespace to one of them, or use a token of an account in {namespace!r}"
+        )
+    elif namespace in roles and roles[namespace] == "read":
+        problems.append(f"{user!r} has only read access in the organisation {namespace!r}: ask an admin for write")
+    role = access.get("role")
+    if role == "read":
+        problems.append("the token is read-only: create a write token (https://huggingface.co/settings/tokens)")
+    elif role == "fineGrained" and not problems:
+        scoped = (access.get("fineGrained") or {}).get("scoped") or []
+        allowed = any(
+            (s.get("entity") or {}).get("name") == namespace and "repo.write" in (s.get("permissions") or [])
+            for s in scoped
+        )
+        if not allowed:
+            problems.append(
+                f"the fine-grained token cannot write to {namespace!r} (no `repo.write`): grant it in its settings"
+            )
+    return problems

@@ -16,6 +16,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 
 from apo_planner.artifacts import Comparison, DatasetDir, EvalDir, TrainDir
 from apo_planner.templating import render_file
+from cards.recipe import RECIPE_FILE
 
 TEMPLATES = Path(__file__).parent / "templates"
 _LICENSES = {
@@ -48,9 +49,40 @@ def version_history(previous: list[dict[str, Any]], stats: dict[str, Any]) -> li
     return [h for h in previous if h["version"] != entry["version"]] + [entry]
 
 
-def dataset_card(dataset_dir: DatasetDir, repo_id: str, history: list[dict[str, Any]] | None = None) -> DatasetCard:
+def _fetch_recipe(repo_id: str, version: str, repo_type: str = "model") -> str:
+    """Shell words that download a repo's shipped recipe at a version and print its local path."""
+    kind = " --repo-type dataset" if repo_type == "dataset" else ""
+    return f'"$(hf download {repo_id} {RECIPE_FILE}{kind} --revision v{version} --quiet)"'
+
+
+def dataset_rebuild_command(repo_id: str, version: str) -> str:
+    """One command that rebuilds the dataset from the recipe it ships, into a folder of its own."""
+    output = f"{repo_id.split('/')[-1]}-v{version}"
+    return f"apo-planner build --recipe {_fetch_recipe(repo_id, version, 'dataset')} --output {output}"
+
+
+def model_rebuild_command(repo_id: str, version: str, dataset_repo: str, dataset_version: str, merge: bool) -> str:
+    """One command that trains the adapter again (and merges it, for the merged model) from the recipe the
+    repo ships, on the released dataset at the version it was trained on."""
+    sets = (
+        f"--set train.dataset={dataset_repo} --set train.dataset_revision=v{dataset_version} "
+        f"--set train.output={repo_id.split('/')[-1]}-v{version}"
+    )
+    lines = [f"R={_fetch_recipe(repo_id, version)}", f'apo-planner train --recipe "$R" {sets}']
+    if merge:
+        lines.append(f'apo-planner merge --recipe "$R" {sets}')
+    return " \\\n  && ".join(lines)
+
+
+def dataset_card(
+    dataset_dir: DatasetDir,
+    repo_id: str,
+    history: list[dict[str, Any]] | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> DatasetCard:
     """The dataset repo's card: Hub metadata (license from the rows, size, splits, version) and a body
-    whose every number is the build's `stats.json`, with one real row as the example."""
+    whose every number is the build's `stats.json`, with one real row as the example, how to load any
+    version, and (with the shipped `recipe`) the one command that rebuilds it."""
     from apo_planner.dataset import load_preference_dataset
 
     stats = dataset_dir.stats().model_dump()
@@ -76,6 +108,7 @@ def dataset_card(dataset_dir: DatasetDir, repo_id: str, history: list[dict[str, 
         for k in ("id", "prompt", "chosen", "rejected", "num_calls_chosen", "num_calls_rejected", "removed_calls")
     }
     history = version_history(history or [], stats)
+    source_path = (recipe or {}).get("build", {}).get("source")
     text = render_file(
         TEMPLATES / "dataset_card.md.jinja",
         trim=True,
@@ -87,6 +120,11 @@ def dataset_card(dataset_dir: DatasetDir, repo_id: str, history: list[dict[str, 
         license=license_id,
         example=json.dumps(example, indent=2, ensure_ascii=False)[:4000],
         history=history,
+        recipe_file=RECIPE_FILE if recipe is not None else None,
+        rebuild=dataset_rebuild_command(repo_id, stats["dataset_version"]),
+        source_path=source_path,
+        source_in_checkout=isinstance(source_path, str) and not Path(source_path).is_absolute(),
+        local_source=stats["source"].startswith("local:"),
     )
     return DatasetCard(text)
 
@@ -140,14 +178,17 @@ def model_card(
     model_repo: str,
     adapter_repo: str,
     license_id: str,
+    version: str,
 ) -> ModelCard:
     """The adapter's or the merged model's card: base model and dataset from the training provenance,
-    trainer settings as the run used them, metrics, and (merged model only) BFCL model-index results,
-    each with the plan coverage it was measured with."""
+    trainer settings as the run used them, metrics, (merged model only) BFCL model-index results, each
+    with the plan coverage it was measured with, how to load it at `version` and how to rebuild it."""
     metrics = train_dir.metrics().model_dump()
     provenance = train_dir.provenance()
     comparison = eval_dir.comparison()
     base_model = provenance["base_model"]["id"]  # what training recorded: a Hub id, or a local base's folder name
+    trained_on = provenance["dataset"].get("version")
+    dataset_version = trained_on if trained_on and trained_on != "unknown" else version
     name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         model_name=name,
@@ -177,5 +218,9 @@ def model_card(
         coverage=comparison.coverage(),
         config=provenance["train_config"],
         trainer=provenance["trainer_args"],  # every DPOConfig value the run used, TRL's defaults included
+        version=version,
+        base_revision=provenance["base_model"].get("revision"),
+        recipe_file=RECIPE_FILE,
+        rebuild=model_rebuild_command(repo_id, version, dataset_repo, dataset_version, merge=not adapter),
     )
     return ModelCard(text)

@@ -2,20 +2,31 @@
 
 `release/<dataset-repo>/` loads with `load_dataset`, `release/<model-repo>/` with
 `AutoModelForCausalLM.from_pretrained`, `release/<adapter-repo>/` with `PeftModel`; the release's
-push stage uploads each of `targets` with `cards.hub.HubPusher` and tags it.
+push stage uploads each of `targets` with `cards.hub.HubPusher` and tags it. Every repo also carries
+the resolved recipe (`recipe.yaml`, see `cards.recipe`) and the model repos the training provenance,
+so what is found on the Hub can be rebuilt with the one command its card gives.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from huggingface_hub import get_token
 from tqdm.auto import tqdm
 
 from apo_planner.artifacts import STATS_FILE, DatasetDir, EvalDir, TrainDir, read_json, write_json
 from cards.config import ReleaseConfig
+from cards.recipe import RECIPE_FILE, recipe_yaml, shippable_recipe
 from cards.render import dataset_card, model_card, version_history
+
+VERSION_HISTORY_FILE = "version_history.json"
+# Written by the trainer beside the adapter: a pickle of TrainingArguments (the Hub flags pickles), and every
+# value it holds is in training_provenance.json as JSON.
+NOT_RELEASED = {"training_args.bin"}
 
 
 @dataclass
@@ -43,10 +54,7 @@ def _copy(files: dict[Path, Path], repo: str) -> None:
 
 
 def _top_files(folder: Path, dest: Path) -> dict[Path, Path]:
-    return {f: dest / f.name for f in sorted(folder.iterdir()) if f.is_file()}
-
-
-VERSION_HISTORY_FILE = "version_history.json"
+    return {f: dest / f.name for f in sorted(folder.iterdir()) if f.is_file() and f.name not in NOT_RELEASED}
 
 
 def _previous_history(folder: Path) -> list[dict]:
@@ -54,10 +62,18 @@ def _previous_history(folder: Path) -> list[dict]:
     return read_json(path, "cards") if path.is_file() else []
 
 
+def _write_recipe(folder: Path, recipe: dict[str, Any], repo_id: str, version: str) -> None:
+    header = (
+        f"apo-planner recipe of {repo_id} v{version}: resolved (every default filled in), secrets removed.\n"
+        "Run it from an apo-planner checkout; README.md gives the command."
+    )
+    (folder / RECIPE_FILE).write_text(recipe_yaml(recipe, header), encoding="utf-8")
+
+
 def staged_folders(config: ReleaseConfig) -> StagedRelease:
     """Where each repo is staged: `release.output/<repo id>/`."""
     root = Path(config.output)
-    return StagedRelease(root / config.dataset_repo, root / config.adapter_repo, root / config.model_repo)
+    return StagedRelease(root / config.dataset_repo_id, root / config.adapter_repo_id, root / config.model_repo_id)
 
 
 def outputs(config: ReleaseConfig) -> list[Path]:
@@ -66,39 +82,61 @@ def outputs(config: ReleaseConfig) -> list[Path]:
     return [folder / "README.md" for folder in (staged.dataset, staged.adapter, staged.model)]
 
 
-def stage(config: ReleaseConfig, dataset_dir: DatasetDir, train_dir: TrainDir, eval_dir: EvalDir) -> StagedRelease:
-    """Write the three repo folders from the run's artifacts (cards rendered from their numbers)."""
-    staged = staged_folders(config)
-    history = _previous_history(staged.dataset)
-    card = dataset_card(dataset_dir, config.dataset_repo, history)
-    dataset_out = _fresh(staged.dataset)
-    shards = {f: dataset_out / "data" / f.name for f in sorted(dataset_dir.data_dir.glob("*.parquet"))}
-    _copy({**shards, dataset_dir.stats_file: dataset_out / STATS_FILE}, config.dataset_repo)
-    card.save(dataset_out / "README.md")
+def stage_dataset(config: ReleaseConfig, dataset_dir: DatasetDir, recipe: Mapping[str, Any]) -> Path:
+    """The dataset repo: parquet shards, `stats.json`, the recipe, the version history and the card."""
+    repo_id = config.dataset_repo_id
+    folder = staged_folders(config).dataset
+    history = _previous_history(folder)
+    shipped = shippable_recipe(recipe, secrets=[get_token() or ""])
+    card = dataset_card(dataset_dir, repo_id, history, recipe=shipped)
     stats = dataset_dir.stats().model_dump()
-    write_json(dataset_out / VERSION_HISTORY_FILE, version_history(history, stats))
+    out = _fresh(folder)
+    shards = {f: out / "data" / f.name for f in sorted(dataset_dir.data_dir.glob("*.parquet"))}
+    _copy({**shards, dataset_dir.stats_file: out / STATS_FILE}, repo_id)
+    _write_recipe(out, shipped, repo_id, stats["dataset_version"])
+    card.save(out / "README.md")
+    write_json(out / VERSION_HISTORY_FILE, version_history(history, stats))
+    return out
 
+
+def stage(
+    config: ReleaseConfig,
+    dataset_dir: DatasetDir,
+    train_dir: TrainDir,
+    eval_dir: EvalDir,
+    recipe: Mapping[str, Any],
+) -> StagedRelease:
+    """Write the three repo folders from the run's artifacts (cards rendered from their numbers); `recipe`
+    is the resolved recipe as data (`Recipe.model_dump(mode="json")`), published with each repo."""
+    staged = staged_folders(config)
+    stage_dataset(config, dataset_dir, recipe)
+    shipped = shippable_recipe(recipe, secrets=[get_token() or ""])
+    version = dataset_dir.stats().dataset_version
     common = {
-        "dataset_repo": config.dataset_repo,
-        "model_repo": config.model_repo,
-        "adapter_repo": config.adapter_repo,
+        "dataset_repo": config.dataset_repo_id,
+        "model_repo": config.model_repo_id,
+        "adapter_repo": config.adapter_repo_id,
         "license_id": config.model_license,
+        "version": version,
     }
     adapter_out = _fresh(staged.adapter)
-    _copy(_top_files(train_dir.adapter, adapter_out), config.adapter_repo)
-    model_card(train_dir, eval_dir, config.adapter_repo, adapter=True, **common).save(adapter_out / "README.md")
+    provenance = {train_dir.provenance_file: adapter_out / train_dir.provenance_file.name}
+    _copy({**_top_files(train_dir.adapter, adapter_out), **provenance}, config.adapter_repo_id)
+    _write_recipe(adapter_out, shipped, config.adapter_repo_id, version)
+    model_card(train_dir, eval_dir, config.adapter_repo_id, adapter=True, **common).save(adapter_out / "README.md")
 
     model_out = _fresh(staged.model)
     merged = _top_files(train_dir.merged, model_out)
-    _copy({**merged, eval_dir.comparison_file: model_out / "bfcl_comparison.json"}, config.model_repo)
-    model_card(train_dir, eval_dir, config.model_repo, adapter=False, **common).save(model_out / "README.md")
+    _copy({**merged, eval_dir.comparison_file: model_out / "bfcl_comparison.json"}, config.model_repo_id)
+    _write_recipe(model_out, shipped, config.model_repo_id, version)
+    model_card(train_dir, eval_dir, config.model_repo_id, adapter=False, **common).save(model_out / "README.md")
     return staged
 
 
 def targets(config: ReleaseConfig, staged: StagedRelease) -> dict[str, tuple[Path, str, str]]:
     """kind -> (staged folder, Hub repo id, repo type) for the three repos of a release."""
     return {
-        "dataset": (staged.dataset, config.dataset_repo, "dataset"),
-        "adapter": (staged.adapter, config.adapter_repo, "model"),
-        "model": (staged.model, config.model_repo, "model"),
+        "dataset": (staged.dataset, config.dataset_repo_id, "dataset"),
+        "adapter": (staged.adapter, config.adapter_repo_id, "model"),
+        "model": (staged.model, config.model_repo_id, "model"),
     }

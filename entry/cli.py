@@ -7,10 +7,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apo_planner import __version__
 from apo_planner.config import RecipeError
 from entry.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from apo_planner.serving import ServerConfig
 
 
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -69,14 +73,19 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from apo_planner.artifacts import TrainDir
-    from training.apo import train
+    """Through `accelerate launch` whatever `train.num_processes` is (the release trains the same way)."""
+    from training.apo import check_config
+    from training.launch import launch
 
     recipe = _recipe(args, [])
-    result = train(recipe.train, recipe.sha256())
-    m = result.metrics
-    adapter = TrainDir(result.output).adapter
-    print(f"trained {m['steps']} steps ({m['loss_type']}) in {m['wall_time_s']} s; adapter at {adapter}")
+    check_config(recipe.train)
+    run = launch(recipe.train, recipe.sha256())
+    m = run.metrics().model_dump()
+    placement = run.provenance().get("placement") or {}
+    print(
+        f"trained {m['steps']} steps ({m['loss_type']}) in {m['wall_time_s']} s on "
+        f"{placement.get('world_size', 1)} process(es); adapter at {run.adapter}"
+    )
     if "eval" in m:
         print("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in m["eval"].items() if "rewards" in k or k == "eval_loss"))
     return 0
@@ -109,15 +118,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_tools(path: Path) -> object:
+    """The --tools file's JSON; what is wrong with it names the file (and the line and column)."""
+    if not path.is_file():
+        raise ValueError(f"--tools {path}: no such file; give a JSON file with a list of tools")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"--tools {path} is not UTF-8 text (byte offset {exc.start}); save it as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"--tools {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from apo_planner.plan_grammar import GrammarLimits
     from apo_planner.planner import Planner
     from apo_planner.tools import normalize_tools
 
-    raw = json.loads(open(args.tools, encoding="utf-8").read())
-    tools = normalize_tools(raw)
+    tools = normalize_tools(_read_tools(Path(args.tools)))
     if not tools:
-        raise ValueError(f"{args.tools} holds no tool definitions (OpenAI style or bare functions)")
+        raise ValueError(f"--tools {args.tools} holds no tool definitions: write a JSON list of OpenAI-style tools")
     limits = GrammarLimits(max_steps=args.max_steps)
     constrained = not args.unconstrained
     if args.base_url:
@@ -168,6 +190,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         table.add_row(name, where)
     for category, coverage in summary.coverage.items():  # every planner number is only as good as this
         table.add_row(f"plan coverage: {category}", str(coverage))
+    table.add_row("training pairs over max_length", summary.overlong)
     Console().print(table)
     if not args.push:
         print("release: staged only (nothing pushed); `make release PUSH=1` uploads with HF_TOKEN")
@@ -184,10 +207,68 @@ def cmd_cards(args: argparse.Namespace) -> int:
         DatasetDir(Path(recipe.build.output)),
         TrainDir(Path(recipe.train.output)),
         EvalDir(Path(recipe.eval.output)),
+        recipe.model_dump(mode="json"),  # published with each repo, so what is on the Hub can be rebuilt
     )
     for folder in (staged.dataset, staged.adapter, staged.model):
         print(f"staged {folder} (card: {folder / 'README.md'})")
     return 0
+
+
+def served_roles(recipe: Recipe) -> dict[str, tuple[ServerConfig, str, Path]]:
+    """role -> (its server settings, the model id it serves, its log folder), for every server the
+    recipe's stages start: the build's synthesizer, the eval stage's executor and planner."""
+    from evaluation.run import served_roles as eval_roles
+
+    roles = {}
+    llm = recipe.build.llm
+    if recipe.build.synthesizer == "llm" and llm.server is not None:
+        roles["synthesizer"] = (llm.server, llm.model, llm.server_workdir())
+    servers = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
+    roles |= {role: (config, model, servers) for role, (config, model) in eval_roles(recipe.eval).items()}
+    return roles
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """One role's server exactly as its stage starts it, until Ctrl-C (for `make serve-*`)."""
+    import threading
+
+    recipe = _recipe(args, [])
+    from evaluation.bfcl_setup import use_project_root
+
+    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    from apo_planner.serving import serve
+
+    roles = served_roles(recipe)
+    if args.role not in roles:
+        why = {
+            "synthesizer": "build.synthesizer is not llm, or build.llm.server is not set (base_url is a server "
+            "someone else runs)",
+            "planner": "eval.planner.backend is not openai",
+        }.get(args.role, "")
+        raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
+    config, model, workdir = roles[args.role]
+    with serve(config, model, workdir, args.role) as base_url:
+        log = workdir / f"{args.role}.log"
+        print(f"{args.role} serving {model} at {base_url} (log: {log}); Ctrl-C stops it", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print(f"{args.role}: stopped")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every problem a release would meet late (token, namespaces, source, lengths, GPUs, engines, disk)."""
+    from entry.check import run_checks
+
+    recipe = _recipe(args, [])
+    report = run_checks(recipe, push=args.push)
+    for note in report.notes:
+        print(f"  {note}")
+    for problem in report.problems:
+        print(f"apo-planner check: problem: {problem}", file=sys.stderr)
+    print(f"check ({recipe.name}): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    return 0 if report.ok else 2
 
 
 def cmd_recipe(args: argparse.Namespace) -> int:
@@ -271,20 +352,97 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.set_defaults(func=cmd_cards)
 
+    p = sub.add_parser("check", help="preflight: list every problem a release would meet, in seconds")
+    _add_recipe_args(p)
+    p.add_argument("--push", action="store_true", help="also check the token and write access for pushing")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("serve", help="start one role's server as its stage would, until Ctrl-C")
+    _add_recipe_args(p)
+    p.add_argument("role", choices=["synthesizer", "executor", "planner"], help="which served role of the recipe")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("recipe", help="print the resolved recipe (after overrides) as JSON")
     _add_recipe_args(p)
     p.set_defaults(func=cmd_recipe)
     return parser
 
 
+def _one_line(text: object) -> str:
+    """A (possibly multi-line) message as one line: `a:\n  b\n  c` -> `a: b; c`."""
+    out = ""
+    for line in (part.strip() for part in str(text).splitlines()):
+        if line:
+            out += line if not out else (" " if out.endswith((":", ".")) else "; ") + line
+    return out
+
+
+def _network_error(exc: BaseException) -> bool:
+    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.split(".")[0] in (
+        "httpx",
+        "httpx2",
+        "requests",
+        "urllib3",
+    )
+
+
+def _error_line(exc: BaseException, args: argparse.Namespace) -> tuple[str, int]:
+    """What the user reads for a failure, and the exit status: 2 for what they can fix, 1 for a bug."""
+    import errno
+
+    message = _one_line(exc) or type(exc).__name__
+    if isinstance(exc, (ValueError, RuntimeError)):  # RecipeError, SourceError, TrainingInputError, bad JSON/UTF-8
+        return message, 2
+    if not isinstance(exc, OSError) and not _network_error(exc):
+        return f"unexpected {type(exc).__name__}: {message} (a bug: rerun with --debug and report the traceback)", 1
+    where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"no space left on the device writing{where}; free space or point the output at another disk", 2
+    if isinstance(exc, PermissionError):
+        return f"permission denied:{where}; write somewhere you may (--output, --set ...output=DIR) or fix it", 2
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and where:
+        return f"{exc.strerror or 'cannot open'}:{where}; check the path", 2
+    model = getattr(args, "model", None)
+    if model and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+        return f"model {model!r}: no such folder; give a merged model folder or a Hub id", 2
+    if model and model not in message:  # transformers' "couldn't connect" does not say what it was loading
+        message = f"cannot load model {model!r}: {message}"
+    if _network_error(exc) or "connect" in message.lower():
+        offline = "HF_HUB_OFFLINE is set: unset it or use local paths" if _offline() else "check the network"
+        message += f" ({offline})"
+    return message, 2
+
+
+def _offline() -> bool:
+    import os
+
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Every failure ends in one line `apo-planner <cmd>: error: ...` (exit 2 for what the user can fix);
+    `--debug`, anywhere on the command line, prints the traceback first."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
-    except (RecipeError, FileNotFoundError, ValueError, RuntimeError) as exc:  # TrainingInputError is a ValueError
-        print(f"apo-planner {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"apo-planner {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        message, status = _error_line(exc, args)
+        print(f"apo-planner {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -35,11 +35,44 @@ class Recipe(StrictConfig):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """yaml's error as 'PROBLEM at line L, column C' (its own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise RecipeError(f"override {text!r} is not key=value (e.g. --set build.limit=100)")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise RecipeError(
+            f"override {text!r}: the value is not YAML ({_yaml_problem(exc)}); quote it, e.g. --set '{key}=\"...\"'"
+        ) from None
+    return key.strip().split("."), value
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The recipe's YAML mapping; what is wrong with the file names it, and where."""
+    if not path.is_file():
+        bundled = ", ".join(str(p.relative_to(REPO_ROOT)) for p in sorted(DEFAULT_RECIPE.parent.glob("*.yaml")))
+        raise RecipeError(f"recipe {path} not found; pass --recipe FILE (bundled: {bundled})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not UTF-8 text (byte offset {exc.start}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(
+            f"recipe {path} is not valid YAML: {_yaml_problem(exc)}; check the indentation and quoting there"
+        ) from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path} must be a YAML mapping (build:, train:, ...), not a {type(data).__name__}")
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -58,12 +91,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe (default: the offline smoke recipe), apply overrides, validate strictly."""
     recipe_path = Path(path) if path else DEFAULT_RECIPE
-    if not recipe_path.is_file():
-        raise RecipeError(f"recipe {recipe_path} not found")
-    data = yaml.safe_load(recipe_path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"recipe {recipe_path} must be a YAML mapping")
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(read_recipe_file(recipe_path), overrides or [])
     source = (data.get("build") or {}).get("source")
     if isinstance(source, str) and not Path(source).is_absolute() and not Path(source).exists():
         beside = recipe_path.parent / source

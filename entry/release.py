@@ -26,15 +26,21 @@ def _sha(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+class ReleaseStopped(RuntimeError):
+    """A stage's result must not be published; nothing after it ran (no cards, no push)."""
+
+
 @dataclass(frozen=True)
 class Stage:
     """One row of the release table. `key` is computed when the stage's turn comes, after every
-    stage before it has run, because it hashes what they wrote."""
+    stage before it has run, because it hashes what they wrote. `gate` runs after the stage (run or
+    skipped) and stops the release when its result must not be published."""
 
     name: str
     key: Callable[[], str]
     outputs: list[Path]
     run: Callable[[], None]
+    gate: Callable[[], None] | None = None
 
 
 @dataclass
@@ -63,6 +69,7 @@ class ReleaseSummary:
     skipped: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
     coverage: dict[str, PlanCoverage] = field(default_factory=dict)  # BFCL category -> entries planned
+    overlong: str = ""  # training pairs dropped for exceeding train.max_length
 
 
 class Release:
@@ -86,11 +93,17 @@ class Release:
         self.eval = EvalDir(Path(self.eval_config.output))
         self.staged = staged_folders(recipe.release)
 
-    def check(self) -> None:
-        """What can be refused before the first stage runs, rather than hours into the release."""
-        from training.apo import check_config
+    def check(self, push: bool) -> None:
+        """`apo-planner check` before the first stage: what would fail hours in, refused now, all at once."""
+        from entry.check import run_checks
 
-        check_config(self.train_config)
+        report = run_checks(self.recipe, push=push)
+        if not report.ok:
+            listed = "; ".join(report.problems)
+            raise ReleaseStopped(
+                f"check found {len(report.problems)} problem(s), nothing ran: {listed} "
+                f"(`apo-planner check --recipe ...` repeats the check)"
+            )
 
     def stages(self) -> list[Stage]:
         from builders.build import outputs as build_outputs
@@ -99,11 +112,12 @@ class Release:
         from training.apo import outputs as train_outputs
         from training.merge import outputs as merge_outputs
 
+        train, evaluation = self.train_config, self.eval_config
         table = [
             Stage("build", lambda: self.build_key, build_outputs(self.recipe.build), self.run_build),
-            Stage("train", lambda: self.train_key, train_outputs(self.train_config), self.run_train),
-            Stage("merge", lambda: self.merge_key, merge_outputs(self.train_config), self.run_merge),
-            Stage("eval", lambda: self.eval_key, eval_outputs(self.eval_config), self.run_eval),
+            Stage("train", lambda: self.train_key, train_outputs(train), self.run_train, self.gate_overlong),
+            Stage("merge", lambda: self.merge_key, merge_outputs(train), self.run_merge),
+            Stage("eval", lambda: self.eval_key, eval_outputs(evaluation), self.run_eval, self.gate_coverage),
             Stage("cards", lambda: self.cards_key, cards_outputs(self.recipe.release), self.run_cards),
         ]
         if self.pusher is not None:
@@ -112,6 +126,35 @@ class Release:
                 key = partial(self.push_key, repo_id, repo_type)
                 table.append(Stage(f"push {kind}", key, [], partial(self.run_push, folder, repo_id, repo_type)))
         return table
+
+    # --- gates: what must hold before anything is published ----------------------------------
+
+    def overlong(self) -> tuple[int, int]:
+        """(pairs dropped for exceeding train.max_length, pairs measured), over every split."""
+        lengths = self.train.metrics().model_dump().get("lengths", {})
+        splits = [v for v in lengths.values() if isinstance(v, dict) and "pairs" in v]
+        return sum(s["over_max_length"] for s in splits), sum(s["pairs"] for s in splits)
+
+    def gate_overlong(self) -> None:
+        dropped, pairs = self.overlong()
+        limit = self.train_config.max_overlong_fraction
+        if pairs and dropped / pairs > limit:
+            raise ReleaseStopped(
+                f"training dropped {dropped} of {pairs} pairs as longer than train.max_length="
+                f"{self.train_config.max_length} ({dropped / pairs:.1%} > train.max_overlong_fraction={limit}); "
+                "raise max_length (metrics.json lengths has the distribution) or the threshold"
+            )
+
+    def gate_coverage(self) -> None:
+        """A planner-arm number is published only when the executor really saw plans."""
+        minimum = self.eval_config.min_planned
+        short = {c: v for c, v in self.eval.comparison().coverage().items() if v.fraction < minimum}
+        if short:
+            listed = "; ".join(f"{c}: {v}" for c, v in sorted(short.items()))
+            raise ReleaseStopped(
+                f"plan coverage below eval.min_planned={minimum} ({listed}); the planner arm would report the "
+                f"executor alone. See {self.eval.comparison_markdown} and the planner's fallback reasons"
+            )
 
     # --- input keys ---------------------------------------------------------------------------
 
@@ -162,10 +205,10 @@ class Release:
         print_build_stats(result.stats, result.output)
 
     def run_train(self) -> None:
-        from training.apo import train
+        from training.launch import launch
 
-        result = train(self.train_config, self.recipe.sha256())
-        self.log(f"trained {result.metrics['steps']} steps -> {self.train.adapter}")
+        run = launch(self.train_config, self.recipe.sha256())
+        self.log(f"trained {run.metrics().steps} steps -> {run.adapter}")
 
     def run_merge(self) -> None:
         from training.merge import merge
@@ -182,7 +225,7 @@ class Release:
     def run_cards(self) -> None:
         from cards.stage import stage
 
-        stage(self.recipe.release, self.dataset, self.train, self.eval)
+        stage(self.recipe.release, self.dataset, self.train, self.eval, self.recipe.model_dump(mode="json"))
 
     def push_targets(self) -> dict[str, tuple[Path, str, str]]:
         from cards.stage import targets
@@ -224,10 +267,18 @@ def run_stages(stages: list[Stage], state: ReleaseState, log: Callable[[str], No
         if state.fresh(stage.name, key, stage.outputs):
             summary.skipped.append(stage.name)
             log(f"release: {stage.name} is up to date (inputs unchanged), skipped")
-            continue
-        stage.run()
-        state.done(stage.name, key)
-        summary.ran.append(stage.name)
+        else:
+            stage.run()
+            missing = [str(p) for p in stage.outputs if not p.exists()]
+            if missing:
+                raise ReleaseStopped(f"{stage.name} finished without writing {', '.join(missing)}")
+            state.done(stage.name, key)
+            summary.ran.append(stage.name)
+        if stage.gate is not None:
+            try:
+                stage.gate()
+            except ReleaseStopped as stop:
+                raise ReleaseStopped(f"stopped after {stage.name}, before publishing anything: {stop}") from None
     return summary
 
 
@@ -239,9 +290,11 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
         pusher = HubPusher.from_config(recipe.release.push, log=log)
         pusher.check_ready()  # no token or offline: say so before hours of training, not after
     release = Release(recipe, pusher, log)
-    release.check()
+    release.check(push)
     state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")
     summary = run_stages(release.stages(), state, log)
     summary.artifacts = release.artifacts()
     summary.coverage = release.eval.comparison().coverage()
+    dropped, pairs = release.overlong()
+    summary.overlong = f"{dropped} of {pairs} dropped (train.max_length={release.train_config.max_length})"
     return summary

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from apo_planner.config import StrictConfig
 from apo_planner.plan_grammar import GrammarLimits
+from apo_planner.serving import ServerConfig
 
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
 
@@ -16,10 +17,10 @@ class ExecutorConfig(StrictConfig):
     """The large model that calls the tools: a bfcl-eval handler served over the OpenAI-compatible API."""
 
     handler: str = Field(DEFAULT_EXECUTOR, description="bfcl-eval model config entry whose handler runs the executor")
-    backend: Literal["vllm", "transformers"] = Field(
-        "vllm", description="vllm: a running server at base_url; transformers: `transformers serve` started here (CPU)"
+    server: ServerConfig = Field(
+        default_factory=lambda: ServerConfig(engine="vllm", port=8000),
+        description="the executor's server, started by the eval stage unless engine is external",
     )
-    base_url: str = "http://localhost:8000/v1"
     model_path: str | None = Field(None, description="local model dir (tokenizer + served name); default: Hub id")
     tiny_model: bool = Field(False, description="create a tiny random model at model_path if absent (smoke)")
     max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens (bfcl-eval asks up to 4096)")
@@ -31,8 +32,12 @@ class PlannerRunConfig(StrictConfig):
     """The planner in front of the executor, decoding under the catalog's plan grammar by default."""
 
     model: str = Field("runs/smoke/train/merged", description="merged planner dir or Hub id")
-    backend: Literal["transformers", "openai"] = "transformers"
-    base_url: str = "http://localhost:8001/v1"
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers", description="transformers: in process; openai: behind `server` (started by the eval stage)"
+    )
+    server: ServerConfig = Field(
+        default_factory=lambda: ServerConfig(engine="vllm", port=8001), description="the planner's server (openai)"
+    )
     tokenizer: str | None = None
     max_new_tokens: int = Field(512, gt=0)
     timeout_s: float = Field(120.0, gt=0)
@@ -61,6 +66,9 @@ class InjectionConfig(StrictConfig):
 
 class EvalConfig(StrictConfig):
     categories: list[str] = ["simple_java", "multiple", "parallel_multiple"]
+    min_planned: float = Field(
+        0.95, ge=0.0, le=1.0, description="the release publishes only when every category has this plan coverage"
+    )
     limit: int | None = Field(None, ge=2, description="evaluate the first N entries of each category")
     output: str = "runs/smoke/eval"
     executor: ExecutorConfig = ExecutorConfig()

@@ -34,9 +34,12 @@ class PlannerRuntime:
     """A planner shared by all of bfcl-eval's worker threads, loaded on first use (once: a failed
     load is remembered, so every entry falls back instead of each retrying the load)."""
 
-    def __init__(self, config: PlannerRunConfig, injection: InjectionConfig, planner: Any = None) -> None:
+    def __init__(
+        self, config: PlannerRunConfig, injection: InjectionConfig, planner: Any = None, base_url: str | None = None
+    ) -> None:
         self.config = config
         self.injection = injection
+        self.base_url = base_url or config.server.base_url  # the eval stage sets it once its server is up
         self._planner = planner
         self._load_lock = threading.Lock()
         self._generate_lock = threading.Lock() if config.backend == "transformers" else None
@@ -55,8 +58,10 @@ class PlannerRuntime:
 
                     c = self.config
                     if c.backend == "openai":
+                        if not self.base_url:
+                            raise ValueError("the planner's server has no base_url (eval.planner.server)")
                         self._planner = Planner.from_endpoint(
-                            c.base_url,
+                            self.base_url,
                             c.model,
                             tokenizer=c.tokenizer,
                             timeout_s=c.timeout_s,
@@ -239,11 +244,9 @@ def _register_default() -> None:
     model = os.environ.get("APO_PLANNER_MODEL")
     runtime = None
     if model:
-        backend = "openai" if os.environ.get("APO_PLANNER_BASE_URL") else "transformers"
-        config = PlannerRunConfig(
-            model=model, backend=backend, base_url=os.environ.get("APO_PLANNER_BASE_URL", "http://localhost:8001/v1")
-        )
-        runtime = PlannerRuntime(config, InjectionConfig())
+        base_url = os.environ.get("APO_PLANNER_BASE_URL")
+        config = PlannerRunConfig(model=model, backend="openai" if base_url else "transformers")
+        runtime = PlannerRuntime(config, InjectionConfig(), base_url=base_url)
     register(DEFAULT_EXECUTOR, runtime)
 
 

@@ -1,28 +1,28 @@
 """`apo-planner eval`: the executor alone and with the planner, through bfcl-eval's own generation
 and official checker, then the comparison reports and a leaderboard-style export.
 
-bfcl-eval's local-model handlers talk to an OpenAI-compatible server on /v1/completions: vLLM in
-production (`make serve-executor`), or `transformers serve` started here for tiny CPU models. The
-handlers, prompts, decoding and checker are the same either way.
+bfcl-eval's local-model handlers talk to an OpenAI-compatible server on /v1/completions. The stage
+starts it (`eval.executor.server`: vLLM on GPUs, `transformers serve` for tiny CPU models, or an
+external one it only checks), and the planner's server too when the planner runs behind one; both
+stop when the stage ends. The handlers, prompts, decoding and checker are the same either way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import requests
-
 from apo_planner.artifacts import EvalDir
-from apo_planner.serving import transformers_server
+from apo_planner.serving import ServerConfig, serve
 from apo_planner.templating import render_file
+from apo_planner.tiny import ensure_tiny_model
 from evaluation.bfcl_setup import resolve_categories, use_project_root
 from evaluation.config import EvalConfig, ExecutorConfig
 
@@ -35,28 +35,48 @@ class EvalResult:
     planned: str
 
 
-@contextlib.contextmanager
-def executor_server(config: ExecutorConfig, log_dir: Path) -> Iterator[tuple[str, str | None]]:
-    """(base_url, local model path or None) of a ready executor server, started here if needed."""
-    if config.backend == "vllm":
-        try:
-            requests.get(config.base_url.rstrip("/") + "/models", timeout=10)
-        except requests.RequestException:
-            raise RuntimeError(
-                f"no executor server answers at {config.base_url}. Start one with `make serve-executor` "
-                "(vLLM in .venv-vllm; see README) or set eval.executor.base_url"
-            ) from None
-        yield config.base_url, config.model_path
-        return
-    from apo_planner.tiny import ensure_tiny_model
+def executor_model(config: ExecutorConfig) -> tuple[str | None, str]:
+    """(local model dir or None, the model id the server answers to): bfcl-eval's local handlers send
+    the local path when there is one, else the Hub id of their model config."""
+    if config.model_path:
+        model = str(Path(config.model_path).resolve())
+        if config.tiny_model:
+            ensure_tiny_model(model)
+        return model, model
+    if config.server.engine == "transformers":
+        raise ValueError("eval.executor.server.engine=transformers needs eval.executor.model_path (a local model dir)")
+    from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING
 
-    if not config.model_path:
-        raise ValueError("eval.executor.backend=transformers needs eval.executor.model_path (a local model dir)")
-    model = str(Path(config.model_path).resolve())
-    if config.tiny_model:
-        ensure_tiny_model(model)
-    with transformers_server(model, log_dir / "executor_server") as base_url:
-        yield base_url, model
+    return None, MODEL_CONFIG_MAPPING[config.handler].model_name
+
+
+def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str]]:
+    """role -> (its server settings, the model id it serves) for the servers this stage uses."""
+    _, executor = executor_model(config.executor)
+    roles = {"executor": (config.executor.server, executor)}
+    if config.planner.backend == "openai":
+        roles["planner"] = (config.planner.server, config.planner.model)
+    return roles
+
+
+def run_identity(config: EvalConfig) -> str:
+    """What the result files were generated with: the models of both arms (the planner's files by
+    name, size and time, since a re-merged planner keeps its path) and how they were asked."""
+    planner = Path(config.planner.model)
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in planner.glob("*") if p.is_file())
+    settings = config.model_dump(mode="json", exclude={"output", "limit", "categories", "min_planned"})
+    return hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode()).hexdigest()
+
+
+def reset_stale_results(root: Path, identity: str) -> None:
+    """bfcl-eval resumes by skipping entries already in its result files; results made with other
+    models or settings (a planner that was not there yet) must not be resumed as this run's."""
+    marker = root / "identity.txt"
+    if marker.is_file() and marker.read_text().strip() != identity:
+        for tree in ("result", "score"):
+            shutil.rmtree(root / tree, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(identity + "\n")
 
 
 def _limit_ids(root: Path, categories: list[str], limit: int) -> None:
@@ -118,8 +138,14 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     baseline, planned = register(config.executor.handler, runtime, config.executor.max_tokens)
     if config.limit is not None:
         _limit_ids(project_root, categories, config.limit)
-    with executor_server(config.executor, output) as (base_url, model_path):
-        os.environ["REMOTE_OPENAI_BASE_URL"] = base_url
+    reset_stale_results(root, run_identity(config))
+    with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
+        model_path, _ = executor_model(config.executor)
+        urls = {role: servers.enter_context(serve(s, m, output, role)) for role, (s, m) in served_roles(config).items()}
+        executor_url = urls["executor"]
+        runtime.base_url = urls.get("planner", runtime.base_url)
+        runtime.planner  # noqa: B018 - load it now: a planner that cannot load fails the run, not each entry
+        os.environ["REMOTE_OPENAI_BASE_URL"] = executor_url
         if model_path:
             os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = model_path
         for model in (baseline, planned):

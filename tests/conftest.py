@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.rows import WEATHER_TOOL, nemotron_row, tool_call, write_jsonl
+from tests.support.rows import WEATHER_TOOL, message, nemotron_row, tool_call, write_jsonl
 from tests.support.rows import conversation as weather_conversation
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "REPO",
     "WEATHER_TOOL",
     "hub_env",
+    "message",
     "nemotron_row",
     "tool_call",
     "weather_conversation",

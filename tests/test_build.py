@@ -19,10 +19,11 @@ FIXTURE = FIXTURES / "nemotron_tool_calling.jsonl"
 
 
 def _config(source, output, **extra):
+    """The smoke recipe's build on `source`, with the deterministic rule synthesizer unless told otherwise."""
     overrides = [
         f"build.source={source}",
         f"build.output={output}",
-        *[f"build.{k}={v}" for k, v in extra.items()],
+        *[f"build.{k}={v}" for k, v in {"synthesizer": "rule", **extra}.items()],
     ]
     return load_recipe(None, overrides).build
 
@@ -49,7 +50,12 @@ def test_build_writes_a_dataset_that_load_dataset_reads_with_the_contract_column
     stats = json.loads((out / "stats.json").read_text())
     assert set(ds) == {s for s, n in stats["splits"].items() if n}
     rows = [r for split in ds.values() for r in split]
-    assert {r["provenance"]["source_row_id"] for r in rows} == {"redundant-1", "retried-1"}
+    assert sorted(r["provenance"]["source_row_id"] for r in rows) == [
+        "multi-turn-1",
+        "multi-turn-1",
+        "redundant-1",
+        "retried-1",
+    ]
     for column in (
         "id",
         "prompt",
@@ -74,16 +80,17 @@ def test_build_writes_a_dataset_that_load_dataset_reads_with_the_contract_column
     assert set(row["provenance"]) == set(PROVENANCE_FIELDS)
     assert row["provenance"]["license"] == "CC BY 4.0" and row["provenance"]["synthesizer_backend"] == "rule"
 
-    assert stats["records_read"] == 8
+    assert stats["records_read"] == 10 and stats["trajectories"] == 6
     assert stats["dropped"] == {
         "no_tool_call": 1,
         "malformed_arguments": 1,
         "unparseable_metadata": 1,
-        "unparseable_record": 1,
+        "undecodable_line": 2,
     }
+    assert stats["trajectories_per_record"] == {"0": 5, "1": 4, "2": 1}
     assert stats["selection_rejected"] == {"no_redundancy": 2}
-    assert stats["pairs"] == 2 and stats["avg_calls_chosen"] == 1.5 and stats["avg_calls_rejected"] == 2.5
-    assert sum(stats["splits"].values()) == 2
+    assert stats["pairs"] == 4 and stats["avg_calls_chosen"] == 1.5 and stats["avg_calls_rejected"] == 2.5
+    assert sum(stats["splits"].values()) == 4
 
 
 def test_rebuilding_gives_the_same_rows_and_fingerprint(tmp_path):
@@ -109,12 +116,11 @@ def test_split_is_deterministic_by_id_and_stable_when_the_source_grows(tmp_path)
 
 
 def test_parquet_sources_with_nemotron_columns_are_read(tmp_path):
-    lines = FIXTURE.read_text().splitlines()
-    rows = [json.loads(lines[i]) for i in (0, 2, 3, 4)]  # parquet cannot hold row 1's dict arguments
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()[:8]]  # the records, not the bad lines
     src = tmp_path / "tool_calling-00000.parquet"
     pd.DataFrame(rows).to_parquet(src)
     stats = build(_config(src, tmp_path / "out")).stats
-    assert stats["format"] == "nemotron" and stats["records_read"] == 4 and stats["pairs"] == 2
+    assert stats["format"] == "nemotron" and stats["records_read"] == 8 and stats["pairs"] == 4
 
 
 def test_openai_and_sharegpt_sources_build_with_auto_detection(tmp_path):

@@ -4,17 +4,23 @@ import json
 import re
 
 import pytest
+import yaml
 from huggingface_hub import DatasetCard, ModelCard
 
 from apo_planner.artifacts import DatasetDir, EvalDir, TrainDir
+from apo_planner.config import RecipeError
 from builders.build import build
-from cards.config import ReleaseConfig
+from cards.config import ReleaseConfig, base_name
+from cards.recipe import REDACTED, recipe_yaml, shippable_recipe
 from cards.render import dataset_card, hub_license, model_card, size_category
+from cards.stage import stage
 from entry.recipe import load_recipe
 from tests.conftest import REPO
 from training.apo import trainer_arguments
 
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
+ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "training_args.bin"]
+MERGED_FILES = ["config.json", "model.safetensors", "tokenizer.json", "metrics.json", "training_provenance.json"]
 
 METRICS = {
     "loss_type": "apo_zero",
@@ -124,6 +130,7 @@ def test_model_cards_carry_the_metrics_and_bfcl_results_of_the_run(artifacts, ad
         model_repo="org/planner",
         adapter_repo="org/planner-lora",
         license_id="apache-2.0",
+        version="1.2.0",
     )
     parsed = ModelCard(str(card))
     data = parsed.data.to_dict()
@@ -147,10 +154,117 @@ def test_model_cards_carry_the_metrics_and_bfcl_results_of_the_run(artifacts, ad
         for result in parsed.data.eval_results:
             planned = "198/200 planned" if result.dataset_config == "multiple" else "200/200 planned"
             assert planned in result.metric_name, result.metric_name
-        assert "vllm serve org/planner" in text
+        assert "vllm serve org/planner --revision v1.2.0" in text
+        assert 'Planner.from_pretrained("org/planner", revision="v1.2.0")' in text
+    else:
+        assert 'PeftModel.from_pretrained(base, "org/planner-lora", revision="v1.2.0")' in text
+    # rebuilt from the recipe the repo ships, on the released dataset at the version it was trained on
+    rebuild = text.split("## Rebuild", 1)[1]
+    repo = "org/planner-lora" if adapter else "org/planner"
+    assert f'R="$(hf download {repo} recipe.yaml --revision v1.2.0 --quiet)"' in rebuild
+    sets = "--set train.dataset=org/plans --set train.dataset_revision=v1.2.0"
+    assert f'apo-planner train --recipe "$R" {sets}' in rebuild
+    assert ('apo-planner merge --recipe "$R"' in rebuild) is not adapter
 
 
 def test_license_and_size_helpers():
     assert hub_license({"CC BY 4.0"}) == "cc-by-4.0" and hub_license({"CC BY 4.0", "MIT"}) == "other"
     assert size_category(999) == "n<1K" and size_category(310_051) == "100K<n<1M"
     assert ReleaseConfig().output == "release"
+
+
+def test_repo_ids_follow_one_namespace_and_a_bad_name_fails_when_the_recipe_is_read():
+    paper = ReleaseConfig(namespace="me", base=base_name("Qwen/Qwen3-4B-Instruct-2507"))
+    assert (paper.dataset_repo_id, paper.adapter_repo_id, paper.model_repo_id) == (
+        "me/apo-planner-pairs",
+        "me/apo-planner-qwen3-4b-instruct-2507-lora",
+        "me/apo-planner-qwen3-4b-instruct-2507",
+    )
+    smoke = load_recipe(None).release
+    assert (smoke.dataset_repo_id, smoke.adapter_repo_id, smoke.model_repo_id) == (
+        "apo-planner/apo-planner-pairs-smoke",
+        "apo-planner/apo-planner-tiny-smoke-lora",
+        "apo-planner/apo-planner-tiny-smoke",
+    )
+    one_off = ReleaseConfig(namespace="me", base="b", model_repo="elsewhere/planner")
+    assert one_off.model_repo_id == "elsewhere/planner" and one_off.adapter_repo_id == "me/apo-planner-b-lora"
+    assert paper.namespaces() == ["me"] and one_off.namespaces() == ["elsewhere", "me"]
+    whole = {"dataset_repo": "a/d", "adapter_repo": "b/l", "model_repo": "b/m"}
+    assert ReleaseConfig(namespace="me", **whole).namespaces() == ["a", "b"]
+    assert ReleaseConfig(namespace="me").with_base_model("/models/Tiny_Planner/").adapter_repo_id == (
+        "me/apo-planner-tiny_planner-lora"
+    )
+    with pytest.raises(ValueError, match="release.base is not set"):
+        _ = ReleaseConfig(namespace="me").model_repo_id
+    for bad in (["release.namespace=my org"], ["release.suffix=--x"], ["release.dataset_repo=no-namespace"]):
+        with pytest.raises(RecipeError, match="not a valid Hub repo id|needs a namespace"):
+            load_recipe(None, bad)
+
+
+def test_the_shipped_recipe_runs_from_a_checkout_and_holds_no_secret(tmp_path, monkeypatch):
+    token = "hf_abcdefghijklmnopqrstuvwxyz012345"
+    recipe = load_recipe(
+        None,
+        [
+            f"build.output={tmp_path / 'ds'}",
+            f"build.llm.base_url=https://user:{token}@vllm.example/v1",
+            f"eval.executor.handler=handler-{token}",
+        ],
+    ).model_dump(mode="json")
+    assert recipe["build"]["source"] == str(SMOKE_SOURCE)  # resolved beside the recipe: absolute in the checkout
+    recipe["extra"] = {"api_key": "sk-123", "hub_token": "anything", "api_key_env": "OPENAI_API_KEY", "t": "x"}
+    shipped = shippable_recipe(recipe, secrets=["sk-123"])
+    assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl"
+    assert shipped["build"]["output"] == str(tmp_path / "ds")  # outside the checkout: kept as given
+    assert shipped["build"]["llm"]["base_url"] == f"https://{REDACTED}@vllm.example/v1"
+    assert shipped["eval"]["executor"]["handler"] == f"handler-{REDACTED}"
+    assert shipped["extra"] == {"api_key": REDACTED, "hub_token": REDACTED, "api_key_env": "OPENAI_API_KEY", "t": "x"}
+    text = recipe_yaml(shipped, "a header\nof two lines")
+    assert text.startswith("# a header\n# of two lines\n") and token not in text and "sk-123" not in text
+    # as the card says: from a checkout, the shipped file is a recipe that resolves to the same run
+    del shipped["extra"]
+    (tmp_path / "recipe.yaml").write_text(recipe_yaml(shipped))
+    monkeypatch.chdir(REPO)
+    assert load_recipe(tmp_path / "recipe.yaml").model_dump(mode="json") == shipped
+
+
+def test_staging_ships_the_recipe_with_every_repo_and_the_provenance_with_the_models(artifacts, tmp_path, monkeypatch):
+    token = "hf_stagingSecretToken0123456789"
+    monkeypatch.setenv("HF_TOKEN", token)
+    train = TrainDir(tmp_path / "train")
+    for folder, files in ((train.adapter, ADAPTER_FILES), (train.merged, MERGED_FILES)):
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_bytes(b"weights or config")
+    for name in ("metrics.json", "training_provenance.json"):
+        (tmp_path / "train" / name).write_bytes((artifacts / "train" / name).read_bytes())
+    (train.merged / "training_provenance.json").write_bytes(train.provenance_file.read_bytes())
+    recipe = load_recipe(None, [f"release.output={tmp_path / 'release'}", "release.namespace=me"])
+    data = recipe.model_dump(mode="json") | {"note": f"pushed with {token}"}
+    staged = stage(recipe.release, DatasetDir(artifacts / "ds"), train, EvalDir(artifacts), data)
+
+    def listing(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    assert listing(staged.dataset) == [
+        "README.md",
+        *sorted(f"data/{p.name}" for p in (artifacts / "ds" / "data").glob("*.parquet")),
+        "recipe.yaml",
+        "stats.json",
+        "version_history.json",
+    ]
+    assert listing(staged.adapter) == sorted(
+        [*(set(ADAPTER_FILES) - {"training_args.bin"}), "README.md", "recipe.yaml", "training_provenance.json"]
+    )
+    assert listing(staged.model) == sorted([*MERGED_FILES, "README.md", "bfcl_comparison.json", "recipe.yaml"])
+    for folder in (staged.dataset, staged.adapter, staged.model):
+        shipped = yaml.safe_load((folder / "recipe.yaml").read_text())
+        assert shipped["release"]["namespace"] == "me" and shipped["note"] == f"pushed with {REDACTED}"
+        assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl"
+    assert not any(token.encode() in p.read_bytes() for p in (tmp_path / "release").rglob("*") if p.is_file())
+    card = (staged.dataset / "README.md").read_text()
+    assert (
+        'apo-planner build --recipe "$(hf download me/apo-planner-pairs-smoke recipe.yaml --repo-type dataset '
+        '--revision v1.2.0 --quiet)" --output apo-planner-pairs-smoke-v1.2.0' in card
+    )
+    assert "From a checkout of [apo-planner]" in card and "`recipes/data/smoke_trajectories.jsonl`" in card

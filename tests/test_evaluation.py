@@ -3,18 +3,18 @@ bfcl-eval's own generation (against a loopback executor and a real `transformers
 and the errors a user meets first."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from apo_planner.plan import Plan, PlanStep
 from apo_planner.planner import PlanResult
+from apo_planner.serving import served_models
 from apo_planner.tiny import make_tiny_model
 from entry.recipe import load_recipe
 from evaluation.compare import registry_dir
 from evaluation.handler import PlannerRuntime, register
 from evaluation.run import evaluate, score
-from tests.support.loopback import OpenAIStub
+from tests.support.loopback import OpenAIStub, server_url
 
 CATEGORIES = ["simple_java", "multiple", "parallel_multiple"]
 
@@ -88,8 +88,8 @@ def _eval_config(tmp_path, stub, tiny, **extra):
         "eval.output": tmp_path / "eval",
         "eval.limit": 2,
         "eval.categories": "[multiple,parallel_multiple]",
-        "eval.executor.backend": "vllm",
-        "eval.executor.base_url": stub.base_url,
+        "eval.executor.server.engine": "external",
+        "eval.executor.server.base_url": stub.base_url,
         "eval.executor.model_path": tiny,
         "eval.executor.tiny_model": False,
         "eval.executor.max_tokens": 32,
@@ -104,7 +104,7 @@ def _runtime(config, fail=False):
 
 
 def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(tmp_path, tiny):
-    with OpenAIStub(_deterministic) as stub:
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
         config = _eval_config(tmp_path, stub, tiny)
         result = evaluate(config, _runtime(config))
     planned_prompts = [r["prompt"] for r in stub.requests if "A planner has drafted" in r["prompt"]]
@@ -125,7 +125,7 @@ def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(
 
 
 def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(tmp_path, tiny):
-    with OpenAIStub(_deterministic) as stub:
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
         config = _eval_config(tmp_path, stub, tiny)
         result = evaluate(config, _runtime(config, fail=True))
     root = result.output / "bfcl" / "result"
@@ -143,7 +143,7 @@ def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(
 
 @pytest.mark.slow
 def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_path, tiny):
-    with OpenAIStub(_deterministic) as stub:
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
         config = _eval_config(tmp_path, stub, tiny)
         result = evaluate(config, _runtime(config))
         path = next((result.output / "bfcl" / "result" / registry_dir(result.planned)).glob("**/*multiple_result.json"))
@@ -155,7 +155,7 @@ def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_
 
 
 def test_unknown_categories_and_models_list_the_valid_ones(tmp_path, tiny):
-    with OpenAIStub(_deterministic) as stub:
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
         with pytest.raises(ValueError, match=r"Valid categories and groups: .*simple_java"):
             evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.categories": "[simple]"}))
         with pytest.raises(ValueError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
@@ -167,12 +167,13 @@ def test_a_missing_executor_server_says_how_to_start_one(tmp_path, tiny):
         None,
         [
             f"eval.output={tmp_path}",
-            "eval.executor.backend=vllm",
-            "eval.executor.base_url=http://127.0.0.1:9/v1",
+            "eval.executor.server.engine=external",
+            "eval.executor.server.base_url=http://127.0.0.1:9/v1",
+            "eval.executor.server.startup_timeout_s=1",
             "eval.limit=2",
         ],
     ).eval
-    with pytest.raises(RuntimeError, match="make serve-executor"):
+    with pytest.raises(RuntimeError, match="apo-planner serve executor"):
         evaluate(config, _runtime(config))
 
 
@@ -197,4 +198,5 @@ def test_the_whole_evaluation_runs_on_cpu_with_tiny_models_behind_transformers_s
     # constrained decoding: even a random planner plans every entry, and the executor reads the plan
     assert planner["planned"] == 2 and planner["fallbacks"] == {} and planner["tokens"] > 0
     assert row["planner"]["executor_input_tokens"] > row["baseline"]["executor_input_tokens"]
-    assert Path(result.output / "executor_server" / "server.log").is_file()
+    # the executor's server was started by the stage and is gone with it
+    assert served_models(server_url(result.output / "executor.log")) is None

@@ -8,13 +8,14 @@ import datasets
 import jsonschema
 import pytest
 
-from apo_planner.serving import free_port
+from apo_planner.serving import ServerConfig, free_port, served_models
 from builders.build import build
+from builders.config import LLMConfig
 from builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
 from builders.synthesis.selection import InvalidSelection
 from entry.recipe import load_recipe
 from tests.conftest import REPO
-from tests.support.loopback import OpenAIStub
+from tests.support.loopback import OpenAIStub, server_url
 
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
 
@@ -80,10 +81,11 @@ def _answers_by_trajectory(config):
     synthesizer = LLMSynthesizer(config.llm)
     out = []
     for line in SMOKE_SOURCE.read_text().splitlines()[: config.limit]:
-        payload = abstract_record({TEXT_COLUMN: line}, "nemotron", config.filters, True)["trajectory"]
-        answer = synthesizer.cache.get(synthesizer.key(payload)) if payload else None
-        if answer is not None:
-            out.append((len(json.loads(payload)["actions"]), answer.status, answer.raw))
+        for row in abstract_record({TEXT_COLUMN: line}, "nemotron", config.filters, True):
+            payload = row["trajectory"]
+            answer = synthesizer.cache.get(synthesizer.key(payload)) if payload else None
+            if answer is not None:
+                out.append((len(json.loads(payload)["actions"]), answer.status, answer.raw))
     synthesizer.close()
     return out
 
@@ -101,7 +103,8 @@ def test_transformers_backend_with_a_random_tiny_model_only_produces_schema_vali
     stats = result.stats
     assert stats["synthesis"]["synthesized"] == len(answers)
     assert stats["synthesis"]["model_calls"] == sum(len(r) for _, _, r in answers)
-    assert stats["pairs"] + sum(stats["selection_rejected"].values()) == stats["trajectories"] == config.limit
+    assert stats["records_read"] == config.limit and stats["trajectories"] >= config.limit
+    assert stats["pairs"] + sum(stats["selection_rejected"].values()) == stats["trajectories"]
     provenance = datasets.load_dataset(str(result.output))["train"][0]["provenance"]
     assert provenance["synthesizer_backend"] == "transformers"
     assert provenance["template_sha256"] == hashlib.sha256(DEFAULT_TEMPLATE.read_bytes()).hexdigest()
@@ -138,39 +141,45 @@ def test_changing_the_template_invalidates_the_cache(tmp_path):
 # --- the openai backend -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def transformers_server(tmp_path_factory):
-    """A real OpenAI-compatible server: `transformers serve` with a tiny model, on loopback."""
-    from apo_planner.serving import transformers_server as serve
+@pytest.mark.slow
+def test_the_build_starts_its_synthesizer_server_asks_it_over_http_and_stops_it(tmp_path):
+    """`build.llm.server`: the same mechanism the eval stage uses (here `transformers serve`, vLLM on a
+    GPU node) started only while answers are missing, on a free port, and stopped afterwards."""
     from apo_planner.tiny import make_tiny_model
 
-    root = tmp_path_factory.mktemp("serve")
-    model = make_tiny_model(root / "tiny")
-    with serve(model, root / "server") as base_url:
-        yield base_url, str(model)
-
-
-@pytest.mark.slow
-def test_openai_backend_against_a_real_transformers_server(tmp_path, transformers_server):
-    base_url, model = transformers_server
+    model = make_tiny_model(tmp_path / "tiny")
     config = _llm_config(
         tmp_path,
         limit=4,
         backend="openai",
-        base_url=base_url,
-        model=model,
+        base_url="http://127.0.0.1:9/v1",  # nothing there: the started server's URL must be used
+        model=str(model),
         tiny_model=False,
         structured_output="none",
         max_tokens=40,
         concurrency=2,
     )
+    server = ServerConfig(engine="transformers", port=0, startup_timeout_s=180)
+    config = config.model_copy(update={"llm": config.llm.model_copy(update={"server": server})})
     stats = build(config).stats
     # A random model without a grammar writes no JSON: every trajectory is asked max_attempts
     # times over real HTTP, then dropped with the reason counted.
     asked = stats["synthesis"]["synthesized"]
     assert asked > 0 and stats["synthesis"]["model_calls"] == 3 * asked
-    assert stats["selection_rejected"].get("unparseable_output", 0) + stats["pairs"] > 0
     assert "request_failed" not in stats["synthesis"]
+    log = config.llm.server_workdir() / "synthesizer.log"
+    assert served_models(server_url(log)) is None  # stopped with the synthesis
+    # all answers cached: the re-run starts no server (the log is not rewritten)
+    log.write_text("# marker\n")
+    assert build(config).stats["synthesis"]["cache_hits"] == asked
+    assert log.read_text() == "# marker\n"
+
+
+def test_a_synthesizer_server_needs_the_openai_backend_and_a_started_engine():
+    with pytest.raises(ValueError, match="server needs backend openai"):
+        LLMConfig(backend="transformers", server=ServerConfig(engine="transformers"))
+    with pytest.raises(ValueError, match="set base_url to the running server"):
+        LLMConfig(server=ServerConfig(engine="external", base_url="http://x/v1"))
 
 
 def _stub_config(tmp_path, stub, **llm):

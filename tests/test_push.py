@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi, constants
 
-from cards.hub import HubPusher, PushError, push_dataset
+from cards.hub import HubPusher, PushError, namespace_problems, push_dataset
 from entry.cli import main
 from tests.conftest import REPO, hub_env
 from tests.support.hub import HubStub
@@ -214,3 +216,139 @@ def test_a_transfer_error_from_hf_xet_becomes_a_push_error_with_a_hint():
 
     with pytest.raises(PushError, match=r"upload failed: XetAuthenticationError(.|\n)*write token"):
         HubPusher(retries=3, retry_wait_s=0.01, api=HfApi(token=TOKEN))._call("upload", upload)
+
+
+# --- what was pushed reads back (the double's download side, with the real client) ----------------
+
+
+def test_a_pushed_file_downloads_at_its_tag_the_branch_and_a_commit_with_the_headers_the_client_checks(
+    online, staged, tmp_path
+):
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils.sha import git_hash
+
+    with HubStub(token=TOKEN) as hub:
+        first = _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        old = (staged / "stats.json").read_bytes()
+        (staged / "stats.json").write_text(json.dumps({"pairs": 4}) + "\n")
+        _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.1.0")
+
+        def download(revision: str, filename: str = "stats.json", repo_id: str = "org/plans") -> bytes:
+            where = {"endpoint": hub.url, "token": TOKEN, "cache_dir": tmp_path / "cache"}
+            return Path(
+                hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision, **where)
+            ).read_bytes()
+
+        assert download("v1.0.0") == old == download(first.commit)
+        assert download("v1.1.0") == download("main") == (staged / "stats.json").read_bytes()
+        url = hf_hub_url("org/plans", "stats.json", repo_type="dataset", revision="v1.0.0", endpoint=hub.url)
+        meta = get_hf_file_metadata(url, token=TOKEN)
+        assert (meta.etag, meta.commit_hash, meta.size) == (git_hash(old), first.commit, len(old))
+        with pytest.raises(EntryNotFoundError):
+            download("v1.0.0", "missing.json")
+        with pytest.raises(RevisionNotFoundError):
+            download("v9.9.9")
+        with pytest.raises(RepositoryNotFoundError):
+            download("main", repo_id="org/nothing")
+        assert hub.unknown == []
+
+
+def test_trees_paths_info_and_repo_info_read_a_revision_as_the_hub_answers_them(online, staged):
+    from huggingface_hub import RepoFile, RepoFolder
+    from huggingface_hub.utils import get_session
+
+    with HubStub(token=TOKEN) as hub:
+        pushed = _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
+        api = HfApi(endpoint=hub.url, token=TOKEN)
+        top = {(type(e).__name__, e.path) for e in api.list_repo_tree("org/plans", repo_type="dataset")}
+        assert top == {
+            ("RepoFile", ".gitattributes"),
+            ("RepoFile", "README.md"),
+            ("RepoFile", "stats.json"),
+            ("RepoFolder", "data"),
+        }
+        shards = api.list_repo_tree("org/plans", "data", repo_type="dataset", revision="v1.0.0", expand=True)
+        assert [(e.path, e.size, e.last_commit.oid) for e in shards] == [
+            ("data/train-00000-of-00001.parquet", 2048, pushed.commit)
+        ]
+        every = {e.path for e in api.list_repo_tree("org/plans", repo_type="dataset", recursive=True)}
+        assert every == {path for _, path in top} | {"data/train-00000-of-00001.parquet"}
+        info = api.get_paths_info("org/plans", ["data", "stats.json", "absent"], repo_type="dataset", revision="v1.0.0")
+        assert [(type(e), e.path) for e in info] == [(RepoFolder, "data"), (RepoFile, "stats.json")]
+        dataset = api.dataset_info("org/plans", revision="v1.0.0", files_metadata=True)
+        assert dataset.sha == pushed.commit and dataset.card_data.license == "mit"
+        sizes = {s.rfilename: s.size for s in dataset.siblings}
+        assert sizes["stats.json"] == (staged / "stats.json").stat().st_size
+        url = f"{hub.url}/datasets/org/plans/resolve/v1.0.0/data/train-00000-of-00001.parquet"
+        part = get_session().get(url, headers={"Range": "bytes=256-259", "authorization": f"Bearer {TOKEN}"})
+        assert (part.status_code, part.content) == (206, bytes(range(4)))
+        assert hub.unknown == []
+
+
+def test_a_branch_is_a_revision_and_a_private_repo_is_hidden_from_anonymous_readers(online, staged):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    with HubStub(token=TOKEN) as hub:
+        _pusher(hub).push_folder(staged, "org/model", repo_type="model", version="1.0.0", private=True)
+        api = HfApi(endpoint=hub.url, token=TOKEN)
+        api.create_branch("org/model", branch="draft")
+        api.upload_file(path_or_fileobj=b"draft\n", path_in_repo="NOTES.md", repo_id="org/model", revision="draft")
+        assert "NOTES.md" in hub.repo("org/model").files("draft") and "NOTES.md" not in hub.repo("org/model").files()
+        assert {b.name for b in api.list_repo_refs("org/model").branches} == {"main", "draft"}
+        anonymous = HfApi(endpoint=hub.url, token=False)
+        with pytest.raises(RepositoryNotFoundError):
+            anonymous.model_info("org/model")
+        hub.repo("org/model").private = False
+        assert anonymous.model_info("org/model", revision="draft").sha == hub.repo("org/model").sha("draft")
+        assert hub.unknown == []
+
+
+# --- the namespace the release writes to, checked before anything runs -----------------------------
+
+
+FINE_GRAINED = {"orgs": {"team": "write"}, "token_role": "fineGrained"}
+WRITES_TEAM = {"entity": {"type": "org", "name": "team"}, "permissions": ["repo.content.read", "repo.write"]}
+READS_TEAM = {"entity": {"type": "org", "name": "team"}, "permissions": ["repo.content.read"]}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "identity", "problem"),
+    [
+        ("me", {}, None),
+        ("team", {"orgs": {"team": "write"}}, None),
+        ("team", {"orgs": {"team": "contributor"}}, None),
+        ("team", {"orgs": {"team": "read"}}, "only read access in the organisation 'team'"),
+        ("elsewhere", {"orgs": {"team": "admin"}}, r"neither the token's user \('me'\) nor one of its organisations"),
+        ("me", {"token_role": "read"}, "the token is read-only"),
+        ("team", FINE_GRAINED | {"fine_grained": {"scoped": [READS_TEAM]}}, "no `repo.write`"),
+        ("team", FINE_GRAINED | {"fine_grained": {"scoped": [WRITES_TEAM]}}, None),
+        ("not a name", {}, "not a valid Hub user or organisation name"),
+    ],
+)
+def test_the_namespace_check_says_whether_the_token_can_write_there(online, namespace, identity, problem):
+    with HubStub(token=TOKEN, user="me", **identity) as hub:
+        problems = namespace_problems(namespace, HfApi(endpoint=hub.url, token=TOKEN))
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and re.search(problem, problems[0]), problems
+
+
+def test_the_namespace_check_asks_the_hub_once_for_every_namespace_of_a_release(online):
+    with HubStub(token=TOKEN, user="me", orgs={"team": "write"}) as hub:
+        api = HfApi(endpoint=hub.url, token=TOKEN)
+        assert [namespace_problems(n, api) for n in ("me", "team")] == [[], []]
+        assert hub.count("whoami") == 1  # the Hub rate-limits whoami
+
+
+def test_the_namespace_check_names_a_refused_or_missing_token_without_echoing_it(online, monkeypatch):
+    wrong = "hf_wrong_token_0987654321"
+    with HubStub(token=TOKEN) as hub:
+        (refused,) = namespace_problems("me", HfApi(endpoint=hub.url, token=wrong))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr("huggingface_hub.hf_api.get_token", lambda: None)
+        (missing,) = namespace_problems("me", HfApi(endpoint=hub.url, token=None))
+        assert hub.count("whoami") == 1
+    assert "refused" in refused and "401" in refused and wrong not in refused
+    assert "no Hugging Face token" in missing

@@ -106,7 +106,18 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path):
         )
     merged = merge_shards(config).stats
     assert merged["fingerprint"] == whole["fingerprint"]
-    for key in ("records_read", "pairs", "dropped", "avg_calls_chosen", "avg_calls_rejected", "splits"):
+    for key in (
+        "records_read",
+        "trajectories",
+        "trajectories_per_record",
+        "pairs",
+        "dropped",
+        "avg_calls_chosen",
+        "avg_calls_rejected",
+        "splits",
+        "lengths",
+        "length_filters",
+    ):
         assert merged[key] == whole[key], key
     assert merged["shards"] == 3
 

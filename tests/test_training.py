@@ -308,3 +308,31 @@ def test_a_dpo_config_argument_the_project_never_mentions_reaches_the_trainer(tm
     assert args.max_grad_norm == 0.5 and args.adam_beta2 == 0.98
     assert args.output_dir == str(tmp_path / "train" / "checkpoints") and args.loss_type == ["apo_zero"]
     assert args.max_length == 1024 and args.seed == 42 and args.report_to == [] and args.eval_strategy == "steps"
+
+
+@pytest.mark.slow
+def test_two_processes_through_the_launcher_save_a_loadable_adapter_and_resume_from_their_checkpoint(
+    tmp_path, pairs_dir
+):
+    from peft import PeftModel
+
+    from apo_planner.artifacts import TrainDir
+    from training.launch import launch
+
+    config = _train_config(tmp_path, pairs_dir, max_steps=2, save_steps=1, num_processes=2, preference_eval=False)
+    run = launch(config)
+    assert run.provenance()["placement"]["world_size"] == 2 and run.metrics().steps == 2
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(config.base_model), str(run.adapter))
+    resumed = launch(config.model_copy(update={"max_steps": 3}))
+    assert resumed.metrics().model_dump()["resumed_from"] == "checkpoint-2" and resumed.metrics().steps == 3
+    assert TrainDir(tmp_path / "train").adapter == resumed.adapter
+
+
+@pytest.mark.slow
+def test_a_worker_refusing_its_input_is_one_line_from_the_launcher(tmp_path, pairs_dir):
+    from training.launch import LaunchError, launch
+
+    config = _train_config(tmp_path, tmp_path / "no-such-dataset", max_steps=1)
+    with pytest.raises(LaunchError) as refused:
+        launch(config)
+    assert "no-such-dataset" in str(refused.value) and "\n" not in str(refused.value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 import warnings
@@ -145,7 +146,19 @@ def _dpo_kwargs(config: TrainConfig, has_eval: bool) -> dict[str, Any]:
         seed=config.seed,
         eval_strategy=settings.get("eval_strategy", "steps") if has_eval else "no",
     )
+    if _world_size() > 1 and not _has_accelerator():
+        settings["use_cpu"] = True  # several processes without a GPU: accelerate's multi-CPU (gloo) data parallel
     return settings
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def trainer_arguments(config: TrainConfig, has_eval: bool) -> DPOConfig:
@@ -228,6 +241,16 @@ def _last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def _devices(args: Any) -> list[str]:
+    """What each rank trained on, as this process sees it (GPU names behind CUDA_VISIBLE_DEVICES)."""
+    import torch
+
+    if args.device.type == "cuda":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+        return [f"cuda (visible: {visible}) x{args.world_size}: {torch.cuda.get_device_name(args.device)}"]
+    return [f"{args.device.type} x{args.world_size}"]
+
+
 def outputs(config: TrainConfig) -> list[Path]:
     """What `train` leaves behind when it finished: the saved adapter and the run's metrics."""
     run = TrainDir(Path(config.output))
@@ -262,8 +285,9 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
     started = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - started
-    trainer.save_model(str(run.adapter))
-    tokenizer.save_pretrained(str(run.adapter))
+    trainer.save_model(str(run.adapter))  # every rank takes part (FSDP gathers the full state dict)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(run.adapter))
 
     steps = trainer.state.global_step
     steps_per_epoch = max(
@@ -293,5 +317,6 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
     if trainer.is_world_process_zero():  # under `accelerate launch`, one writer
         write_json(run.metrics_file, metrics)
         trainer_args = json.loads(args.to_json_string())  # every DPOConfig value the run used, TRL's defaults included
-        write_json(run.provenance_file, training_provenance(config, recipe_sha256, trainer_args))
+        placement = {"world_size": args.world_size, "devices": _devices(args)}
+        write_json(run.provenance_file, training_provenance(config, recipe_sha256, trainer_args, placement))
     return TrainResult(output=run.root, metrics=metrics)

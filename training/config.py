@@ -78,6 +78,16 @@ class TrainConfig(StrictConfig):
     seed: int = Field(42, description="training seed, and the tiny model's")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     lora: LoraSettings = LoraSettings()
+    num_processes: int = Field(1, ge=1, description="training processes (`accelerate launch --num_processes`)")
+    accelerate_config: str | None = Field(
+        None, description="accelerate config file (e.g. training/accelerate/fsdp.yaml); none: plain data parallel"
+    )
+    devices: list[int] = Field(
+        default_factory=list, description="GPU ids training may use (CUDA_VISIBLE_DEVICES); empty: all visible"
+    )
+    max_overlong_fraction: float = Field(
+        0.05, ge=0.0, le=1.0, description="the release stops before publishing when more pairs than this are dropped"
+    )
     preference_eval: bool = Field(True, description="lm-eval preference accuracy of base and merged model")
     preference_eval_limit: int | None = Field(None, gt=0, description="evaluate at most this many test pairs")
 

@@ -62,7 +62,10 @@ def dataset_identity(dataset: str, revision: str | None) -> dict[str, Any]:
 
 
 def training_provenance(
-    config: TrainConfig, recipe_sha256: str, trainer_args: dict[str, Any] | None = None
+    config: TrainConfig,
+    recipe_sha256: str,
+    trainer_args: dict[str, Any] | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`train_config` is the recipe's train section as validated (what was asked for);
     `trainer_args` is the whole DPOConfig the run used, TRL's defaults for unset keys included."""
@@ -76,6 +79,7 @@ def training_provenance(
         "recipe_sha256": recipe_sha256,
         "train_config": config.model_dump(mode="json"),
         "trainer_args": trainer_args,
+        "placement": placement,  # world size and devices the run trained on
         "packages": package_versions(),
         "git_commit": git_commit(),
     }

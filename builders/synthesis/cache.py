@@ -42,15 +42,27 @@ class CachedAnswer:
     attempts: int
 
 
+class CacheError(RuntimeError):
+    """The answer cache cannot be opened or written (a read-only folder, a full disk, not a database)."""
+
+
 class AnswerCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: sqlite3.Error) -> CacheError:
+        return CacheError(
+            f"synthesis cache {self.path}: {exc}; point build.llm.cache at a writable file on a disk with space"
+        )
 
     def get(self, key: str) -> CachedAnswer | None:
         row = self._db.execute(
@@ -65,19 +77,22 @@ class AnswerCache:
         return self._db.execute("SELECT 1 FROM answers WHERE key = ?", (key,)).fetchone() is not None
 
     def put(self, key: str, answer: CachedAnswer) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                answer.status,
-                orjson.dumps(answer.selection).decode() if answer.selection is not None else None,
-                answer.reason,
-                orjson.dumps(answer.raw).decode(),
-                answer.attempts,
-                time.time(),
-            ),
-        )
-        self._db.commit()
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    answer.status,
+                    orjson.dumps(answer.selection).decode() if answer.selection is not None else None,
+                    answer.reason,
+                    orjson.dumps(answer.raw).decode(),
+                    answer.attempts,
+                    time.time(),
+                ),
+            )
+            self._db.commit()
+        except sqlite3.Error as exc:  # "database or disk is full": the run stops, what was committed stays
+            raise self._error(exc) from None
 
     def close(self) -> None:
         self._db.close()

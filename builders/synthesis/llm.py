@@ -9,9 +9,11 @@ and resumed runs only ask for what is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,11 @@ from jsonschema import Draft202012Validator
 from tqdm.auto import tqdm
 
 from apo_planner.plan import normalize_rationale
+from apo_planner.serving import serve
 from apo_planner.templating import environment
 from builders.config import LLMConfig
 from builders.records import Trajectory
-from builders.synthesis.backends import Backend, RequestFailed, make_backend
+from builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
 from builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
 from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 
@@ -157,6 +160,7 @@ class LLMSynthesizer:
         c = self.config
         return self.template.render(
             query=trajectory.query,
+            context=trajectory.context,
             actions=trajectory.actions,
             final_answer=trajectory.final_answer,
             max_result_chars=c.max_result_chars,
@@ -228,8 +232,22 @@ class LLMSynthesizer:
             else:
                 pending.append(i)
         if pending:
-            self.backend.check()
-            asyncio.run(self._run(abstracted, pending))
+            with self._served():
+                self.backend.check()
+                asyncio.run(self._run(abstracted, pending))
+
+    @contextlib.contextmanager
+    def _served(self) -> Iterator[None]:
+        """The synthesizer's own server (`llm.server`) while requests are pending: started, placed and
+        checked like the eval stage's, logged next to the cache, stopped when synthesis ends or fails.
+        A build whose answers are all cached starts nothing."""
+        server = self.config.server
+        if server is None or not isinstance(self.backend, OpenAIBackend):
+            yield
+            return
+        with serve(server, self.config.model, self.config.server_workdir(), "synthesizer") as base_url:
+            self.backend = OpenAIBackend(self.config.model_copy(update={"base_url": base_url}))
+            yield
 
     def select(self, trajectory: Trajectory, payload: str) -> Selection:
         """The answer `prepare` cached for this trajectory; InvalidSelection when there is none or it was invalid."""

@@ -121,6 +121,15 @@ def _text_choice(text: str | None) -> dict[str, Any]:
     return {"text": text, "logprobs": None}
 
 
+def server_url(log: Path) -> str:
+    """The /v1 URL a server started by `apo_planner.serving.serve` answered at (its log's first line)."""
+    import re
+
+    match = re.search(r"server at (http://\S+/v1):", log.read_text().splitlines()[0])
+    assert match, f"{log} does not start with the server line"
+    return match.group(1)
+
+
 def drop_first_call(request: dict[str, Any], n: int = 0) -> str:
     """A valid selection for whatever trajectory the synthesis prompt shows: every call but the first."""
     calls = request["messages"][0]["content"].count("\n[")

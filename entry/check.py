@@ -1,0 +1,223 @@
+"""`apo-planner check`: what would fail hours into a release, found in seconds, all at once.
+
+Each check returns the problems it found, one line each, naming the recipe key and the fix; none
+downloads a model or a dataset, and none waits on a network that is not there (offline mode is
+reported, not hit). `release` runs the same checks before its first stage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from entry.recipe import Recipe
+
+PROBE_ROWS = 64  # source rows read and abstracted by the probe
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was measured or could not be, for the reader
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode()
+
+
+def _is_local(path_or_id: str) -> bool:
+    return Path(path_or_id).exists()
+
+
+def check_trainer(recipe: Recipe, report: CheckReport) -> None:
+    from training.apo import check_config
+
+    try:
+        check_config(recipe.train)
+    except ValueError as exc:
+        report.problems.append(" ".join(str(exc).split()))
+
+
+def check_push(recipe: Recipe, report: CheckReport) -> None:
+    from huggingface_hub import get_token
+
+    offline, token = _offline(), get_token()
+    if offline:
+        report.problems.append("push: offline mode (HF_HUB_OFFLINE) is set, so the Hub cannot be reached; unset it")
+    if not token:
+        report.problems.append("push: no Hugging Face token; set HF_TOKEN to a write token or run `hf auth login`")
+    if offline or not token:
+        return
+    from huggingface_hub import HfApi
+
+    from cards.hub import namespace_problems
+
+    api = HfApi()  # one client, so whoami is asked once for all namespaces
+    for namespace in recipe.release.namespaces():
+        report.problems.extend(f"push: {p}" for p in namespace_problems(namespace, api))
+
+
+def check_source(recipe: Recipe, report: CheckReport) -> None:
+    """Read and abstract the first rows the way the build will, and measure their prompts in tokens."""
+    from builders.build import build
+
+    b = recipe.build
+    if not _is_local(b.source) and not any(ch in b.source for ch in "*?[") and _offline():
+        report.problems.append(
+            f"build.source: {b.source} is a Hub dataset and the Hub is offline (HF_HUB_OFFLINE); "
+            "unset it or point build.source at local files"
+        )
+        return
+    probe = b.model_copy(
+        update={
+            "limit": PROBE_ROWS,
+            "synthesizer": "rule",
+            "decontamination": b.decontamination.model_copy(update={"enabled": False}),
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix="apo-check-") as tmp:
+        probe = probe.model_copy(update={"output": str(Path(tmp) / "ds")})
+        try:
+            result = build(probe)
+        except Exception as exc:  # whatever the build would fail on, said in one line
+            report.problems.append(f"build.source: {b.source}: {' '.join(str(exc).split())}"[:400])
+            return
+        stats = result.stats
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("dropped", {}).items())) or "none"
+        report.notes.append(
+            f"source: {stats.get('records_read')} rows probed, format {stats.get('format')}, "
+            f"{stats.get('trajectories')} trajectories, dropped: {dropped}"
+        )
+        if not stats.get("trajectories"):
+            report.problems.append(f"build.source: none of the first {PROBE_ROWS} rows is usable (dropped: {dropped})")
+            return
+        _check_prompt_lengths(recipe, Path(tmp) / "ds", report)
+
+
+def _check_prompt_lengths(recipe: Recipe, dataset: Path, report: CheckReport) -> None:
+    t = recipe.train
+    if not _is_local(t.base_model) and t.tiny_model:
+        report.notes.append("prompt lengths: the tiny base model is made by the release; not measured")
+        return
+    try:
+        from transformers import AutoTokenizer
+
+        from apo_planner.dataset import load_preference_dataset
+        from training.apo import pair_lengths
+
+        revision = None if _is_local(t.base_model) else t.base_revision
+        tokenizer = AutoTokenizer.from_pretrained(t.base_model, revision=revision)
+    except Exception as exc:
+        hint = f"download it first (`hf download {t.base_model}`)" if _offline() else "check the id and revision"
+        report.problems.append(f"train.base_model: tokenizer of {t.base_model} cannot be loaded ({hint}): {exc}"[:400])
+        return
+    pairs = load_preference_dataset(str(dataset))
+    lengths = sorted(n for part in pairs.values() for n in pair_lengths(part, tokenizer))
+    if not lengths:
+        return
+    p50, p95 = lengths[len(lengths) // 2], lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)]
+    over = sum(n > t.max_length for n in lengths) / len(lengths)
+    report.notes.append(
+        f"pair lengths (tokens, {len(lengths)} probe pairs): p50 {p50}, p95 {p95}, max {lengths[-1]}, "
+        f"mean {statistics.fmean(lengths):.0f}; train.max_length {t.max_length}"
+    )
+    if over > t.max_overlong_fraction:
+        report.problems.append(
+            f"train.max_length={t.max_length}: {over:.0%} of the probe's pairs are longer "
+            f"(p95 {p95} tokens), above train.max_overlong_fraction={t.max_overlong_fraction}; raise max_length"
+        )
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_devices(recipe: Recipe, report: CheckReport, gpus: Callable[[], int] = _gpu_count) -> None:
+    """GPUs the recipe assigns exist, each engine is installed, and roles running together do not share GPUs."""
+    visible = gpus()
+    servers = {"eval.executor.server": recipe.eval.executor.server}
+    if recipe.build.synthesizer == "llm" and recipe.build.llm.server is not None:
+        servers["build.llm.server"] = recipe.build.llm.server  # runs alone, during the build
+    if recipe.eval.planner.backend == "openai":
+        servers["eval.planner.server"] = recipe.eval.planner.server
+    for key, server in servers.items():
+        if server.engine == "vllm":
+            if not Path(server.executable()).exists():
+                report.problems.append(
+                    f"{key}: engine vllm but {server.executable()} does not exist; run `make vllm-env` "
+                    "(a CUDA machine) or set its binary"
+                )
+            if visible == 0:
+                report.problems.append(f"{key}: engine vllm needs a GPU and none is visible")
+        wanted = [d for d in server.devices if d >= visible]
+        if wanted and visible:
+            report.problems.append(f"{key}.devices {server.devices}: only GPUs 0..{visible - 1} are visible")
+    shared = set(recipe.eval.executor.server.devices) & set(
+        recipe.eval.planner.server.devices if "eval.planner.server" in servers else []
+    )
+    if shared:
+        report.problems.append(
+            f"eval.executor.server and eval.planner.server both use GPUs {sorted(shared)} while they run together"
+        )
+    t = recipe.train
+    if visible and [d for d in t.devices if d >= visible]:
+        report.problems.append(f"train.devices {t.devices}: only GPUs 0..{visible - 1} are visible")
+    usable = min(len(t.devices), visible) if t.devices else visible
+    if t.num_processes > 1 and visible and t.num_processes > usable:
+        report.problems.append(f"train.num_processes={t.num_processes} but only {usable} GPUs are usable")
+    if t.accelerate_config and not visible:
+        report.problems.append(f"train.accelerate_config {t.accelerate_config} is for GPUs and none is visible")
+    if visible == 0 and any(v for k, v in t.trainer_settings.items() if k in ("bf16", "fp16", "tf32")):
+        report.problems.append("train: bf16/fp16/tf32 need a GPU and none is visible")
+    report.notes.append(f"GPUs visible: {visible}")
+
+
+def _model_bytes(model: str) -> int | None:
+    """A model's size on disk: a local folder's files, else estimated from the id's parameter count."""
+    path = Path(model)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    match = re.search(r"(\d+(?:\.\d+)?)B\b", model)
+    return int(float(match.group(1)) * 1e9 * 2) if match else None  # bf16: 2 bytes per parameter
+
+
+def check_disk(recipe: Recipe, report: CheckReport) -> None:
+    base = _model_bytes(recipe.train.base_model)
+    if base is None:
+        report.notes.append(f"disk: size of {recipe.train.base_model} unknown; not checked")
+        return
+    needed = 3 * base + 2 * 2**30  # Hub cache copy + merged model + staged copy, plus data and checkpoints
+    folder = Path(recipe.train.output).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    report.notes.append(f"disk: {free / 2**30:.1f} GiB free at {folder}, about {needed / 2**30:.1f} GiB needed")
+    if free < needed:
+        report.problems.append(
+            f"disk: {free / 2**30:.1f} GiB free at {folder}, the release needs about {needed / 2**30:.1f} GiB "
+            f"(3x the {base / 2**30:.1f} GiB base model + 2 GiB)"
+        )
+
+
+def run_checks(recipe: Recipe, push: bool = False) -> CheckReport:
+    report = CheckReport()
+    checks = [check_trainer, check_devices, check_disk, check_source]
+    if push:
+        checks.insert(0, check_push)
+    for check in checks:
+        check(recipe, report)
+    return report

@@ -1,0 +1,66 @@
+"""`apo-planner check`: the smoke recipe passes; the paper recipe on a machine that is not ready lists
+every problem at once, one line each, without a traceback and without downloading anything."""
+
+import subprocess
+import sys
+
+from entry.check import CheckReport, check_devices
+from entry.cli import main
+from entry.recipe import load_recipe
+from tests.conftest import REPO, hub_env
+from tests.support.hub import HubStub
+
+
+def test_the_smoke_recipe_passes_the_check(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "check (smoke): ok" in out and "source: 64 rows probed, format nemotron" in out
+
+
+def test_the_paper_recipe_on_this_machine_names_every_missing_piece_at_once(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login either
+    monkeypatch.chdir(tmp_path)  # no .venv-vllm here
+    assert main(["check", "--recipe", str(REPO / "recipes" / "paper.yaml"), "--push"]) == 2
+    err = capsys.readouterr().err
+    problems = err.strip().splitlines()
+    assert all(line.startswith("apo-planner check: problem: ") for line in problems), err  # no traceback
+    text = "\n".join(problems)
+    assert "no Hugging Face token" in text and "offline mode" in text  # token and Hub access
+    assert "engine vllm but .venv-vllm/bin/vllm does not exist" in text and "make vllm-env" in text
+    assert "needs a GPU and none is visible" in text
+    assert "build.source: nvidia/Nemotron-Post-Training-Dataset-v1 is a Hub dataset and the Hub is offline" in text
+    assert not (tmp_path / "hf" / "hub").exists()  # nothing was downloaded
+
+
+def test_roles_that_run_together_may_not_share_gpus():
+    recipe = load_recipe(
+        REPO / "recipes" / "paper.yaml",
+        ["eval.executor.server.devices=[0,1]", "eval.planner.server.devices=[1]", "train.num_processes=4"],
+    )
+    report = CheckReport()
+    check_devices(recipe, report, gpus=lambda: 2)
+    assert any("both use GPUs [1]" in p for p in report.problems)
+    assert any("train.num_processes=4" in p for p in report.problems)
+    assert not any("none is visible" in p for p in report.problems)
+
+
+def test_check_push_refuses_a_namespace_the_token_cannot_write_before_any_stage(tmp_path):
+    token = "hf_check_test_secret_token_7"
+    release = [sys.executable, "-m", "entry.cli", "release", "--push", "--set", f"build.output={tmp_path / 'ds'}"]
+    with HubStub(token=token, user="me", orgs={"team": "read"}) as hub:
+        env = hub_env(hub.url, token)
+        ok = subprocess.run(
+            [sys.executable, "-m", "entry.cli", "check", "--push", "--set", "release.namespace=me"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        refused = subprocess.run(
+            [*release, "--set", "release.namespace=team"], cwd=REPO, env=env, capture_output=True, text=True
+        )
+    assert ok.returncode == 0, ok.stderr
+    assert refused.returncode == 2 and "only read access in the organisation 'team'" in refused.stderr
+    assert "Traceback" not in refused.stderr and token not in refused.stderr + refused.stdout
+    assert not (tmp_path / "ds").exists()  # refused before the build started

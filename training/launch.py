@@ -1,0 +1,112 @@
+"""One way to start training, whatever the scale: `accelerate launch` as a subprocess.
+
+`apo-planner train`, `make train` and the release all come through `launch`, for one process on a
+laptop and for eight on a GPU node alike, so a checkpoint written by one is resumable by the other
+and the recipe's batch arithmetic (per-device batch x processes) holds everywhere. The worker
+(`training.worker`) reads the train section from `<output>/train_config.json`; only the parent
+prints, and only rank 0 writes artifacts (`training.apo.train`).
+
+On a machine without CUDA, several processes run as multi-CPU data parallel over gloo (the worker
+asks TRL for the CPU); with GPUs, `train.accelerate_config` picks the distribution (FSDP for the
+paper recipe) and `train.devices` the GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from apo_planner.artifacts import TrainDir, write_json
+from apo_planner.serving import free_port
+from apo_planner.tiny import ensure_tiny_model
+from training.config import TrainConfig
+from training.provenance import SOURCE_ROOT
+
+CONFIG_FILE = "train_config.json"  # the train section the worker runs, beside the artifacts it writes
+WORKER_ERROR = "training.worker: error: "  # how a worker reports a mistake in the input (exit 2)
+
+
+class LaunchError(RuntimeError):
+    """The training processes failed; the message carries the tail of their output."""
+
+
+def accelerate_config_path(config: TrainConfig) -> Path | None:
+    """The recipe's accelerate config, as given or relative to the apo-planner checkout (recipes name
+    `training/accelerate/fsdp.yaml` whatever the working directory)."""
+    if config.accelerate_config is None:
+        return None
+    path = Path(config.accelerate_config)
+    for candidate in (path, SOURCE_ROOT / path):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise FileNotFoundError(f"train.accelerate_config: {config.accelerate_config} not found")
+
+
+def launch_command(config: TrainConfig, config_json: Path, recipe_sha256: str) -> list[str]:
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate if accelerate.exists() else "accelerate"), "launch"]
+    config_file = accelerate_config_path(config)
+    if config_file is not None:
+        command += ["--config_file", str(config_file)]
+    elif config.num_processes > 1:
+        command += ["--multi_gpu"]  # torch.distributed launcher; on CPU the worker selects gloo
+    command += ["--num_processes", str(config.num_processes), "--num_machines", "1", "--dynamo_backend", "no"]
+    if config.num_processes > 1:  # not torch's fixed 29500: two trainings on one node must not collide
+        command += ["--main_process_port", str(free_port())]
+    command += ["-m", "training.worker", str(config_json), "--recipe-sha256", recipe_sha256]
+    return command
+
+
+def launch_env(config: TrainConfig) -> dict[str, str]:
+    env = dict(os.environ)
+    if config.devices:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in config.devices)
+    if config.num_processes > 1 and "OMP_NUM_THREADS" not in env:  # processes must not oversubscribe cores
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.num_processes))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -> TrainDir:
+    """Train in `config.num_processes` processes and return the run folder once they all succeeded."""
+    run = TrainDir(Path(config.output))
+    if config.tiny_model:  # made once here: ranks creating it side by side would read half-written files
+        ensure_tiny_model(config.base_model, seed=config.seed)
+    config_json = write_json(run.root / CONFIG_FILE, config.model_dump(mode="json"))
+    command = launch_command(config, config_json.resolve(), recipe_sha256)
+    tail: deque[str] = deque(maxlen=tail_lines)
+    refused: list[str] = []  # a worker's one-line refusal of its input (accelerate turns its exit 2 into 1)
+    with subprocess.Popen(
+        command,
+        env=launch_env(config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,  # its own process group: stopping it stops every worker
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # the workers' progress reaches the console as it happens
+                sys.stdout.write(line)
+                tail.append(line)
+                if line.startswith(WORKER_ERROR):
+                    refused.append(line[len(WORKER_ERROR) :].strip())
+        except BaseException:  # Ctrl-C or a failure here: no orphaned workers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+            raise
+    if proc.returncode != 0 and refused:  # the input was refused: that one line says why
+        raise LaunchError(refused[0])
+    if proc.returncode != 0:
+        raise LaunchError(
+            f"training failed (exit {proc.returncode}; {' '.join(command[:2])} ... -m training.worker); "
+            "last lines:\n" + "".join(tail)
+        )
+    return run
