@@ -62,12 +62,13 @@ class ServerConfig(StrictConfig):
             return DEFAULT_VLLM
         return str(Path(sys.executable).with_name("transformers"))
 
-    def command(self, model: str, served_name: str, port: int) -> list[str]:
-        """The engine's command line for `model`, answering as `served_name`."""
+    def command(self, model: str, served_name: str, port: int, revision: str | None = None) -> list[str]:
+        """The engine's command line for `model` (at a Hub `revision`), answering as `served_name`."""
         base = [self.executable(), "serve"]
         address = ["--host", self.host, "--port", str(port)]
         if self.engine == "vllm":
-            return [*base, model, "--served-model-name", served_name, *address, *self.args]
+            pinned = ["--revision", revision] if revision and not Path(model).exists() else []
+            return [*base, model, *pinned, "--served-model-name", served_name, *address, *self.args]
         return [*base, model, *address, *self.args]
 
 
@@ -138,11 +139,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def serve(
-    config: ServerConfig, model: str | Path, workdir: Path, role: str, served_name: str | None = None
+    config: ServerConfig,
+    model: str | Path,
+    workdir: Path,
+    role: str,
+    served_name: str | None = None,
+    revision: str | None = None,
 ) -> Iterator[str]:
     """A ready server for `model` for the duration of the block; yields its /v1 base URL.
 
     `served_name` is the id clients send (default: `model` as given); an external server must list it.
+    `revision` pins a Hub model's commit, tag or branch (vLLM; a local folder has none).
     """
     model = str(model)
     name = served_name or model
@@ -177,7 +184,7 @@ def serve(
     base_url = f"http://{config.host}:{port}/v1"
     if served_models(base_url, timeout_s=2.0) is not None:
         raise ServerError(f"{role}: something already answers at {base_url}; stop it or pick another port")
-    command = config.command(model, name, port)
+    command = config.command(model, name, port, revision)
     with log.open("w") as out:
         out.write(f"# apo-planner {role} server at {base_url}: {' '.join(command)}\n")
         out.flush()

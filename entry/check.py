@@ -149,9 +149,10 @@ def _gpu_count() -> int:
 def check_devices(recipe: Recipe, report: CheckReport, gpus: Callable[[], int] = _gpu_count) -> None:
     """GPUs the recipe assigns exist, each engine is installed, and roles running together do not share GPUs."""
     visible = gpus()
-    servers = {"eval.executor.server": recipe.eval.executor.server}
+    servers = {}
     if recipe.build.synthesizer == "llm" and recipe.build.llm.server is not None:
         servers["build.llm.server"] = recipe.build.llm.server  # runs alone, during the build
+    servers["eval.executor.server"] = recipe.eval.executor.server
     if recipe.eval.planner.backend == "openai":
         servers["eval.planner.server"] = recipe.eval.planner.server
     for key, server in servers.items():

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from apo_planner import __version__
 from apo_planner.config import RecipeError
@@ -214,17 +214,23 @@ def cmd_cards(args: argparse.Namespace) -> int:
     return 0
 
 
-def served_roles(recipe: Recipe) -> dict[str, tuple[ServerConfig, str, Path]]:
-    """role -> (its server settings, the model id it serves, its log folder), for every server the
-    recipe's stages start: the build's synthesizer, the eval stage's executor and planner."""
+class ServedRole(NamedTuple):
+    config: ServerConfig
+    model: str
+    workdir: Path  # where its log goes: where its stage writes it
+    revision: str | None = None
+
+
+def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
+    """Every server the recipe's stages start: the build's synthesizer, the eval stage's executor and planner."""
     from evaluation.run import served_roles as eval_roles
 
     roles = {}
     llm = recipe.build.llm
     if recipe.build.synthesizer == "llm" and llm.server is not None:
-        roles["synthesizer"] = (llm.server, llm.model, llm.server_workdir())
-    servers = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
-    roles |= {role: (config, model, servers) for role, (config, model) in eval_roles(recipe.eval).items()}
+        roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)
+    output = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
+    roles |= {role: ServedRole(config, model, output) for role, (config, model) in eval_roles(recipe.eval).items()}
     return roles
 
 
@@ -246,8 +252,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "planner": "eval.planner.backend is not openai",
         }.get(args.role, "")
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
-    config, model, workdir = roles[args.role]
-    with serve(config, model, workdir, args.role) as base_url:
+    config, model, workdir, revision = roles[args.role]
+    with serve(config, model, workdir, args.role, revision=revision) as base_url:
         log = workdir / f"{args.role}.log"
         print(f"{args.role} serving {model} at {base_url} (log: {log}); Ctrl-C stops it", flush=True)
         try:

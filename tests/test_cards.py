@@ -117,6 +117,11 @@ def test_dataset_card_metadata_is_valid_and_numbers_are_the_build_stats(artifact
     assert f"| average calls, rejected | {stats['avg_calls_rejected']} |" in text
     assert stats["fingerprint"] in text and 'revision="v1.2.0"' in text
     assert "| 1.0.0 | 5 |" in text and f"| 1.2.0 | {stats['pairs']} |" in text
+    assert f"| trajectories per source row | {stats['avg_trajectories_per_record']} |" in text
+    pair = stats["lengths"]["pair_chars"]
+    assert f"| pair chars | {pair['p50']} | {pair['p95']} | {pair['max']} |" in text
+    cut = stats["length_filters"]["build.filters.max_chars"]
+    assert f"| removed by `build.filters.max_chars` = {cut['limit']} | {cut['removed']} | | |" in text
 
 
 @pytest.mark.parametrize("adapter", [True, False])

@@ -108,3 +108,11 @@ def test_serving_a_role_the_recipe_does_not_start_says_which_it_does(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("apo-planner serve: error: the recipe serves no synthesizer (build.synthesizer")
     assert err.endswith("it serves executor") and "\n" not in err
+
+
+def test_a_vllm_role_serves_its_hub_model_at_the_pinned_revision_under_the_name_clients_send(tmp_path):
+    config = ServerConfig(engine="vllm", port=8000, args=["--tensor-parallel-size", "4"])
+    command = config.command("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-30B-A3B-Instruct-2507", 8000, "abc123")
+    assert command[1:5] == ["serve", "Qwen/Qwen3-30B-A3B-Instruct-2507", "--revision", "abc123"]
+    assert command[-2:] == ["--tensor-parallel-size", "4"] and "--served-model-name" in command
+    assert "--revision" not in config.command(str(tmp_path), "merged", 8000, "main")  # a local folder has none

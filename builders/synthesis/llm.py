@@ -245,7 +245,8 @@ class LLMSynthesizer:
         if server is None or not isinstance(self.backend, OpenAIBackend):
             yield
             return
-        with serve(server, self.config.model, self.config.server_workdir(), "synthesizer") as base_url:
+        workdir = self.config.server_workdir()
+        with serve(server, self.config.model, workdir, "synthesizer", revision=self.config.revision) as base_url:
             self.backend = OpenAIBackend(self.config.model_copy(update={"base_url": base_url}))
             yield
 
