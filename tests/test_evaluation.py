@@ -200,3 +200,26 @@ def test_the_whole_evaluation_runs_on_cpu_with_tiny_models_behind_transformers_s
     assert row["planner"]["executor_input_tokens"] > row["baseline"]["executor_input_tokens"]
     # the executor's server was started by the stage and is gone with it
     assert served_models(server_url(result.output / "executor.log")) is None
+
+
+@pytest.mark.slow
+def test_the_eval_stage_starts_the_planner_server_on_the_merged_model_and_plans_through_it(tmp_path, tiny):
+    """`eval.planner.backend: openai` as in the paper recipe: the stage serves the planner itself (here
+    `transformers serve` on /v1/completions, vLLM on a GPU node), so no entry falls back for want of a server."""
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
+        sets = {
+            "eval.planner.model": tiny,
+            "eval.planner.backend": "openai",
+            "eval.planner.server.engine": "transformers",
+            "eval.planner.server.port": 0,
+            "eval.planner.send_grammar": False,  # transformers serve has no structured_outputs
+            "eval.planner.max_new_tokens": 24,
+        }
+        result = evaluate(_eval_config(tmp_path, stub, tiny, **sets))
+    planner_log = result.output / "planner.log"
+    assert served_models(server_url(planner_log)) is None  # stopped with the stage
+    assert "POST /v1/completions" in planner_log.read_text()
+    for row in result.comparison["categories"]:
+        planner = row["planner"]["planner"]
+        assert planner["planned"] + sum(planner["fallbacks"].values()) == 2
+        assert "planner_error" not in planner["fallbacks"], planner  # the server was there and answered
