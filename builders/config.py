@@ -117,6 +117,15 @@ class LLMConfig(StrictConfig):
         return self
 
 
+class ConsistencyConfig(StrictConfig):
+    """Checks of every selection against its trajectory (builders.synthesis.consistency)."""
+
+    enabled: bool = Field(True, description="reject selections that contradict the trajectory, counted by reason")
+    dropped_reported_tool: bool = Field(
+        True, description="also reject dropping the last successful call of a tool whose result the answer reports"
+    )
+
+
 class DecontaminationConfig(StrictConfig):
     """Word n-gram overlap between dataset queries and the BFCL questions shipped in bfcl_eval."""
 
@@ -143,4 +152,5 @@ class BuildConfig(StrictConfig):
     filters: FilterConfig = FilterConfig()
     rule: RuleConfig = RuleConfig()
     llm: LLMConfig = LLMConfig()
+    consistency: ConsistencyConfig = ConsistencyConfig()
     decontamination: DecontaminationConfig = DecontaminationConfig()

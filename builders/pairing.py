@@ -16,6 +16,7 @@ from builders.pairs import make_row
 from builders.records import DropReason, Trajectory
 from builders.stats import BuildStats
 from builders.synthesis import Synthesizer
+from builders.synthesis.consistency import check_consistency
 from builders.synthesis.selection import InvalidSelection, original_plan, selected_plan
 
 
@@ -57,6 +58,7 @@ def pair_rows(
         try:
             selection = synthesizer.select(trajectory, record["trajectory"])
             selection.validate(len(trajectory.actions))
+            check_consistency(trajectory, selection, config.consistency)
         except InvalidSelection as bad:
             stats.selection_rejected[bad.reason] += 1
             continue

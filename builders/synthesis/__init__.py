@@ -48,4 +48,4 @@ def get_synthesizer(config: BuildConfig) -> Synthesizer:
         return RuleSynthesizer(config.rule)
     from builders.synthesis.llm import LLMSynthesizer
 
-    return LLMSynthesizer(config.llm)
+    return LLMSynthesizer(config.llm, consistency=config.consistency)

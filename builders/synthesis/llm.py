@@ -26,10 +26,11 @@ from tqdm.auto import tqdm
 from apo_planner.plan import normalize_rationale
 from apo_planner.serving import serve
 from apo_planner.templating import environment
-from builders.config import LLMConfig
+from builders.config import ConsistencyConfig, LLMConfig
 from builders.records import Trajectory
 from builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
 from builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
+from builders.synthesis.consistency import check_consistency
 from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -110,8 +111,11 @@ class LLMSynthesizer:
 
     name = "llm"
 
-    def __init__(self, config: LLMConfig, backend: Backend | None = None) -> None:
+    def __init__(
+        self, config: LLMConfig, backend: Backend | None = None, consistency: ConsistencyConfig | None = None
+    ) -> None:
         self.config = config
+        self.consistency = consistency or ConsistencyConfig()
         template_path = Path(config.template) if config.template else DEFAULT_TEMPLATE
         self.template_text = template_path.read_text(encoding="utf-8")
         self.template_sha256 = hashlib.sha256(self.template_text.encode()).hexdigest()
@@ -182,6 +186,7 @@ class LLMSynthesizer:
             raws.append(raw)
             try:
                 selection = parse_selection(raw, n, self.config.plan_rationale_max_chars)
+                check_consistency(trajectory, selection, self.consistency)  # a contradiction is asked again
             except InvalidSelection as bad:
                 reason = bad.reason
                 if reason in NOT_RETRIED:

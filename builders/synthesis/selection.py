@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from apo_planner.plan import Plan, PlanStep, normalize_rationale
 from builders.records import Action, Trajectory
 
@@ -66,31 +68,53 @@ def short_rationale(text: str, max_chars: int) -> str:
     return text
 
 
-def _scalars(value: Any) -> list[str]:
+MIN_VALUE_CHARS = 3  # shorter values ("1", "en") match anything by chance
+
+
+def scalars(value: Any) -> list[str]:
+    """The scalar values inside arguments or a parsed result, as text, long enough to be evidence."""
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _scalars(v)]
+        return [s for v in value.values() for s in scalars(v)]
     if isinstance(value, list):
-        return [s for v in value for s in _scalars(v)]
+        return [s for v in value for s in scalars(v)]
     if isinstance(value, bool) or value is None:
         return []
     text = str(value)
-    return [text] if len(text) >= 3 else []  # short values ("1", "en") match anything by chance
+    return [text] if len(text) >= MIN_VALUE_CHARS else []
+
+
+def result_values(result: str | None) -> list[str]:
+    """The scalar values of a call's result when it is JSON (most tool results are); a free-text result
+    gives none, because splitting prose into values would match by chance."""
+    if not result:
+        return []
+    try:
+        return scalars(orjson.loads(result))
+    except orjson.JSONDecodeError:
+        return []
+
+
+def value_sources(actions: list[Action]) -> list[dict[str, tuple[int, ...]]]:
+    """Per call, each of its argument values -> the earlier successful calls whose result holds it.
+    The one value-matching rule behind dependency inference and the consistency checks."""
+    out = []
+    for j, action in enumerate(actions):
+        sources = {}
+        for value in scalars(action.arguments):
+            found = tuple(
+                i for i in range(j) if actions[i].result and not actions[i].failed and value in actions[i].result
+            )
+            if found:
+                sources[value] = found
+        out.append(sources)
+    return out
 
 
 def infer_dependencies(actions: list[Action]) -> list[tuple[int, ...]]:
     """Data-flow edges: call j depends on an earlier call i when one of j's argument values appears
-    in i's result and was not already in the user's arguments before. A heuristic, but a conservative
-    one: it only links calls through values that actually travelled from a result into arguments."""
-    deps: list[tuple[int, ...]] = []
-    for j, action in enumerate(actions):
-        values = _scalars(action.arguments)
-        edges = tuple(
-            i
-            for i in range(j)
-            if actions[i].result and not actions[i].failed and any(v in actions[i].result for v in values)
-        )
-        deps.append(edges)
-    return deps
+    in i's result. A heuristic, but a conservative one: it only links calls through values that
+    actually travelled from a result into arguments."""
+    return [tuple(sorted({i for found in sources.values() for i in found})) for sources in value_sources(actions)]
 
 
 def original_plan(trajectory: Trajectory, rationale_max_chars: int) -> Plan:
@@ -110,15 +134,18 @@ def original_plan(trajectory: Trajectory, rationale_max_chars: int) -> Plan:
 
 
 def selected_plan(trajectory: Trajectory, selection: Selection) -> Plan:
-    """The efficient plan: the kept original calls, dependencies renumbered to plan positions."""
+    """The efficient plan: the kept original calls, dependencies renumbered to plan positions. A step's
+    dependencies are the synthesizer's edges plus the data-flow edges among kept calls, so a plan
+    never hides an ordering the trajectory's values impose."""
     position = {k.index: p for p, k in enumerate(selection.kept)}
+    flow = infer_dependencies(trajectory.actions)
     return Plan(
         steps=[
             PlanStep(
                 tool=trajectory.actions[k.index].tool,
                 arguments=trajectory.actions[k.index].arguments,
                 rationale=k.rationale,
-                depends_on=[position[d] for d in k.depends_on],
+                depends_on=sorted({position[d] for d in (*k.depends_on, *flow[k.index]) if d in position}),
             )
             for k in selection.kept
         ]

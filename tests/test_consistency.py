@@ -1,0 +1,144 @@
+"""Selections that contradict their trajectory are rejected by name, whatever synthesizer made them;
+the chosen plan carries the data-flow edges among the calls it keeps."""
+
+import pytest
+
+from builders.config import ConsistencyConfig
+from builders.records import Action, Trajectory
+from builders.synthesis.consistency import check_consistency
+from builders.synthesis.selection import InvalidSelection, KeptCall, Selection, selected_plan
+
+ON = ConsistencyConfig()
+
+
+def _trajectory(query, answer, *calls):
+    actions = [Action(tool=t, arguments=a, rationale="why.", result=r, failed=f) for t, a, r, f in calls]
+    return Trajectory(source_row_id="r", query=query, tools=[], actions=actions, final_answer=answer)
+
+
+def _keep(*indices):
+    return Selection(kept=tuple(KeptCall(i, "why") for i in indices))
+
+
+def _reason(trajectory, selection, config=ON):
+    try:
+        check_consistency(trajectory, selection, config)
+    except InvalidSelection as bad:
+        return bad.reason
+    return None
+
+
+STATUS = '{"order_id": "ORD-18358", "status": "processing", "ship_to": "old address on file"}'
+UPDATED = '{"order_id": "ORD-18358", "ship_to": "77 Rue de Rivoli", "status": "address_updated"}'
+CARD_EXAMPLE = _trajectory(
+    "Ship order ORD-18358 to 77 Rue de Rivoli instead.",
+    "Done: order ORD-18358 will ship to 77 Rue de Rivoli (address_updated).",
+    ("get_order_status", {"order_id": "ORD-18358"}, STATUS, False),
+    ("get_order_status", {"order_id": "ORD-18358"}, STATUS, False),
+    ("update_order", {"order_id": "ORD-18358", "address": "77 Rue de Rivoli"}, UPDATED, False),
+)
+
+
+def test_the_dataset_cards_example_keeping_a_repeat_and_dropping_the_update_is_rejected():
+    assert _reason(CARD_EXAMPLE, _keep(0, 1)) == "kept_duplicate_call"
+    assert _reason(CARD_EXAMPLE, _keep(0)) in ("dropped_answer_source", "dropped_reported_tool")
+    assert _reason(CARD_EXAMPLE, _keep(0, 2)) is None  # the repeat dropped, the update kept
+    assert _reason(CARD_EXAMPLE, _keep(2)) is None  # the status lookup was not needed either
+
+
+def test_a_kept_failure_whose_successful_retry_was_dropped_is_rejected():
+    t = _trajectory(
+        "Weather in Paris?",
+        "It is sunny in Paris.",
+        ("get_weather", {"city": "Pari"}, '{"error": "unknown city"}', True),
+        ("get_weather", {"city": "Paris"}, '{"sky": "sunny"}', False),
+        ("get_time", {"city": "Paris"}, '{"time": "10:00"}', False),
+    )
+    assert _reason(t, _keep(0, 2)) == "kept_failure_dropped_retry"
+    assert _reason(t, _keep(1)) is None
+
+
+def test_a_kept_call_using_a_value_only_a_dropped_call_produced_is_rejected():
+    t = _trajectory(
+        "Book the cheapest flight from Paris to Rome.",
+        "Booked flight AF1234.",
+        ("search_flights", {"origin": "Paris", "destination": "Rome"}, '{"cheapest": "AF1234"}', False),
+        ("search_flights", {"origin": "Paris", "destination": "Rome"}, '{"cheapest": "AF1234"}', False),
+        ("book_flight", {"flight": "AF1234"}, '{"booked": true}', False),
+    )
+    assert _reason(t, _keep(2)) == "uses_dropped_result"
+    assert _reason(t, _keep(0, 2)) is None  # one search kept: the value has a kept source
+
+
+def test_a_value_the_user_gave_is_not_a_dropped_calls_product():
+    t = _trajectory(
+        "Book flight AF1234.",
+        "Booked.",
+        ("check_flight", {"flight": "AF1234"}, '{"flight": "AF1234", "seats": 3}', False),
+        ("book_flight", {"flight": "AF1234"}, '{"booked": true}', False),
+    )
+    assert _reason(t, _keep(1)) is None
+
+
+def test_dropping_the_call_whose_result_the_answer_uses_is_rejected():
+    t = _trajectory(
+        "What's the weather and the time in Oslo?",
+        "In Oslo it is 14:05 and snowing.",
+        ("get_time", {"city": "Oslo"}, '{"time": "14:05"}', False),
+        ("get_weather", {"city": "Oslo"}, '{"sky": "snowing"}', False),
+        ("get_weather", {"city": "Oslo"}, '{"sky": "snowing"}', False),
+    )
+    assert _reason(t, _keep(1)) == "dropped_answer_source"
+    assert _reason(t, _keep(0, 1)) is None
+
+
+def test_dropping_the_last_call_of_a_reported_tool_is_rejected_unless_switched_off():
+    # the answer's values also come from elsewhere (the user), so only the conservative check sees it
+    t = _trajectory(
+        "Move my meeting to 2026-05-01.",
+        "Your meeting is now on 2026-05-01.",
+        ("get_meeting", {"id": "m-1"}, '{"date": "2026-04-01"}', False),
+        ("reschedule", {"id": "m-1", "date": "2026-05-01"}, '{"date": "2026-05-01"}', False),
+    )
+    assert _reason(t, _keep(0)) == "dropped_reported_tool"
+    assert _reason(t, _keep(0), ConsistencyConfig(dropped_reported_tool=False)) is None
+    assert _reason(t, _keep(1)) is None
+
+
+def test_checks_can_be_switched_off():
+    assert _reason(CARD_EXAMPLE, _keep(0, 1), ConsistencyConfig(enabled=False)) is None
+
+
+def test_a_kept_call_that_consumes_a_kept_result_depends_on_it_without_a_synthesizer_edge():
+    t = _trajectory(
+        "Book the cheapest flight from Paris to Rome.",
+        "Booked flight AF1234.",
+        ("get_user", {"name": "me"}, '{"id": "u-77"}', False),
+        ("search_flights", {"origin": "Paris", "destination": "Rome"}, '{"cheapest": "AF1234"}', False),
+        ("search_flights", {"origin": "Paris", "destination": "Rome"}, '{"cheapest": "AF1234"}', False),
+        ("book_flight", {"flight": "AF1234"}, '{"booked": true}', False),
+    )
+    plan = selected_plan(t, Selection(kept=(KeptCall(0, "a"), KeptCall(1, "b"), KeptCall(3, "c", (0,)))))
+    assert [s.depends_on for s in plan.steps] == [(), (), (0, 1)]  # the synthesizer's edge and the data flow
+
+
+@pytest.mark.parametrize("synthesizer", ["rule", "llm"])
+def test_every_synthesizer_is_checked_and_rejections_are_counted(tmp_path, synthesizer):
+    from builders.build import build
+    from entry.recipe import load_recipe
+
+    sets = [f"build.output={tmp_path / 'ds'}", f"build.synthesizer={synthesizer}", "build.limit=40"]
+    sets += [f"build.llm.cache={tmp_path / 'cache.sqlite'}", "build.llm.max_attempts=1"]
+    stats = build(load_recipe(None, sets).build).stats
+    assert stats["pairs"] > 0
+    rejected = stats["selection_rejected"]
+    if synthesizer == "rule":  # the rules are consistent by construction
+        assert not set(rejected) & {"kept_duplicate_call", "kept_failure_dropped_retry", "uses_dropped_result"}
+    else:  # a random model contradicts its trajectories; with one attempt each contradiction is counted
+        assert set(rejected) & {
+            "kept_duplicate_call",
+            "kept_failure_dropped_retry",
+            "uses_dropped_result",
+            "dropped_answer_source",
+            "dropped_reported_tool",
+        }
