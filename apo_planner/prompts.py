@@ -33,6 +33,14 @@ def _visible(text: str) -> str:
     return "".join(out).split("</think>")[-1].strip()
 
 
+def content_text(content: Any) -> Any:
+    """A message's content parts (`[{"type": "text", "text": ...}, ...]`) joined into one string, the way
+    every reader and the planner see them; any other content is returned as it is."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
+
+
 def context_messages(messages: Iterable[Mapping[str, Any]] | None) -> list[dict[str, str]]:
     """Earlier turns as the planner sees them: what the user said and what the assistant answered in
     words. Tool calls, tool results, system prompts and `<think>` reasoning are left out: the plan is
@@ -40,7 +48,7 @@ def context_messages(messages: Iterable[Mapping[str, Any]] | None) -> list[dict[
     Idempotent, so training (builders) and inference (the planner) can both apply it."""
     out: list[dict[str, str]] = []
     for m in messages or ():
-        role, content = m.get("role"), m.get("content")
+        role, content = m.get("role"), content_text(m.get("content"))
         if (
             role not in ("user", "assistant")
             or not isinstance(content, str)

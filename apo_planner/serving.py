@@ -58,8 +58,9 @@ class ServerConfig(StrictConfig):
     def executable(self) -> str:
         if self.binary:
             return self.binary
-        if self.engine == "vllm":
-            return DEFAULT_VLLM
+        if self.engine == "vllm":  # `make vllm-env` writes it in the checkout, wherever the command runs
+            here, checkout = Path(DEFAULT_VLLM), Path(__file__).resolve().parents[1] / DEFAULT_VLLM
+            return str(here if here.exists() or not checkout.exists() else checkout)
         return str(Path(sys.executable).with_name("transformers"))
 
     def command(self, model: str, served_name: str, port: int, revision: str | None = None) -> list[str]:
@@ -124,9 +125,8 @@ def wait_until_ready(
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """The whole process group: vLLM starts engine workers of its own."""
-    if proc.poll() is not None:
-        return
+    """The whole process group: vLLM starts engine workers of its own, which may outlive the process
+    that started them (a crashed server's workers still hold GPU memory)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from apo_planner.prompts import content_text
 from apo_planner.tools import normalize_tool
 from builders.records import Conversation, DropReason, Message, RecordDropped, ToolCall
 
@@ -165,9 +166,7 @@ def _openai_messages(raw_messages: Any) -> list[Message]:
         if not isinstance(m, dict):
             raise RecordDropped(DropReason.UNPARSEABLE_RECORD, "a message is not an object")
         role = m.get("role")
-        content = m.get("content")
-        if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = content_text(m.get("content"))
         if role == "assistant":
             raw_calls = m.get("tool_calls")
             if not raw_calls and isinstance(m.get("function_call"), dict):

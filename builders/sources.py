@@ -1,21 +1,24 @@
 """Opening a trajectory source as a `datasets` dataset, whatever it is.
 
-Local JSON Lines are read line by line as bytes into an Arrow file of raw lines (decoded per
-record later), so one line that is not UTF-8 or not JSON, or `arguments` that are a string in one
-row and a dict in the next, cannot break the whole file: it becomes one counted drop naming its
-file and line. Parquet and Hub sources keep their columns. Hub ids stream through `datasets` with
-the recipe's config, split and revision. What cannot be read at all (no file, an empty source, a
-corrupt parquet file, an unreachable Hub) is a `SourceError` that says what to do.
+Local JSON Lines (plain or gzip-compressed, `.jsonl.gz`) are read line by line as bytes into an
+Arrow file of raw lines (decoded per record later), so one line that is not UTF-8 or not JSON, or
+`arguments` that are a string in one row and a dict in the next, cannot break the whole file: it
+becomes one counted drop naming its file and line. Parquet and Hub sources keep their columns. Hub
+ids stream through `datasets` with the recipe's config, split and revision. What cannot be read at
+all (no file, an empty source, a corrupt parquet or gzip file, an unreachable Hub) is a
+`SourceError` that says what to do.
 """
 
 from __future__ import annotations
 
 import glob
+import gzip
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import datasets
 import orjson
@@ -38,8 +41,11 @@ LINE_FEATURES = datasets.Features(
 )
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet",)
+_GZIP = ".gz"  # any JSON source may be gzip-compressed: logs usually are
 _SAMPLE_RECORDS = 20  # records read to detect the format
-_FORMATS_HINT = "JSON Lines (.jsonl), a JSON array (.json) or parquet files of Nemotron, OpenAI or ShareGPT rows"
+_FORMATS_HINT = (
+    "JSON Lines (.jsonl, .jsonl.gz), a JSON array (.json) or parquet files of Nemotron, OpenAI or ShareGPT rows"
+)
 
 
 class SourceError(ValueError):
@@ -61,10 +67,19 @@ class Source:
         return "local" if self.name.startswith("local:") else self.name
 
 
+def _kind(path: Path) -> str:
+    """The suffix that says what a file holds, under a `.gz`: `x.jsonl.gz` -> `.jsonl`."""
+    return Path(path.name.removesuffix(_GZIP)).suffix if path.name.endswith(_GZIP) else path.suffix
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(_GZIP) else path.open("rb")
+
+
 def local_files(source: str) -> list[Path]:
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in _JSON_SUFFIXES + _PARQUET_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if _kind(p) in _JSON_SUFFIXES + _PARQUET_SUFFIXES)
     elif any(ch in source for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(source, recursive=True))
     else:
@@ -80,18 +95,19 @@ def content_hash(files: list[Path]) -> str:
 
 def _json_array_to_lines(path: Path, tmp_dir: Path) -> Path:
     """A `.json` file holding one array becomes JSON Lines, so every source is read the same way."""
-    with path.open("rb") as fh:
+    with _open_bytes(path) as fh:
         head = fh.read(4096).lstrip()
     if not head.startswith(b"["):
         return path
     try:
-        records = orjson.loads(path.read_bytes())
+        with _open_bytes(path) as fh:
+            records = orjson.loads(fh.read())
     except orjson.JSONDecodeError as exc:
         raise SourceError(
             f"{path} is not valid JSON ({exc}); fix it, or write one record per line (.jsonl) so a bad record "
             "costs only itself"
         ) from None
-    out = tmp_dir / (path.stem + ".jsonl")
+    out = tmp_dir / (path.name.removesuffix(_GZIP).removesuffix(".json") + ".jsonl")
     with out.open("wb") as fh:
         for r in records:
             fh.write(orjson.dumps(r) + b"\n")
@@ -103,21 +119,30 @@ def _lines(files: list[Path], names: list[str], limit: int | None) -> Iterator[d
     UTF-8 text."""
     seen = 0
     for path, name in zip(files, names, strict=True):
-        with path.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                if number == 1:
-                    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
-                raw = raw.rstrip(b"\r\n")
-                if not raw.strip():
-                    continue
-                if limit is not None and seen >= limit:
-                    return
-                seen += 1
-                try:
-                    yield {TEXT_COLUMN: raw.decode("utf-8"), FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: None}
-                except UnicodeDecodeError as exc:
-                    error = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
-                    yield {TEXT_COLUMN: None, FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: error}
+        try:
+            with _open_bytes(path) as fh:
+                for number, raw in enumerate(fh, start=1):
+                    if number == 1:
+                        raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+                    raw = raw.rstrip(b"\r\n")
+                    if not raw.strip():
+                        continue
+                    if limit is not None and seen >= limit:
+                        return
+                    seen += 1
+                    yield _line(raw, name, number)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise SourceError(
+                f"{path} is not a complete gzip file ({exc}); re-compress it, or pass it uncompressed"
+            ) from None
+
+
+def _line(raw: bytes, name: str, number: int) -> dict[str, Any]:
+    try:
+        return {TEXT_COLUMN: raw.decode("utf-8"), FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: None}
+    except UnicodeDecodeError as exc:
+        error = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+        return {TEXT_COLUMN: None, FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: error}
 
 
 def _read_lines(
@@ -158,7 +183,7 @@ def open_source(
     if files:
         return _open_local(source, files, fmt, limit, work_dir or Path(".cache"))
     if (
-        Path(source).suffix in _JSON_SUFFIXES + _PARQUET_SUFFIXES
+        _kind(Path(source)) in _JSON_SUFFIXES + _PARQUET_SUFFIXES
         or source.startswith((".", "/"))
         or Path(source).is_dir()
     ):
@@ -184,8 +209,8 @@ def _detect(columns: set[str], fmt: str, source: str) -> str:
 
 
 def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, work_dir: Path) -> Source:
-    parquet = [f for f in files if f.suffix in _PARQUET_SUFFIXES]
-    json_files = [f for f in files if f.suffix in _JSON_SUFFIXES]
+    parquet = [f for f in files if _kind(f) in _PARQUET_SUFFIXES]
+    json_files = [f for f in files if _kind(f) in _JSON_SUFFIXES]
     if parquet and json_files:
         raise SourceError(f"source {source!r} mixes parquet and JSON files; point --source at one kind")
     name = "local:" + ",".join(f.name for f in files[:5]) + (f",+{len(files) - 5}" if len(files) > 5 else "")

@@ -36,7 +36,8 @@ def _bucket(value: int) -> int:
 
 
 def percentiles(histogram: Counter, points: Iterable[float] = (0.5, 0.95)) -> dict[str, int]:
-    """Nearest-rank percentiles (p50, p95) and the exact maximum of a bucketed histogram."""
+    """Nearest-rank percentiles (p50, p95) of a bucketed histogram (the caller adds the exact maximum,
+    which buckets round)."""
     total = sum(histogram.values())
     if not total:
         return {"n": 0, "p50": 0, "p95": 0, "max": 0}

@@ -133,7 +133,12 @@ def _check_prompt_lengths(recipe: Recipe, dataset: Path, report: CheckReport) ->
         f"pair lengths (tokens, {len(lengths)} probe pairs): p50 {p50}, p95 {p95}, max {lengths[-1]}, "
         f"mean {statistics.fmean(lengths):.0f}; train.max_length {t.max_length}"
     )
-    if over > t.max_overlong_fraction:
+    if t.overlong == "error" and over > 0:  # training stops at the first pair that does not fit
+        report.problems.append(
+            f"train.max_length={t.max_length}: {over:.0%} of the probe's pairs are longer (max {lengths[-1]} "
+            "tokens) and train.overlong is error; raise max_length or set train.overlong=drop"
+        )
+    elif over > t.max_overlong_fraction:
         report.problems.append(
             f"train.max_length={t.max_length}: {over:.0%} of the probe's pairs are longer "
             f"(p95 {p95} tokens), above train.max_overlong_fraction={t.max_overlong_fraction}; raise max_length"
@@ -146,9 +151,9 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def check_devices(recipe: Recipe, report: CheckReport, gpus: Callable[[], int] = _gpu_count) -> None:
+def check_devices(recipe: Recipe, report: CheckReport, gpus: Callable[[], int] | None = None) -> None:
     """GPUs the recipe assigns exist, each engine is installed, and roles running together do not share GPUs."""
-    visible = gpus()
+    visible = (gpus or _gpu_count)()
     servers = {}
     if recipe.build.synthesizer == "llm" and recipe.build.llm.server is not None:
         servers["build.llm.server"] = recipe.build.llm.server  # runs alone, during the build

@@ -253,6 +253,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         }.get(args.role, "")
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
     config, model, workdir, revision = roles[args.role]
+    if args.role == "executor":
+        from evaluation.run import prepare_executor
+
+        prepare_executor(recipe.eval.executor)
     with serve(config, model, workdir, args.role, revision=revision) as base_url:
         log = workdir / f"{args.role}.log"
         print(f"{args.role} serving {model} at {base_url} (log: {log}); Ctrl-C stops it", flush=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import model_validator
 
 from apo_planner.config import RecipeError, StrictConfig
 from builders.config import BuildConfig
@@ -29,6 +30,13 @@ class Recipe(StrictConfig):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     release: ReleaseConfig = ReleaseConfig()
+
+    @model_validator(mode="after")
+    def _release_names_the_base_model(self) -> Recipe:
+        """`release.base` unset: the model repo ids take the training base model's name."""
+        if self.release.base is None:  # frozen config: set once, while it is being validated
+            object.__setattr__(self, "release", self.release.with_base_model(self.train.base_model))
+        return self
 
     def sha256(self) -> str:
         """Hash of the resolved recipe (after overrides): what a run was configured with."""

@@ -20,6 +20,8 @@ from typing import Any
 
 from apo_planner.artifacts import DatasetDir, EvalDir, PlanCoverage, TrainDir, sha256_files
 from entry.recipe import Recipe
+from evaluation.config import GATE_KEYS as EVAL_GATES
+from training.config import GATE_KEYS as TRAIN_GATES
 
 
 def _sha(*parts: Any) -> str:
@@ -168,7 +170,8 @@ class Release:
 
     @cached_property
     def train_key(self) -> str:
-        return _sha(self.train_config.model_dump(mode="json"), self.dataset.stats().fingerprint)
+        settings = self.train_config.model_dump(mode="json", exclude=TRAIN_GATES)  # a gate re-checks, never re-runs
+        return _sha(settings, self.dataset.stats().fingerprint)
 
     @cached_property
     def merge_key(self) -> str:
@@ -178,7 +181,7 @@ class Release:
     @cached_property
     def eval_key(self) -> str:
         # the merged weights are a function of the adapter: merge_key names them without re-hashing GBs
-        return _sha(self.eval_config.model_dump(mode="json"), self.merge_key)
+        return _sha(self.eval_config.model_dump(mode="json", exclude=EVAL_GATES), self.merge_key)
 
     @cached_property
     def cards_key(self) -> str:
@@ -287,8 +290,7 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
     if push:
         from cards.hub import HubPusher
 
-        pusher = HubPusher.from_config(recipe.release.push, log=log)
-        pusher.check_ready()  # no token or offline: say so before hours of training, not after
+        pusher = HubPusher.from_config(recipe.release.push, log=log)  # token and offline: checked below
     release = Release(recipe, pusher, log)
     release.check(push)
     state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")

@@ -64,6 +64,9 @@ class InjectionConfig(StrictConfig):
     template: str | None = Field(None, description="Jinja template of the injected text (default: bundled)")
 
 
+GATE_KEYS = {"min_planned"}  # what the release decides with the results, not how they are made
+
+
 class EvalConfig(StrictConfig):
     categories: list[str] = ["simple_java", "multiple", "parallel_multiple"]
     min_planned: float = Field(

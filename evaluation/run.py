@@ -24,7 +24,7 @@ from apo_planner.serving import ServerConfig, serve
 from apo_planner.templating import render_file
 from apo_planner.tiny import ensure_tiny_model
 from evaluation.bfcl_setup import resolve_categories, use_project_root
-from evaluation.config import EvalConfig, ExecutorConfig
+from evaluation.config import GATE_KEYS, EvalConfig, ExecutorConfig
 
 
 @dataclass
@@ -40,14 +40,18 @@ def executor_model(config: ExecutorConfig) -> tuple[str | None, str]:
     the local path when there is one, else the Hub id of their model config."""
     if config.model_path:
         model = str(Path(config.model_path).resolve())
-        if config.tiny_model:
-            ensure_tiny_model(model)
         return model, model
     if config.server.engine == "transformers":
         raise ValueError("eval.executor.server.engine=transformers needs eval.executor.model_path (a local model dir)")
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING
 
     return None, MODEL_CONFIG_MAPPING[config.handler].model_name
+
+
+def prepare_executor(config: ExecutorConfig) -> None:
+    """What must exist before the executor is served: the tiny model of a smoke recipe."""
+    if config.model_path and config.tiny_model:
+        ensure_tiny_model(str(Path(config.model_path).resolve()))
 
 
 def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str]]:
@@ -64,7 +68,7 @@ def run_identity(config: EvalConfig) -> str:
     name, size and time, since a re-merged planner keeps its path) and how they were asked."""
     planner = Path(config.planner.model)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in planner.glob("*") if p.is_file())
-    settings = config.model_dump(mode="json", exclude={"output", "limit", "categories", "min_planned"})
+    settings = config.model_dump(mode="json", exclude={"output", "limit", "categories", *GATE_KEYS})
     return hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode()).hexdigest()
 
 
@@ -139,6 +143,7 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     if config.limit is not None:
         _limit_ids(project_root, categories, config.limit)
     reset_stale_results(root, run_identity(config))
+    prepare_executor(config.executor)
     with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
         model_path, _ = executor_model(config.executor)
         urls = {role: servers.enter_context(serve(s, m, output, role)) for role, (s, m) in served_roles(config).items()}

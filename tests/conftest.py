@@ -20,6 +20,7 @@ __all__ = [
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
+SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl.gz"  # the smoke recipe's bundled rows
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -35,3 +36,11 @@ def hub_env(endpoint: str, token: str) -> dict[str, str]:
     """The test environment for a subprocess that pushes to a loopback Hub: online, but only to it."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     return env | {"HF_ENDPOINT": endpoint, "HF_TOKEN": token}
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny random Qwen3 model folder, made once per test run (executor and planner of the serving tests)."""
+    from apo_planner.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")

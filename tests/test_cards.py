@@ -15,10 +15,9 @@ from cards.recipe import REDACTED, recipe_yaml, shippable_recipe
 from cards.render import dataset_card, hub_license, model_card, size_category
 from cards.stage import stage
 from entry.recipe import load_recipe
-from tests.conftest import REPO
+from tests.conftest import REPO, SMOKE_SOURCE
 from training.apo import trainer_arguments
 
-SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
 ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "training_args.bin"]
 MERGED_FILES = ["config.json", "model.safetensors", "tokenizer.json", "metrics.json", "training_provenance.json"]
 
@@ -201,6 +200,8 @@ def test_repo_ids_follow_one_namespace_and_a_bad_name_fails_when_the_recipe_is_r
     )
     with pytest.raises(ValueError, match="release.base is not set"):
         _ = ReleaseConfig(namespace="me").model_repo_id
+    derived = load_recipe(None, ["release.base=null", "train.base_model=Qwen/Qwen3-4B-Instruct-2507"]).release
+    assert derived.model_repo_id == "apo-planner/apo-planner-qwen3-4b-instruct-2507-smoke"
     for bad in (["release.namespace=my org"], ["release.suffix=--x"], ["release.dataset_repo=no-namespace"]):
         with pytest.raises(RecipeError, match="not a valid Hub repo id|needs a namespace"):
             load_recipe(None, bad)
@@ -219,7 +220,7 @@ def test_the_shipped_recipe_runs_from_a_checkout_and_holds_no_secret(tmp_path, m
     assert recipe["build"]["source"] == str(SMOKE_SOURCE)  # resolved beside the recipe: absolute in the checkout
     recipe["extra"] = {"api_key": "sk-123", "hub_token": "anything", "api_key_env": "OPENAI_API_KEY", "t": "x"}
     shipped = shippable_recipe(recipe, secrets=["sk-123"])
-    assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl"
+    assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl.gz"
     assert shipped["build"]["output"] == str(tmp_path / "ds")  # outside the checkout: kept as given
     assert shipped["build"]["llm"]["base_url"] == f"https://{REDACTED}@vllm.example/v1"
     assert shipped["eval"]["executor"]["handler"] == f"handler-{REDACTED}"
@@ -265,11 +266,11 @@ def test_staging_ships_the_recipe_with_every_repo_and_the_provenance_with_the_mo
     for folder in (staged.dataset, staged.adapter, staged.model):
         shipped = yaml.safe_load((folder / "recipe.yaml").read_text())
         assert shipped["release"]["namespace"] == "me" and shipped["note"] == f"pushed with {REDACTED}"
-        assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl"
+        assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl.gz"
     assert not any(token.encode() in p.read_bytes() for p in (tmp_path / "release").rglob("*") if p.is_file())
     card = (staged.dataset / "README.md").read_text()
     assert (
         'apo-planner build --recipe "$(hf download me/apo-planner-pairs-smoke recipe.yaml --repo-type dataset '
         '--revision v1.2.0 --quiet)" --output apo-planner-pairs-smoke-v1.2.0' in card
     )
-    assert "From a checkout of [apo-planner]" in card and "`recipes/data/smoke_trajectories.jsonl`" in card
+    assert "From a checkout of [apo-planner]" in card and "`recipes/data/smoke_trajectories.jsonl.gz`" in card

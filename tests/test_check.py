@@ -18,8 +18,15 @@ def test_the_smoke_recipe_passes_the_check(capsys):
 
 
 def test_the_paper_recipe_on_this_machine_names_every_missing_piece_at_once(capsys, monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    import entry.check
+
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login either
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))  # no stored login
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # whatever the environment says
+    monkeypatch.setattr(entry.check, "_gpu_count", lambda: 0)  # the same answer on a GPU machine
     monkeypatch.chdir(tmp_path)  # no .venv-vllm here
     assert main(["check", "--recipe", str(REPO / "recipes" / "paper.yaml"), "--push"]) == 2
     err = capsys.readouterr().err
@@ -64,3 +71,8 @@ def test_check_push_refuses_a_namespace_the_token_cannot_write_before_any_stage(
     assert refused.returncode == 2 and "only read access in the organisation 'team'" in refused.stderr
     assert "Traceback" not in refused.stderr and token not in refused.stderr + refused.stdout
     assert not (tmp_path / "ds").exists()  # refused before the build started
+
+
+def test_a_pair_longer_than_max_length_is_a_problem_when_training_would_stop_on_it(capsys):
+    assert main(["check", "--set", "train.max_length=64", "--set", "train.overlong=error"]) == 2
+    assert "train.overlong is error; raise max_length or set train.overlong=drop" in capsys.readouterr().err

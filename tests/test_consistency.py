@@ -46,6 +46,24 @@ def test_the_dataset_cards_example_keeping_a_repeat_and_dropping_the_update_is_r
     assert _reason(CARD_EXAMPLE, _keep(2)) is None  # the status lookup was not needed either
 
 
+def test_a_repeat_whose_result_differed_may_be_kept_as_the_rule_synthesizer_keeps_it():
+    from builders.config import RuleConfig
+    from builders.synthesis.rule import RuleSynthesizer
+
+    t = _trajectory(
+        "Add two ABC1 to my cart.",
+        "Two ABC1 are in your cart.",
+        ("add_item", {"sku": "ABC1"}, '{"cart_count": 1}', False),
+        ("add_item", {"sku": "ABC1"}, '{"cart_count": 2}', False),
+        ("view_cart", {}, '{"items": 2}', False),
+        ("view_cart", {}, '{"items": 2}', False),
+    )
+    selection = RuleSynthesizer(RuleConfig()).select(t)
+    assert [k.index for k in selection.kept] == [0, 1, 2]
+    assert _reason(t, selection) is None
+    assert _reason(t, _keep(0, 1, 2, 3)) == "kept_duplicate_call"  # same call, same result
+
+
 def test_a_kept_failure_whose_successful_retry_was_dropped_is_rejected():
     t = _trajectory(
         "Weather in Paris?",

@@ -93,6 +93,18 @@ def test_an_undecodable_and_a_truncated_line_cost_one_record_each(tmp_path, caps
     assert stats["trajectories"] >= 5 and stats["pairs"] > 0
 
 
+def test_a_gzip_compressed_source_builds_the_same_pairs_and_a_truncated_one_is_named(tmp_path, capsys):
+    rows = _rows(6)
+    plain, packed = write_jsonl(tmp_path / "log.jsonl", rows), write_jsonl(tmp_path / "log.jsonl.gz", rows)
+    assert main(_rule_build(tmp_path / "a", "--source", str(plain))) == 0
+    assert main(_rule_build(tmp_path / "b", "--source", str(packed))) == 0
+    a, b = (datasets.load_dataset(str(tmp_path / d / "out"))["train"] for d in "ab")
+    assert a["chosen"] == b["chosen"] and len(a) > 0
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(packed.read_bytes()[:-40])
+    _one_error_line(capsys, _rule_build(tmp_path / "c", "--source", str(truncated)), str(truncated), "gzip")
+
+
 # --- malformed YAML / JSON, unknown keys ---------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from cards.hub import HubPusher
 from cards.recipe import RECIPE_FILE
 from cards.stage import StagedRelease, stage, stage_dataset, targets
 from entry.recipe import load_recipe
-from tests.conftest import REPO, WEATHER_TOOL
+from tests.conftest import REPO, SMOKE_SOURCE, WEATHER_TOOL
 from tests.support.hub import HubStub
 from training.apo import train
 from training.merge import merge
@@ -36,7 +36,6 @@ from training.merge import merge
 pytestmark = pytest.mark.slow
 
 TOKEN = "hf_roundtrip_NotARealToken_0123456789"
-SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
 DATASET = "ns/apo-planner-pairs"
 ADAPTER = "ns/apo-planner-tiny-lora"
 MODEL = "ns/apo-planner-tiny"

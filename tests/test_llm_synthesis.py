@@ -1,6 +1,7 @@
 """LLM synthesis: validation of answers, the in-process backend, the cache, the openai backend
 against a real `transformers serve`, and fault injection (500s, timeouts, invalid output)."""
 
+import gzip
 import hashlib
 import json
 
@@ -14,10 +15,8 @@ from builders.config import LLMConfig
 from builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
 from builders.synthesis.selection import InvalidSelection
 from entry.recipe import load_recipe
-from tests.conftest import REPO
+from tests.conftest import SMOKE_SOURCE
 from tests.support.loopback import OpenAIStub, server_url
-
-SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
 
 
 def _keep(*items):
@@ -80,7 +79,7 @@ def _answers_by_trajectory(config):
 
     synthesizer = LLMSynthesizer(config.llm)
     out = []
-    for line in SMOKE_SOURCE.read_text().splitlines()[: config.limit]:
+    for line in gzip.decompress(SMOKE_SOURCE.read_bytes()).decode().splitlines()[: config.limit]:
         for row in abstract_record({TEXT_COLUMN: line}, "nemotron", config.filters, True):
             payload = row["trajectory"]
             answer = synthesizer.cache.get(synthesizer.key(payload)) if payload else None
@@ -258,3 +257,11 @@ def test_a_missing_server_is_a_clear_error(tmp_path):
     )
     with pytest.raises(RuntimeError, match="make serve-synth"):
         build(config)
+
+
+def test_changing_the_consistency_checks_asks_the_model_again(tmp_path):
+    config = _llm_config(tmp_path, limit=3)
+    first = build(config).stats["synthesis"]
+    relaxed = config.model_copy(update={"consistency": config.consistency.model_copy(update={"enabled": False})})
+    again = build(relaxed).stats["synthesis"]
+    assert first["synthesized"] > 0 and again.get("cache_hits", 0) == 0 and again["synthesized"] == first["synthesized"]

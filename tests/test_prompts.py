@@ -41,6 +41,11 @@ def test_context_keeps_what_was_said_and_leaves_out_calls_results_system_and_rea
     assert planner_prompt("And tomorrow?", history)[1:] == [*context, {"role": "user", "content": "And tomorrow?"}]
 
 
+def test_content_parts_in_the_context_are_joined_as_the_readers_join_them():
+    parts = [{"type": "text", "text": "Book "}, {"type": "text", "text": "a table."}]
+    assert context_messages([{"role": "user", "content": parts}]) == [{"role": "user", "content": "Book a table."}]
+
+
 def test_a_later_turn_keeps_its_own_id_and_the_first_turn_keeps_the_old_one():
     assert row_id("local", "u1") == row_id("local", "u1", 0) != row_id("local", "u1", 1)
 

@@ -15,9 +15,7 @@ from builders.build import build, merge_shards
 from builders.decontamination import Decontaminator, bfcl_questions
 from entry.cli import main
 from entry.recipe import load_recipe
-from tests.conftest import FIXTURES, REPO, nemotron_row, weather_conversation, write_jsonl
-
-SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl"
+from tests.conftest import FIXTURES, REPO, SMOKE_SOURCE, nemotron_row, weather_conversation, write_jsonl
 
 
 def _overrides(tmp_path, name, limit):

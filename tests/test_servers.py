@@ -11,14 +11,8 @@ import time
 import pytest
 
 from apo_planner.serving import ServerConfig, ServerError, serve, served_models
-from apo_planner.tiny import make_tiny_model
 from tests.conftest import REPO
 from tests.support.loopback import OpenAIStub, server_url
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 def _fake_engine(tmp_path, body: str):
@@ -101,13 +95,16 @@ def test_apo_planner_serve_starts_a_role_as_its_stage_would_until_ctrl_c(tmp_pat
     assert served_models(base_url) is None
 
 
-def test_serving_a_role_the_recipe_does_not_start_says_which_it_does(capsys):
+def test_serving_a_role_the_recipe_does_not_start_says_which_it_does(capsys, monkeypatch, tmp_path):
     from entry.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the recipe's relative paths: nothing may be written for a refusal
 
     assert main(["serve", "synthesizer"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("apo-planner serve: error: the recipe serves no synthesizer (build.synthesizer")
     assert err.endswith("it serves executor") and "\n" not in err
+    assert not (tmp_path / "runs" / "smoke" / "models").exists()  # no tiny executor made for nothing
 
 
 def test_a_vllm_role_serves_its_hub_model_at_the_pinned_revision_under_the_name_clients_send(tmp_path):

@@ -50,6 +50,9 @@ class LoraSettings(StrictConfig):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+GATE_KEYS = {"max_overlong_fraction"}  # what the release decides with the run, not how it trains
+
+
 class TrainConfig(StrictConfig):
     """APO (TRL DPOTrainer, `loss_type=apo_zero` by default) with LoRA via PEFT.
 

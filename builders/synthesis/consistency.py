@@ -6,7 +6,8 @@ like any invalid answer; a rule selection that fails one gives no pair). Values 
 one rule `selection.value_sources` also uses for dependency edges: scalar values of at least
 `MIN_VALUE_CHARS` characters, found as text.
 
-- `kept_duplicate_call`: two kept calls with the same tool and arguments;
+- `kept_duplicate_call`: two kept calls with the same tool, arguments and result (a repeat whose result
+  differed did something new, and the rule synthesizer keeps it too);
 - `kept_failure_dropped_retry`: a kept failed call whose later successful retry (same tool) was dropped;
 - `uses_dropped_result`: a kept call's argument value that only a dropped call's result produced
   (not the user, not a kept call);
@@ -25,13 +26,7 @@ from builders.config import ConsistencyConfig
 from builders.records import Trajectory
 from builders.synthesis.selection import InvalidSelection, Selection, result_values, value_sources
 
-CHECKS = (
-    "kept_duplicate_call",
-    "kept_failure_dropped_retry",
-    "uses_dropped_result",
-    "dropped_answer_source",
-    "dropped_reported_tool",
-)
+CHECKS_VERSION = 1  # part of the LLM answer cache key: bump when a check changes what is accepted
 
 
 def _user_text(trajectory: Trajectory) -> str:
@@ -51,7 +46,8 @@ def check_consistency(trajectory: Trajectory, selection: Selection, config: Cons
 
     seen: dict[bytes, int] = {}
     for i in kept:
-        key = actions[i].tool.encode() + b"\0" + orjson.dumps(actions[i].arguments, option=orjson.OPT_SORT_KEYS)
+        call = orjson.dumps(actions[i].arguments, option=orjson.OPT_SORT_KEYS)
+        key = b"\0".join((actions[i].tool.encode(), call, (actions[i].result or "").encode()))
         if key in seen:
             raise InvalidSelection("kept_duplicate_call", f"calls {seen[key]} and {i}: {actions[i].tool}")
         seen[key] = i

@@ -30,7 +30,7 @@ from builders.config import ConsistencyConfig, LLMConfig
 from builders.records import Trajectory
 from builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
 from builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
-from builders.synthesis.consistency import check_consistency
+from builders.synthesis.consistency import CHECKS_VERSION, check_consistency
 from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -125,6 +125,10 @@ class LLMSynthesizer:
         self.stats: Counter[str] = Counter()
         self.failures: list[str] = []
 
+    @cached_property
+    def _checks(self) -> dict[str, Any]:
+        return {"consistency": CHECKS_VERSION, **self.consistency.model_dump()}
+
     @cached_property  # part of every cache key: built once, not per record
     def sampling_params(self) -> dict[str, Any]:
         c = self.config
@@ -151,13 +155,15 @@ class LLMSynthesizer:
         }
 
     def key(self, payload: str) -> str:
-        """Cache key of one trajectory (its abstracted JSON) under this model, template and sampling."""
+        """Cache key of one trajectory (its abstracted JSON) under this model, template, sampling and the
+        consistency checks its answers had to pass (change those and the answers are asked again)."""
         return cache_key(
             hashlib.sha256(payload.encode()).hexdigest(),
             self.config.model,
             self.config.revision,
             self.template_sha256,
             self.sampling_params,
+            self._checks,
         )
 
     def prompt(self, trajectory: Trajectory) -> str:

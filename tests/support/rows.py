@@ -13,13 +13,14 @@ now and then, follow-up requests that build on earlier answers, a closing thank-
 in one assistant message, retried, repeated and re-verified calls, think traces and tool results of
 realistic length (rows average ~20 KB, as the split's 6.4 GB over 310,051 rows does). The smoke
 recipe's bundled sample was written by
-`python -m tests.support.rows --n 160 --seed 7 --out recipes/data/smoke_trajectories.jsonl`;
+`python -m tests.support.rows --n 160 --seed 7 --out recipes/data/smoke_trajectories.jsonl.gz`;
 `python -m tests.support.rows --n 2000 --stats` prints the shape of a corpus.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import random
@@ -104,9 +105,11 @@ def conversation(
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | str | bytes]) -> Path:
-    """Rows (or raw lines, str or bytes, for malformed input) as JSON Lines."""
+    """Rows (or raw lines, str or bytes, for malformed input) as JSON Lines; gzip-compressed for a
+    `.gz` path, with a fixed header time so the same rows give the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
+    compressed = path.name.endswith(".gz")
+    with gzip.GzipFile(path, "wb", mtime=0) if compressed else path.open("wb") as fh:
         for r in rows:
             line = r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False))
             fh.write((line.encode() if isinstance(line, str) else line) + b"\n")
