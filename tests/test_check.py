@@ -73,6 +73,7 @@ def test_check_push_refuses_a_namespace_the_token_cannot_write_before_any_stage(
     assert not (tmp_path / "ds").exists()  # refused before the build started
 
 
-def test_a_pair_longer_than_max_length_is_a_problem_when_training_would_stop_on_it(capsys):
-    assert main(["check", "--set", "train.max_length=64", "--set", "train.overlong=error"]) == 2
+def test_a_pair_longer_than_max_length_is_a_problem_when_training_would_stop_on_it(capsys, tiny):
+    sets = ["train.max_length=64", "train.overlong=error", f"train.base_model={tiny}"]  # a tokenizer to measure with
+    assert main(["check", *[a for s in sets for a in ("--set", s)]]) == 2
     assert "train.overlong is error; raise max_length or set train.overlong=drop" in capsys.readouterr().err
