@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 STATS_FILE = "stats.json"  # a dataset folder's (and each build shard's) statistics and provenance
+REVIEW_FILE = "review.md"  # a dataset folder's seeded sample of pairs for a person to read
+REVIEW_JSON = "review.json"  # the same sample as data (the dataset card embeds from it)
 METRICS_FILE = "metrics.json"  # training (and, copied, the merged model's) metrics
 TRAINING_PROVENANCE_FILE = "training_provenance.json"
 MERGE_INFO_FILE = "apo_planner_merge.json"
@@ -130,8 +132,20 @@ class DatasetDir:
     def data_dir(self) -> Path:
         return self.root / "data"
 
+    @property
+    def review_file(self) -> Path:
+        return self.root / REVIEW_FILE
+
+    @property
+    def review_json(self) -> Path:
+        return self.root / REVIEW_JSON
+
     def stats(self) -> DatasetStats:
         return _read(DatasetStats, self.stats_file, "build")
+
+    def review(self) -> list[dict[str, Any]]:
+        """The review sample's pairs (each with its rendered `markdown`); empty for a folder built without one."""
+        return read_json(self.review_json, "build")["pairs"] if self.review_json.is_file() else []
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from apo_planner.dataset import FEATURES
 from builders.config import BuildConfig
 from builders.finalize import finalize
 from builders.pairing import pair_rows
+from builders.review import ReviewSample
 from builders.shards import parse_shard, read_shards, shard_dir, write_shard
 from builders.source_abstraction import ABSTRACT_FEATURES, abstract_source
 from builders.sources import Source, open_source
@@ -100,7 +101,7 @@ def _build(config: BuildConfig, output: Path, cache_dir: Path, shard: tuple[int,
         "dataset_version": config.version,
         **synthesizer.provenance,
     }
-    stats = BuildStats()
+    stats = BuildStats(review=ReviewSample(config.review.size, config.review.seed))
     try:
         synthesizer.prepare(abstracted)
         rows = pair_rows(abstracted, synthesizer, config, base_provenance, source.id_namespace, stats)

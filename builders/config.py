@@ -126,6 +126,13 @@ class ConsistencyConfig(StrictConfig):
     )
 
 
+class ReviewConfig(StrictConfig):
+    """The seeded sample of pairs written to `DIR/review.md` for a person to read before releasing."""
+
+    size: int = Field(20, ge=0, description="pairs in review.md (0: no review sample); the dataset card embeds 3")
+    seed: int = Field(0, description="which pairs: the same seed draws the same pairs on every rebuild")
+
+
 class DecontaminationConfig(StrictConfig):
     """Word n-gram overlap between dataset queries and the BFCL questions shipped in bfcl_eval."""
 
@@ -154,3 +161,4 @@ class BuildConfig(StrictConfig):
     llm: LLMConfig = LLMConfig()
     consistency: ConsistencyConfig = ConsistencyConfig()
     decontamination: DecontaminationConfig = DecontaminationConfig()
+    review: ReviewConfig = ReviewConfig()

@@ -81,6 +81,7 @@ def finalize(
         "test_fraction": config.test_fraction,
         "fingerprint": fingerprint(dataset),
         "files": files,
+        "review": stats.review.write(output, set(pairs["id"])),
         "elapsed_s": round(time.time() - started, 2),
     }
     write_json(DatasetDir(output).stats_file, summary)

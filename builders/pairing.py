@@ -16,8 +16,10 @@ from builders.pairs import make_row
 from builders.records import DropReason, Trajectory
 from builders.stats import BuildStats
 from builders.synthesis import Synthesizer
-from builders.synthesis.consistency import check_consistency
-from builders.synthesis.selection import InvalidSelection, original_plan, selected_plan
+from builders.synthesis.agreement import Agreement
+from builders.synthesis.consistency import check_consistency, unsourced_answer_values
+from builders.synthesis.rule import RuleSynthesizer
+from builders.synthesis.selection import InvalidSelection, Selection, original_plan, selected_plan
 
 
 def _measure_row(row: dict[str, Any], stats: BuildStats) -> None:
@@ -25,6 +27,17 @@ def _measure_row(row: dict[str, Any], stats: BuildStats) -> None:
     completion = max(len(row["chosen"][0]["content"]), len(row["rejected"][0]["content"]))
     stats.measure("prompt_chars", prompt)
     stats.measure("pair_chars", prompt + completion)
+
+
+def _reference(rules: RuleSynthesizer, trajectory: Trajectory, config: BuildConfig) -> Selection | None:
+    """The rules' selection of a trajectory when it passes the same checks (removing nothing is a
+    judgement too), else None."""
+    selection = rules.select(trajectory)
+    try:
+        check_consistency(trajectory, selection, config.consistency)
+    except InvalidSelection:
+        return None
+    return selection
 
 
 def pair_rows(
@@ -39,6 +52,9 @@ def pair_rows(
     A trajectory seen twice (the same source row and turn) yields one row: the first."""
     seen_ids: set[str] = set()
     records = kept = 0  # source rows so far; trajectories of the current one
+    rules = RuleSynthesizer(config.rule)  # the reference a model synthesizer is compared with
+    if synthesizer.name != "rule":
+        stats.agreement = stats.agreement or Agreement()
     for record in tqdm(abstracted, total=len(abstracted), desc="pairing", unit="traj", mininterval=1.0):
         if record["record_start"]:
             if records:
@@ -61,7 +77,12 @@ def pair_rows(
             check_consistency(trajectory, selection, config.consistency)
         except InvalidSelection as bad:
             stats.selection_rejected[bad.reason] += 1
+            if stats.agreement is not None and bad.reason == "no_redundancy":  # the model removed nothing
+                stats.agreement.add(trajectory, None, _reference(rules, trajectory, config), rules)
             continue
+        reference = selection if synthesizer.name == "rule" else _reference(rules, trajectory, config)
+        if stats.agreement is not None:
+            stats.agreement.add(trajectory, selection, reference, rules)
         chosen = selected_plan(trajectory, selection)
         rejected = original_plan(trajectory, config.rule.rationale_max_chars)
         row = make_row(trajectory, chosen, rejected, selection.removed, base_provenance, id_namespace)
@@ -72,6 +93,9 @@ def pair_rows(
             continue
         seen_ids.add(row["id"])
         stats.removed_calls_by_reason.update(selection.removed.values())
+        stats.answer_sources["pairs"] += 1
+        stats.answer_sources["kept"] += not unsourced_answer_values(trajectory, [k.index for k in selection.kept])
+        stats.review.offer(row, trajectory, selection, chosen, reference.removed if reference else {})
         stats.counts["pairs"] += 1
         stats.counts["calls_chosen_total"] += len(chosen)
         stats.counts["calls_rejected_total"] += len(rejected)

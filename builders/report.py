@@ -9,6 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def print_build_stats(stats: dict[str, Any], output: Path, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"build: {stats['source']} -> {output}", show_header=True)
@@ -28,6 +32,20 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
         table.add_row(f"  no pair: {reason}", str(count))
     for reason, count in stats["removed_calls_by_reason"].items():
         table.add_row(f"  calls removed: {reason}", str(count))
+    agreement = stats.get("agreement")
+    if agreement:
+        table.add_row("  agreement with the rules: trajectories", str(agreement["trajectories"]))
+        table.add_row(
+            "  removals precision / recall vs rules",
+            f"{_share(agreement['precision'])} / {_share(agreement['recall'])}",
+        )
+        for reason, count in agreement["missed_by_rule"].items():
+            table.add_row(f"    kept, rules remove: {reason}", str(count))
+        for kind, count in agreement["over_removed_by_kind"].items():
+            table.add_row(f"    removed, rules keep: {kind}", str(count))
+    sources = stats.get("answer_sources_kept") or {}
+    if sources.get("pairs"):
+        table.add_row("  pairs keeping every answer source", f"{sources['kept']} of {sources['pairs']}")
     decontamination = stats.get("decontamination", {})
     if decontamination.get("enabled"):
         table.add_row(f"  decontaminated ({decontamination['ngram']}-gram vs BFCL)", str(decontamination["removed"]))
@@ -43,6 +61,8 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
     if "splits" in stats:
         table.add_row("splits", ", ".join(f"{k} {v}" for k, v in stats["splits"].items()))
         table.add_row("version / fingerprint", f"{stats['dataset_version']} / {stats['fingerprint'][:16]}")
+    if stats.get("review"):
+        table.add_row("review sample", f"{stats['review']['size']} pairs in {output / stats['review']['file']}")
     if "shard" in stats:
         table.add_row("shard", "{}/{} (finish with --merge-shards)".format(*stats["shard"]))
     table.add_row("elapsed", f"{stats['elapsed_s']} s")

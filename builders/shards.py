@@ -11,11 +11,11 @@ import datasets
 
 from apo_planner.artifacts import STATS_FILE, read_json, write_json
 from apo_planner.dataset import FEATURES
-from builders.stats import HISTOGRAMS_KEY, BuildStats
+from builders.stats import HISTOGRAMS_KEY, REVIEW_KEY, BuildStats
 
 PAIRS_FILE = "pairs.parquet"
 # keys of a shard's stats.json that describe that shard alone, not how every shard was built
-_PER_SHARD = ("shard", "elapsed_s", "request_failure_examples", HISTOGRAMS_KEY)
+_PER_SHARD = ("shard", "elapsed_s", "request_failure_examples", HISTOGRAMS_KEY, REVIEW_KEY)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -50,6 +50,7 @@ def write_shard(
         "shard": list(shard),
         **stats.as_dict(),
         HISTOGRAMS_KEY: stats.histograms(),
+        REVIEW_KEY: stats.review.as_dict(),
         "elapsed_s": round(time.time() - started, 2),
     }
     write_json(folder / STATS_FILE, summary)

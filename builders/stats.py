@@ -12,6 +12,8 @@ from typing import Any
 
 from builders.config import BuildConfig
 from builders.records import DropReason
+from builders.review import ReviewSample
+from builders.synthesis.agreement import Agreement
 
 _MAX_EXAMPLES = 3
 _SUMMED = ("records_read", "trajectories", "duplicate_records", "pairs", "calls_chosen_total", "calls_rejected_total")
@@ -24,6 +26,7 @@ LENGTHS = {
     "pair_chars": "prompt_chars plus the longer completion (what train.max_length bounds, in tokens)",
 }
 HISTOGRAMS_KEY = "length_histograms"  # shards only: what merging needs to recompute percentiles
+REVIEW_KEY = "review_candidates"  # shards only: each shard's part of the review sample
 
 
 def _bucket(value: int) -> int:
@@ -66,6 +69,9 @@ class BuildStats:
     trajectories_per_record: Counter = field(default_factory=Counter)  # kept trajectories -> source rows
     lengths: dict[str, Counter] = field(default_factory=lambda: {name: Counter() for name in LENGTHS})
     longest: Counter = field(default_factory=Counter)  # exact maximum per length
+    agreement: Agreement | None = None  # a model synthesizer's removals against the rules' (None for rule builds)
+    answer_sources: Counter = field(default_factory=Counter)  # pairs made; those whose kept calls explain the answer
+    review: ReviewSample = field(default_factory=lambda: ReviewSample(0, 0))  # the build sets the recipe's
 
     def drop(self, reason: str, detail: str | None) -> None:
         self.dropped[reason] += 1
@@ -87,6 +93,17 @@ class BuildStats:
             for example in examples:
                 if len(self.drop_examples[reason]) < _MAX_EXAMPLES:
                     self.drop_examples[reason].append(example)
+        if other.get("agreement"):
+            self.agreement = self.agreement or Agreement()
+            self.agreement.merge(other["agreement"])
+        self.answer_sources.update({k: other.get("answer_sources_kept", {}).get(k, 0) for k in ("pairs", "kept")})
+        if other.get(REVIEW_KEY):
+            theirs = other[REVIEW_KEY]
+            if not self.review.candidates():
+                self.review = ReviewSample(theirs["size"], theirs["seed"])
+            elif theirs["seed"] != self.review.seed:
+                raise ValueError(f"shard {other.get('shard')} drew its review sample with another build.review.seed")
+            self.review.merge(theirs)
         for name, histogram in other.get(HISTOGRAMS_KEY, {}).items():
             self.lengths[name].update({int(k): v for k, v in histogram.items()})
             self.longest[name] = max(self.longest[name], other.get("lengths", {}).get(name, {}).get("max", 0))
@@ -115,6 +132,12 @@ class BuildStats:
             "avg_calls_chosen": round(self.counts["calls_chosen_total"] / pairs, 4) if pairs else 0.0,
             "avg_calls_rejected": round(self.counts["calls_rejected_total"] / pairs, 4) if pairs else 0.0,
             "lengths": {name: self._summary(name) for name in self.lengths},
+            "agreement": self.agreement.as_dict() if self.agreement else None,
+            "answer_sources_kept": {
+                "pairs": self.answer_sources["pairs"],
+                "kept": self.answer_sources["kept"],
+                "share": round(self.answer_sources["kept"] / n, 4) if (n := self.answer_sources["pairs"]) else None,
+            },
         }
 
 

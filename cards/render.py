@@ -125,6 +125,7 @@ def dataset_card(
         source_path=source_path,
         source_in_checkout=isinstance(source_path, str) and not Path(source_path).is_absolute(),
         local_source=stats["source"].startswith("local:"),
+        review=dataset_dir.review(),
     )
     return DatasetCard(text)
 

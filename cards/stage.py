@@ -83,7 +83,8 @@ def outputs(config: ReleaseConfig) -> list[Path]:
 
 
 def stage_dataset(config: ReleaseConfig, dataset_dir: DatasetDir, recipe: Mapping[str, Any]) -> Path:
-    """The dataset repo: parquet shards, `stats.json`, the recipe, the version history and the card."""
+    """The dataset repo: parquet shards, `stats.json`, the review sample, the recipe, the version history
+    and the card."""
     repo_id = config.dataset_repo_id
     folder = staged_folders(config).dataset
     history = _previous_history(folder)
@@ -92,7 +93,8 @@ def stage_dataset(config: ReleaseConfig, dataset_dir: DatasetDir, recipe: Mappin
     stats = dataset_dir.stats().model_dump()
     out = _fresh(folder)
     shards = {f: out / "data" / f.name for f in sorted(dataset_dir.data_dir.glob("*.parquet"))}
-    _copy({**shards, dataset_dir.stats_file: out / STATS_FILE}, repo_id)
+    review = {dataset_dir.review_file: out / dataset_dir.review_file.name} if dataset_dir.review_file.is_file() else {}
+    _copy({**shards, dataset_dir.stats_file: out / STATS_FILE, **review}, repo_id)
     _write_recipe(out, shipped, repo_id, stats["dataset_version"])
     card.save(out / "README.md")
     write_json(out / VERSION_HISTORY_FILE, version_history(history, stats))

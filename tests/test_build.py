@@ -13,7 +13,7 @@ from builders.synthesis.llm import LLMSynthesizer
 from builders.synthesis.rule import RuleSynthesizer
 from entry.cli import main
 from entry.recipe import load_recipe
-from tests.conftest import FIXTURES, nemotron_row, weather_conversation, write_jsonl
+from tests.conftest import FIXTURES, SMOKE_SOURCE, nemotron_row, weather_conversation, write_jsonl
 
 FIXTURE = FIXTURES / "nemotron_tool_calling.jsonl"
 
@@ -214,3 +214,25 @@ def test_unknown_recipe_keys_list_the_valid_ones():
         load_recipe(None, ["build.sourc=x"])
     with pytest.raises(RecipeError, match="test_fraction"):
         load_recipe(None, ["build.test_fraction=2"])
+
+
+def test_the_review_sample_shows_seeded_pairs_beside_their_original_calls_and_can_be_switched_off(tmp_path):
+    first = build(_config(SMOKE_SOURCE, tmp_path / "a", **{"review.size": 5})).output
+    again = build(_config(SMOKE_SOURCE, tmp_path / "b", **{"review.size": 5})).output
+    other = build(_config(SMOKE_SOURCE, tmp_path / "c", **{"review.size": 5, "review.seed": 1})).output
+    pairs = json.loads((first / "review.json").read_text())["pairs"]
+    ids = {row["id"]: row for split in datasets.load_dataset(str(first)).values() for row in split}
+    assert len(pairs) == 5 and all(p["id"] in ids for p in pairs)
+    assert (again / "review.md").read_text() == (first / "review.md").read_text()
+    assert [p["id"] for p in json.loads((other / "review.json").read_text())["pairs"]] != [p["id"] for p in pairs]
+    text = (first / "review.md").read_text()
+    assert text.count("### Pair `") == 5
+    for pair in pairs:  # every original call appears, kept as a step or removed with its reason
+        row = ids[pair["id"]]
+        assert [c["index"] for c in pair["calls"]] == list(range(row["num_calls_rejected"]))
+        assert sum("kept" in c for c in pair["calls"]) == row["num_calls_chosen"]
+        removed = {c["index"]: c["removed"] for c in pair["calls"] if "removed" in c}
+        assert removed == {r["index"]: r["reason"] for r in row["removed_calls"]}
+        assert f"### Pair `{pair['id']}`" in text and pair["markdown"].strip() in text
+    stats = build(_config(SMOKE_SOURCE, tmp_path / "a", **{"review.size": 0})).stats
+    assert stats["review"] is None and not (first / "review.md").exists() and not (first / "review.json").exists()

@@ -121,6 +121,11 @@ def test_dataset_card_metadata_is_valid_and_numbers_are_the_build_stats(artifact
     assert f"| pair chars | {pair['p50']} | {pair['p95']} | {pair['max']} |" in text
     cut = stats["length_filters"]["build.filters.max_chars"]
     assert f"| removed by `build.filters.max_chars` = {cut['limit']} | {cut['removed']} | | |" in text
+    review = json.loads((artifacts / "ds" / "review.json").read_text())["pairs"]
+    assert "[`review.md`](review.md)" in text and text.count("### Pair `") == 3
+    assert all(pair["markdown"].strip() in text for pair in review[:3])
+    sources = stats["answer_sources_kept"]
+    assert f"in {sources['kept']} of {sources['pairs']} pairs as made" in text
 
 
 @pytest.mark.parametrize("adapter", [True, False])
@@ -256,6 +261,7 @@ def test_staging_ships_the_recipe_with_every_repo_and_the_provenance_with_the_mo
         "README.md",
         *sorted(f"data/{p.name}" for p in (artifacts / "ds" / "data").glob("*.parquet")),
         "recipe.yaml",
+        "review.md",
         "stats.json",
         "version_history.json",
     ]
@@ -274,3 +280,29 @@ def test_staging_ships_the_recipe_with_every_repo_and_the_provenance_with_the_mo
         '--revision v1.2.0 --quiet)" --output apo-planner-pairs-smoke-v1.2.0' in card
     )
     assert "From a checkout of [apo-planner]" in card and "`recipes/data/smoke_trajectories.jsonl.gz`" in card
+
+
+def test_a_model_synthesizers_agreement_with_the_rules_is_in_the_dataset_card(artifacts, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(artifacts / "ds", tmp_path / "ds")
+    stats = json.loads((folder / "stats.json").read_text())
+    stats["agreement"] = {
+        "reference": "rule",
+        "trajectories": 239,
+        "reference_rejected": 0,
+        "model_removed": 142,
+        "rule_removed": 157,
+        "both_removed": 86,
+        "precision": 0.6056,
+        "recall": 0.5478,
+        "missed_by_rule": {"repeated_verification": 48},
+        "over_removed_by_kind": {"read_only": 46},
+    }
+    (folder / "stats.json").write_text(json.dumps(stats))
+    text = str(dataset_card(DatasetDir(folder), "org/plans"))
+    _no_placeholders(text)
+    assert "On the 239 trajectories both judged" in text
+    assert "| precision against the rules | 0.6056 |" in text and "| recall against the rules | 0.5478 |" in text
+    assert "| rule removals kept: `repeated_verification` | 48 |" in text
+    assert "| removals the rules keep: read only call | 46 |" in text

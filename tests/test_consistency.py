@@ -5,7 +5,8 @@ import pytest
 
 from builders.config import ConsistencyConfig
 from builders.records import Action, Trajectory
-from builders.synthesis.consistency import check_consistency
+from builders.synthesis.agreement import Agreement
+from builders.synthesis.consistency import check_consistency, unsourced_answer_values
 from builders.synthesis.selection import InvalidSelection, KeptCall, Selection, selected_plan
 
 ON = ConsistencyConfig()
@@ -150,9 +151,16 @@ def test_every_synthesizer_is_checked_and_rejections_are_counted(tmp_path, synth
     stats = build(load_recipe(None, sets).build).stats
     assert stats["pairs"] > 0
     rejected = stats["selection_rejected"]
+    sources = stats["answer_sources_kept"]  # the checks guarantee it, whatever the synthesizer
+    assert sources["pairs"] == stats["pairs"] and sources["share"] == 1.0
     if synthesizer == "rule":  # the rules are consistent by construction
         assert not set(rejected) & {"kept_duplicate_call", "kept_failure_dropped_retry", "uses_dropped_result"}
-    else:  # a random model contradicts its trajectories; with one attempt each contradiction is counted
+        assert stats["agreement"] is None  # nothing to compare the rules with
+    else:
+        agreement = stats["agreement"]  # every pair and every "nothing to remove" was compared with the rules
+        assert agreement["trajectories"] + agreement["reference_rejected"] == stats["pairs"] + rejected["no_redundancy"]
+        assert agreement["both_removed"] <= min(agreement["model_removed"], agreement["rule_removed"])
+        # a random model contradicts its trajectories; with one attempt each contradiction is counted
         assert set(rejected) & {
             "kept_duplicate_call",
             "kept_failure_dropped_retry",
@@ -160,3 +168,45 @@ def test_every_synthesizer_is_checked_and_rejections_are_counted(tmp_path, synth
             "dropped_answer_source",
             "dropped_reported_tool",
         }
+
+
+def test_the_answer_sources_a_selection_leaves_without_a_kept_call_are_named():
+    assert unsourced_answer_values(CARD_EXAMPLE, [0]) == [("address_updated", 2)]
+    assert unsourced_answer_values(CARD_EXAMPLE, [0, 2]) == []
+
+
+def test_agreement_with_the_rules_has_the_precision_and_recall_built_into_the_fixture():
+    from builders.config import RuleConfig
+    from builders.synthesis.rule import RuleSynthesizer
+
+    rules = RuleSynthesizer(RuleConfig())
+    retry = _trajectory(  # rules remove 0 (retried_failure) and 2 (repeated_verification)
+        "Weather in Paris?",
+        "Sunny, 10:00.",
+        ("get_weather", {"city": "Pari"}, '{"error": "unknown city"}', True),
+        ("get_weather", {"city": "Paris"}, '{"sky": "sunny"}', False),
+        ("get_weather", {"city": "Paris"}, '{"sky": "sunny"}', False),
+        ("get_time", {"city": "Paris"}, '{"time": "10:00"}', False),
+    )
+    cart = _trajectory(  # rules remove nothing: the second add changed the cart
+        "Add two ABC1 to my cart.",
+        "Two ABC1 are in your cart.",
+        ("add_item", {"sku": "ABC1"}, '{"cart_count": 1}', False),
+        ("add_item", {"sku": "ABC1"}, '{"cart_count": 2}', False),
+    )
+    model_retry = Selection(kept=(KeptCall(0, "a"), KeptCall(1, "b")), removed={2: "x", 3: "x"})
+    model_cart = Selection(kept=(KeptCall(1, "a"),), removed={0: "x"})
+    agreement = Agreement()
+    agreement.add(retry, model_retry, rules.select(retry), rules)  # both remove 2; model 3, rules 0
+    agreement.add(cart, model_cart, rules.select(cart), rules)  # model 0, rules nothing
+    agreement.add(cart, None, None, rules)  # the rules could not judge: not compared
+    report = agreement.as_dict()
+    assert (report["model_removed"], report["rule_removed"], report["both_removed"]) == (3, 2, 1)
+    assert (report["precision"], report["recall"]) == (round(1 / 3, 4), 0.5)
+    assert report["missed_by_rule"] == {"retried_failure": 1}
+    assert report["over_removed_by_kind"] == {"read_only": 1, "state_changing": 1}
+    assert (report["trajectories"], report["reference_rejected"]) == (2, 1)
+    merged = Agreement()  # shards add up to the whole
+    merged.merge(report)
+    merged.merge(Agreement().as_dict())
+    assert merged.as_dict() == report

@@ -115,9 +115,15 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path):
         "splits",
         "lengths",
         "length_filters",
+        "answer_sources_kept",
+        "review",
     ):
         assert merged[key] == whole[key], key
     assert merged["shards"] == 3
+    # the review sample is drawn by a seeded hash of the id: the same pairs however the build was split
+    sample = [json.loads((tmp_path / name / "review.json").read_text())["pairs"] for name in ("whole", "sharded")]
+    assert [p["id"] for p in sample[0]] == [p["id"] for p in sample[1]] and len(sample[0]) == 20
+    assert (tmp_path / "sharded" / "review.md").read_text() == (tmp_path / "whole" / "review.md").read_text()
 
 
 def test_merging_with_a_missing_shard_names_it(tmp_path):

@@ -34,6 +34,28 @@ def _user_text(trajectory: Trajectory) -> str:
     return "\n".join([trajectory.query, *(m.get("content") or "" for m in trajectory.context)])
 
 
+def _kept_text(trajectory: Trajectory, kept: list[int]) -> str:
+    """What the kept calls put on the table: their results and the values they were called with."""
+    actions = trajectory.actions
+    return "\n".join((actions[i].result or "") + "\n" + orjson.dumps(actions[i].arguments).decode() for i in kept)
+
+
+def unsourced_answer_values(trajectory: Trajectory, kept: list[int]) -> list[tuple[str, int]]:
+    """(value, dropped call) for each value the final answer uses that only a dropped successful call's
+    result holds: nothing kept provides it and the user did not say it. Empty when the kept calls
+    explain the answer (the `dropped_answer_source` check, and the build's answer-source share)."""
+    actions = trajectory.actions
+    kept_set = set(kept)
+    answer, user, from_kept = trajectory.final_answer, _user_text(trajectory), _kept_text(trajectory, kept)
+    return [
+        (value, i)
+        for i, action in enumerate(actions)
+        if i not in kept_set and not action.failed
+        for value in result_values(action.result)
+        if value in answer and value not in user and value not in from_kept
+    ]
+
+
 def check_consistency(trajectory: Trajectory, selection: Selection, config: ConsistencyConfig) -> None:
     """Raise InvalidSelection with the first check the selection fails; a structurally valid selection
     (`Selection.validate`) is assumed."""
@@ -68,13 +90,11 @@ def check_consistency(trajectory: Trajectory, selection: Selection, config: Cons
                 raise InvalidSelection("uses_dropped_result", detail)
 
     answer = trajectory.final_answer
-    from_kept = "\n".join((actions[i].result or "") + "\n" + orjson.dumps(actions[i].arguments).decode() for i in kept)
-    for i in dropped:
-        if actions[i].failed:
-            continue
-        for value in result_values(actions[i].result):
-            if value in answer and value not in user and value not in from_kept:
-                raise InvalidSelection("dropped_answer_source", f"the answer uses {value[:40]!r} from dropped call {i}")
+    from_kept = _kept_text(trajectory, kept)
+    unsourced = unsourced_answer_values(trajectory, kept)
+    if unsourced:
+        value, i = unsourced[0]
+        raise InvalidSelection("dropped_answer_source", f"the answer uses {value[:40]!r} from dropped call {i}")
 
     if config.dropped_reported_tool:
         kept_tools = {actions[i].tool for i in kept}
