@@ -77,11 +77,16 @@ class PlanCoverage:
 
 
 class Comparison(_Record):
-    """`comparison.json`: one row per BFCL category, executor alone vs with the planner."""
+    """`comparison.json`: one row per BFCL category: the executor alone (in both bfcl-eval modes when
+    both ran) and with the planner."""
 
-    baseline_model: str
+    baseline_model: str  # the executor alone in the planner arm's mode
     planner_model: str
     categories: list[dict[str, Any]]
+    other_mode_model: str | None = None  # the executor alone in bfcl-eval's other mode (FC or prompt)
+    planner_mode: str = "fc"
+    other_mode: str | None = None
+    paper_note: str | None = None
     planner_outcomes: dict[str, int] = {}
     limit: int | None = None
 

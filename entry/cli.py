@@ -118,6 +118,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def submission_pins(recipe: Recipe) -> object:
+    """The leaderboard entry's pins: `eval.submission`, its unset fields from the release (the merged
+    model's repo at the tag the release gives it, the namespace, the model license)."""
+    from evaluation.submission import Pinned
+
+    s, release, executor = recipe.eval.submission, recipe.release, recipe.eval.executor
+    repo = s.planner_repo or release.model_repo_id
+    entry = executor.handler if recipe.eval.planner_mode == "fc" else executor.prompt_handler
+    name = s.name or f"{repo}-with-{entry.split('/')[-1]}"
+    return Pinned(
+        name=name,
+        display_name=s.display_name or f"{repo.split('/')[-1]} + {entry.split('/')[-1]}",
+        planner_repo=repo,
+        planner_revision=s.planner_revision or f"v{recipe.build.version}",
+        org=s.org or repo.split("/")[0],
+        url=s.url or f"https://huggingface.co/{repo}",
+        license=s.license or release.model_license,
+        planner_port=s.planner_port,
+    )
+
+
+def cmd_submission(args: argparse.Namespace) -> int:
+    recipe = _recipe(args, [])
+    from evaluation.bfcl_setup import use_project_root
+
+    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    from evaluation.submission import export
+
+    folder = export(recipe.eval, submission_pins(recipe), allow_partial=args.allow_partial)
+    print(f"wrote {folder} (README.md says where each file goes)")
+    return 0
+
+
 def _read_tools(path: Path) -> object:
     """The --tools file's JSON; what is wrong with it names the file (and the line and column)."""
     if not path.is_file():
@@ -328,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", help="comma-separated bfcl-eval categories or groups (default: recipe)")
     p.add_argument("--limit", type=int, help="first N entries per category (quick runs)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("submission", help="write a BFCL leaderboard PR folder from an eval's results")
+    _add_recipe_args(p)
+    p.add_argument(
+        "--allow-partial", action="store_true", help="write a draft from a limited (eval.limit) or smoke evaluation"
+    )
+    p.set_defaults(func=cmd_submission)
 
     p = sub.add_parser("plan", help="ask a planner for a plan: --model M --query Q --tools tools.json")
     p.add_argument("--model", required=True, help="merged planner: local dir or Hub id (served name with --base-url)")

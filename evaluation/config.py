@@ -4,19 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
 from apo_planner.plan_grammar import GrammarLimits
 from apo_planner.serving import ServerConfig
 
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
+DEFAULT_PROMPT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507"  # the same model's prompt-mode entry
+# The paper's Table 1 columns as BFCL categories; its "Parallel Multiple" is `live_parallel_multiple`
+# (see evaluation.compare.PAPER_TABLE), so both parallel categories are evaluated.
+DEFAULT_CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
 
 
 class ExecutorConfig(StrictConfig):
     """The large model that calls the tools: a bfcl-eval handler served over the OpenAI-compatible API."""
 
-    handler: str = Field(DEFAULT_EXECUTOR, description="bfcl-eval model config entry whose handler runs the executor")
+    handler: str = Field(
+        DEFAULT_EXECUTOR, description="the executor's bfcl-eval entry in function-calling (FC) mode, run alone"
+    )
+    prompt_handler: str | None = Field(
+        DEFAULT_PROMPT_EXECUTOR,
+        description="the same model's prompt-mode bfcl-eval entry, run alone too, so a mode effect is not read as a "
+        "planner effect (null: skip that arm); both entries are served by the one executor server",
+    )
     server: ServerConfig = Field(
         default_factory=lambda: ServerConfig(engine="vllm", port=8000),
         description="the executor's server, started by the eval stage unless engine is external",
@@ -64,11 +75,28 @@ class InjectionConfig(StrictConfig):
     template: str | None = Field(None, description="Jinja template of the injected text (default: bundled)")
 
 
-GATE_KEYS = {"min_planned"}  # what the release decides with the results, not how they are made
+class SubmissionConfig(StrictConfig):
+    """What `apo-planner submission` pins into the leaderboard handler; unset fields come from the release."""
+
+    planner_repo: str | None = Field(None, description="the planner's Hub id (default: the release's merged model)")
+    planner_revision: str | None = Field(None, description="its revision, a tag or commit (default: v<build.version>)")
+    name: str | None = Field(None, description="the BFCL model key, no '_' (default: <planner_repo>-<executor>)")
+    display_name: str | None = None
+    org: str | None = Field(None, description="the planner's organisation (default: the release namespace)")
+    url: str | None = Field(None, description="default: the planner's Hub page")
+    license: str | None = Field(None, description="the planner's license (default: release.model_license)")
+    planner_port: int = Field(1054, gt=0, description="where the PR's reproduction serves the planner")
+    output: str | None = Field(None, description="the folder to write (default: <eval.output>/bfcl_submission)")
+
+
+GATE_KEYS = {"min_planned", "submission"}  # what is decided or exported from the results, not how they are made
 
 
 class EvalConfig(StrictConfig):
-    categories: list[str] = ["simple_java", "multiple", "parallel_multiple"]
+    categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    planner_mode: Literal["fc", "prompt"] = Field(
+        "fc", description="which executor entry the planner arm runs on: the FC `handler` or the `prompt_handler`"
+    )
     min_planned: float = Field(
         0.95, ge=0.0, le=1.0, description="the release publishes only when every category has this plan coverage"
     )
@@ -77,3 +105,10 @@ class EvalConfig(StrictConfig):
     executor: ExecutorConfig = ExecutorConfig()
     planner: PlannerRunConfig = PlannerRunConfig()
     injection: InjectionConfig = InjectionConfig()
+    submission: SubmissionConfig = SubmissionConfig()
+
+    @model_validator(mode="after")
+    def _planner_mode_has_an_entry(self) -> EvalConfig:
+        if self.planner_mode == "prompt" and not self.executor.prompt_handler:
+            raise ValueError("planner_mode prompt needs eval.executor.prompt_handler (the prompt-mode bfcl-eval entry)")
+        return self

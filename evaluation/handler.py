@@ -7,18 +7,17 @@ query, decoding, checking) is the base handler's own code. A planner error, time
 unparseable plan makes that entry run without a plan, recorded in the entry's result metadata;
 the BFCL run never aborts.
 
-bfcl-eval has no plugin hook: `register()` adds entries to its `MODEL_CONFIG_MAPPING` dict in
-this process (names without `_`, which bfcl-eval maps back from directory names). Importing
-this module registers the default entry `Qwen/Qwen3-30B-A3B-Instruct-2507-FC-APOPlanner`,
-configured by the environment (APO_PLANNER_MODEL, APO_PLANNER_BASE_URL) so the stock `bfcl`
-CLI can run it once this module is imported.
+bfcl-eval has no plugin hook: `register()` adds this run's entries to its `MODEL_CONFIG_MAPPING`
+dict in this process (names without `_`, which bfcl-eval maps back from directory names). Nothing
+happens at import. A module for an upstream leaderboard PR, which needs no apo-planner, is written
+by `apo-planner submission` (`evaluation.submission`).
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,25 +201,73 @@ def _check_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class Arms:
+    """The registry names of one evaluation's arms: the executor alone in FC mode, the executor alone
+    in prompt mode (None when skipped), and the planner in front of the executor in `planner_mode`."""
+
+    fc: str
+    prompt: str | None
+    planner: str
+    planner_mode: str = "fc"
+
+    @property
+    def baseline(self) -> str:
+        """The executor alone in the planner arm's mode: the paired comparison."""
+        return self.fc if self.planner_mode == "fc" else self.prompt  # type: ignore[return-value]
+
+    @property
+    def other_mode(self) -> str | None:
+        """The executor alone in the other mode: what tells a mode effect from a planner effect."""
+        return self.prompt if self.planner_mode == "fc" else self.fc
+
+    @property
+    def models(self) -> list[str]:
+        return [m for m in (self.fc, self.prompt, self.planner) if m]
+
+
+def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
+    if name not in mapping:
+        raise ValueError(f"unknown bfcl-eval model {name!r}; valid names: {', '.join(sorted(mapping))}")
+    entry = mapping[name]
+    if entry.is_fc_model != fc:
+        key = "eval.executor.handler" if fc else "eval.executor.prompt_handler"
+        mode = "FC" if fc else "prompt"
+        raise ValueError(f"{key}: bfcl-eval entry {name!r} is not a {mode}-mode entry; name the model's {mode} one")
+    return entry
+
+
 def register(
-    executor: str = DEFAULT_EXECUTOR, runtime: PlannerRuntime | None = None, max_tokens: int | None = None
-) -> tuple[str, str]:
-    """Register the planner-augmented entry (and, with a token cap, a capped executor entry).
-    Returns (baseline registry name, planner registry name)."""
+    executor: str = DEFAULT_EXECUTOR,
+    runtime: PlannerRuntime | None = None,
+    max_tokens: int | None = None,
+    prompt_executor: str | None = None,
+    planner_mode: str = "fc",
+) -> Arms:
+    """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry and,
+    with a token cap, capped copies of the executor entries (stock entries otherwise)."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
-    if executor not in MODEL_CONFIG_MAPPING:
-        raise ValueError(
-            f"unknown bfcl-eval model {executor!r}; valid names: {', '.join(sorted(MODEL_CONFIG_MAPPING))}"
-        )
-    base = MODEL_CONFIG_MAPPING[executor]
-    planned = _check_name(executor + SUFFIX)
-    baseline = _check_name(executor if max_tokens is None else f"{executor}-Max{max_tokens}")
-    entries = {planned: (planner_handler(base.model_handler), f"{base.display_name} + APO planner")}
-    if baseline != executor:
-        entries[baseline] = (executor_handler(base.model_handler), f"{base.display_name} (max {max_tokens} tokens)")
-    for name, (handler, display) in entries.items():
-        MODEL_CONFIG_MAPPING[name] = ModelConfig(
+    bases = {"fc": (executor, _entry(MODEL_CONFIG_MAPPING, executor, True))}
+    if prompt_executor:
+        bases["prompt"] = (prompt_executor, _entry(MODEL_CONFIG_MAPPING, prompt_executor, False))
+    if planner_mode not in bases:
+        raise ValueError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
+    entries: dict[str, tuple[type, str, Any]] = {}
+    names: dict[str, str] = {}
+    for mode, (name, base) in bases.items():
+        names[mode] = _check_name(name if max_tokens is None else f"{name}-Max{max_tokens}")
+        if names[mode] != name:
+            entries[names[mode]] = (
+                executor_handler(base.model_handler),
+                f"{base.display_name} (max {max_tokens} tokens)",
+                base,
+            )
+    name, base = bases[planner_mode]
+    planned = _check_name(name + SUFFIX)
+    entries[planned] = (planner_handler(base.model_handler), f"{base.display_name} + APO planner", base)
+    for entry_name, (handler, display, base) in entries.items():
+        MODEL_CONFIG_MAPPING[entry_name] = ModelConfig(
             model_name=base.model_name,
             display_name=display,
             url=base.url,
@@ -233,22 +280,7 @@ def register(
             underscore_to_dot=base.underscore_to_dot,
         )
         if max_tokens is not None:
-            _MAX_TOKENS[name] = max_tokens
+            _MAX_TOKENS[entry_name] = max_tokens
     if runtime is not None:
         _RUNTIMES[planned] = runtime
-    return baseline, planned
-
-
-def _register_default() -> None:
-    """The import-time entry for the stock `bfcl` CLI: planner from APO_PLANNER_* variables."""
-    model = os.environ.get("APO_PLANNER_MODEL")
-    runtime = None
-    if model:
-        base_url = os.environ.get("APO_PLANNER_BASE_URL")
-        config = PlannerRunConfig(model=model, backend="openai" if base_url else "transformers")
-        runtime = PlannerRuntime(config, InjectionConfig(), base_url=base_url)
-    register(DEFAULT_EXECUTOR, runtime)
-
-
-if "BFCL_PROJECT_ROOT" in os.environ:  # importing bfcl-eval without it writes into site-packages
-    _register_default()
+    return Arms(fc=names["fc"], prompt=names.get("prompt"), planner=planned, planner_mode=planner_mode)

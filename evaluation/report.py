@@ -14,12 +14,15 @@ from apo_planner.artifacts import Comparison
 def print_comparison(comparison: dict[str, Any], output: Path, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"BFCL: {comparison['baseline_model']} alone vs + planner -> {output}")
+    other = comparison.get("other_mode_model")
     for column in (
         "category",
         "entries",
         "executor acc % (calls)",
+        *([f"alone, {comparison['other_mode']} mode"] if other else []),
         "+ planner acc % (calls)",
         "Δ acc",
+        "latency s alone → + planner",
         "GT calls",
         "plan coverage",
     ):
@@ -30,8 +33,10 @@ def print_comparison(comparison: dict[str, Any], output: Path, console: Console 
             r["category"],
             str(r["baseline"]["entries"]),
             f"{r['baseline']['accuracy']} ({r['baseline']['avg_calls']})",
+            *([f"{r['other_mode']['accuracy']} ({r['other_mode']['avg_calls']})"] if other else []),
             f"{r['planner']['accuracy']} ({r['planner']['avg_calls']})",
             str(r["delta_accuracy"]),
+            f"{r['baseline'].get('latency_s')} → {r['planner'].get('latency_s')}",
             str(r["ground_truth_avg_calls"]),
             str(coverage[r["category"]]),
         )

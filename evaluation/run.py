@@ -1,5 +1,6 @@
-"""`apo-planner eval`: the executor alone and with the planner, through bfcl-eval's own generation
-and official checker, then the comparison reports and a leaderboard-style export.
+"""`apo-planner eval`: the executor alone in both bfcl-eval modes (FC and prompt) and with the planner,
+through bfcl-eval's own generation and official checker, then the comparison reports. (The folder
+for a leaderboard PR is `apo-planner submission`, from these results.)
 
 bfcl-eval's local-model handlers talk to an OpenAI-compatible server on /v1/completions. The stage
 starts it (`eval.executor.server`: vLLM on GPUs, `transformers serve` for tiny CPU models, or an
@@ -21,18 +22,17 @@ from typing import Any
 
 from apo_planner.artifacts import EvalDir
 from apo_planner.serving import ServerConfig, serve
-from apo_planner.templating import render_file
 from apo_planner.tiny import ensure_tiny_model
 from evaluation.bfcl_setup import resolve_categories, use_project_root
 from evaluation.config import GATE_KEYS, EvalConfig, ExecutorConfig
+from evaluation.handler import Arms
 
 
 @dataclass
 class EvalResult:
     output: Path
     comparison: dict[str, Any]
-    baseline: str
-    planned: str
+    arms: Arms
 
 
 def executor_model(config: ExecutorConfig) -> tuple[str | None, str]:
@@ -139,7 +139,13 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     from evaluation.handler import PlannerRuntime, register
 
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
-    baseline, planned = register(config.executor.handler, runtime, config.executor.max_tokens)
+    arms = register(
+        config.executor.handler,
+        runtime,
+        config.executor.max_tokens,
+        prompt_executor=config.executor.prompt_handler,
+        planner_mode=config.planner_mode,
+    )
     if config.limit is not None:
         _limit_ids(project_root, categories, config.limit)
     reset_stale_results(root, run_identity(config))
@@ -153,23 +159,10 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
         os.environ["REMOTE_OPENAI_BASE_URL"] = executor_url
         if model_path:
             os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = model_path
-        for model in (baseline, planned):
+        for model in arms.models:  # both executor entries share the one server: same model, other prompts
             generate(model, categories, root, config, model_path)
-    score([baseline, planned], categories, root, partial=config.limit is not None)
-    comparison = compare(root, baseline, planned, categories)
+    score(arms.models, categories, root, partial=config.limit is not None)
+    comparison = compare(root, arms, categories)
     comparison["limit"] = config.limit
     write_reports(comparison, output)
-    export_submission(folder, baseline, planned)
-    return EvalResult(output, comparison, baseline, planned)
-
-
-def export_submission(output: EvalDir, baseline: str, planned: str) -> Path:
-    """`bfcl_submission/`: the handler module, its ModelConfig entry and the steps of an upstream PR."""
-    from evaluation import handler as handler_module
-
-    folder = output.submission
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(handler_module.__file__, folder / "apo_planner_handler.py")
-    template = Path(__file__).parent / "templates" / "submission.md.jinja"
-    (folder / "README.md").write_text(render_file(template, baseline=baseline, planned=planned))
-    return folder
+    return EvalResult(output, comparison, arms)

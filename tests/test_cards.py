@@ -152,7 +152,7 @@ def test_model_cards_carry_the_metrics_and_bfcl_results_of_the_run(artifacts, ad
     trainer = json.loads((artifacts / "train" / "training_provenance.json").read_text())["trainer_args"]
     assert f"| learning rate | {trainer['learning_rate']} |" in text and f"| bf16 | {trainer['bf16']} |" in text
     assert (
-        "| multiple | 91.5 (1.015) | 93.25 (1.005) | 198/200 planned (fell back: unparseable_plan 2) "
+        "| multiple | 91.5 (1.015) | 93.25 (1.005) | 198/200 planned (fell back: unparseable_plan 2) | – → – "
         "| 92.5 (1.02) | 94.5 (1.01) |" in text
     )
     assert "| parallel_multiple | 67.5 (2.2) | 74.5 (2.245) | 200/200 planned |" in text

@@ -15,7 +15,7 @@ from evaluation.handler import PlannerRuntime, register
 from evaluation.run import evaluate, score
 from tests.support.loopback import OpenAIStub, server_url
 
-CATEGORIES = ["simple_java", "multiple", "parallel_multiple"]
+CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
 
 
 def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_calls(tmp_path):
@@ -24,12 +24,13 @@ def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_
     from evaluation.compare import compare
     from evaluation.ground_truth import ground_truth_output
 
-    baseline, planned = register()
+    arms = register()
+    baseline, planned = arms.baseline, arms.planner
     for name in (baseline, planned):
         for category in CATEGORIES:
             prompts = load_dataset_entry(category, include_prereq=False, include_language_specific_hint=False)
             answers = {g["id"]: g["ground_truth"] for g in load_ground_truth_entry(category)}
-            folder = tmp_path / "result" / registry_dir(name) / "non_live"
+            folder = tmp_path / "result" / registry_dir(name) / ("live" if category.startswith("live") else "non_live")
             folder.mkdir(parents=True, exist_ok=True)
             lines = [
                 json.dumps(
@@ -39,9 +40,9 @@ def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_
             ]
             (folder / f"BFCL_v4_{category}_result.json").write_text("\n".join(lines) + "\n")
     score([baseline, planned], CATEGORIES, tmp_path, partial=False)
-    rows = {r["category"]: r for r in compare(tmp_path, baseline, planned, CATEGORIES)["categories"]}
-    assert [rows[c]["baseline"]["entries"] for c in CATEGORIES] == [100, 200, 200]
-    assert rows["multiple"]["baseline"]["accuracy"] == rows["parallel_multiple"]["baseline"]["accuracy"] == 100.0
+    rows = {r["category"]: r for r in compare(tmp_path, arms, CATEGORIES)["categories"]}
+    assert [rows[c]["baseline"]["entries"] for c in CATEGORIES] == [100, 200, 200, 24]
+    assert [rows[c]["baseline"]["accuracy"] for c in CATEGORIES[1:]] == [100.0, 100.0, 100.0]
     # bfcl-eval 2026.3.23's Java checker cannot accept any answer for three entries: `any`-typed
     # ArrayList items are compared as strings against int/bool ground truth (36, 65), and entry 64's
     # ground truth holds a bare string where the checker expects a list of options.
@@ -53,10 +54,15 @@ def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_
         .splitlines()[1:]
     ]
     assert failed == ["simple_java_36", "simple_java_64", "simple_java_65"]
-    assert [rows[c]["baseline"]["avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035]
+    assert [rows[c]["baseline"]["avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035, 2.2917]
     for key in ("entries", "accuracy", "avg_calls"):  # the planner entry decodes and scores the same way
         assert [rows[c]["planner"][key] for c in CATEGORIES] == [rows[c]["baseline"][key] for c in CATEGORIES]
-    assert [rows[c]["ground_truth_avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035]
+    assert [rows[c]["ground_truth_avg_calls"] for c in CATEGORIES] == [1.0, 1.0, 3.035, 2.2917]
+    # the paper's "Parallel Multiple" column sits beside the category its numbers belong to
+    assert (
+        rows["live_parallel_multiple"]["paper"]["baseline"] == (66.67, 2.21)
+        and rows["parallel_multiple"]["paper"] is None
+    )
 
 
 class FixedPlanner:
@@ -102,7 +108,7 @@ def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(
         config = _eval_config(tmp_path, stub, tiny)
         result = evaluate(config, _runtime(config))
     planned_prompts = [r["prompt"] for r in stub.requests if "A planner has drafted" in r["prompt"]]
-    assert len(planned_prompts) == 4 and len(stub.requests) == 8
+    assert len(planned_prompts) == 4 and len(stub.requests) == 12  # FC alone, prompt mode alone, + planner
     assert all("1. " in p and "why: first tool" in p for p in planned_prompts)
     rows = result.comparison["categories"]
     assert all(r["planner"]["planner"]["planned"] == 2 for r in rows)
@@ -110,12 +116,15 @@ def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(
         "comparison.json",
         "comparison.md",
         "comparison.png",
-        "bfcl_submission/README.md",
-        "bfcl_submission/apo_planner_handler.py",
         "bfcl/score/data_overall.csv",
     ):
         assert (result.output / name).is_file(), name
-    assert "| multiple | 2 |" in (result.output / "comparison.md").read_text()
+    markdown = (result.output / "comparison.md").read_text()
+    assert "| multiple | 2 |" in markdown and "alone, prompt mode" in markdown
+    assert all(r["other_mode"]["entries"] == 2 for r in rows)  # the prompt-mode arm ran on the same server
+    for r in rows:  # the planner arm's cost per entry includes the planner's
+        p = r["planner"]
+        assert p["latency_s"] == pytest.approx(p["executor_latency_s"] + p["planner"]["latency_s"], abs=1e-3)
 
 
 def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(tmp_path, tiny):
@@ -129,7 +138,7 @@ def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(
             path = next((root / registry_dir(name)).glob(f"**/BFCL_v4_{category}_result.json"))
             return {r["id"]: r["result"] for r in map(json.loads, path.read_text().splitlines())}
 
-        assert outputs(result.baseline) == outputs(result.planned)
+        assert outputs(result.arms.baseline) == outputs(result.arms.planner)
     fallbacks = [r["planner"]["planner"]["fallbacks"] for r in result.comparison["categories"]]
     assert fallbacks == [{"planner_error": 2}, {"planner_error": 2}]
     assert result.comparison["planner_outcomes"] == {"planner_error": 4}
@@ -140,7 +149,9 @@ def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_
     with OpenAIStub(_deterministic, model=str(tiny)) as stub:
         config = _eval_config(tmp_path, stub, tiny)
         result = evaluate(config, _runtime(config))
-        path = next((result.output / "bfcl" / "result" / registry_dir(result.planned)).glob("**/*multiple_result.json"))
+        path = next(
+            (result.output / "bfcl" / "result" / registry_dir(result.arms.planner)).glob("**/*multiple_result.json")
+        )
         lines = path.read_text().splitlines()
         path.write_text("\n".join(lines[:1]) + "\n")  # as if killed after the first entry
         before = len(stub.requests)
