@@ -18,7 +18,7 @@ import orjson
 
 from apo_planner.artifacts import DatasetDir, write_json
 from apo_planner.plan import Plan
-from apo_planner.templating import render_file
+from apo_planner.templating import environment
 from builders.records import Trajectory
 from builders.synthesis.selection import Selection
 
@@ -83,12 +83,11 @@ class ReviewSample:
             folder.review_json.unlink(missing_ok=True)
             return None
         picked = [entry for entry in self.candidates() if entry["id"] in released_ids][: self.size]
+        template = environment(trim=True).from_string(TEMPLATE.read_text(encoding="utf-8"))
         for entry in picked:
-            entry["markdown"] = render_file(TEMPLATE, trim=True, pairs=[entry], seed=self.seed, header=False)
+            entry["markdown"] = template.render(pairs=[entry], seed=self.seed, header=False)
         write_json(folder.review_json, {"seed": self.seed, "pairs": picked})
-        folder.review_file.write_text(
-            render_file(TEMPLATE, trim=True, pairs=picked, seed=self.seed, header=True), encoding="utf-8"
-        )
+        folder.review_file.write_text(template.render(pairs=picked, seed=self.seed, header=True), encoding="utf-8")
         return {"size": len(picked), "seed": self.seed, "file": folder.review_file.name}
 
 

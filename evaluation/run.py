@@ -25,7 +25,7 @@ from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
 from evaluation.bfcl_setup import resolve_categories, use_project_root
 from evaluation.config import GATE_KEYS, EvalConfig, ExecutorConfig
-from evaluation.handler import Arms
+from evaluation.handler import Arms, PlannerRuntime, register
 
 
 @dataclass
@@ -136,7 +136,6 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     project_root = use_project_root(root)
     categories = resolve_categories(config.categories)
     from evaluation.compare import compare, write_reports
-    from evaluation.handler import PlannerRuntime, register
 
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
     arms = register(

@@ -44,13 +44,15 @@ def unsourced_answer_values(trajectory: Trajectory, kept: list[int]) -> list[tup
     """(value, dropped call) for each value the final answer uses that only a dropped successful call's
     result holds: nothing kept provides it and the user did not say it. Empty when the kept calls
     explain the answer (the `dropped_answer_source` check, and the build's answer-source share)."""
-    actions = trajectory.actions
-    kept_set = set(kept)
-    answer, user, from_kept = trajectory.final_answer, _user_text(trajectory), _kept_text(trajectory, kept)
+    return _unsourced(trajectory, set(kept), _user_text(trajectory), _kept_text(trajectory, kept))
+
+
+def _unsourced(trajectory: Trajectory, kept: set[int], user: str, from_kept: str) -> list[tuple[str, int]]:
+    answer = trajectory.final_answer
     return [
         (value, i)
-        for i, action in enumerate(actions)
-        if i not in kept_set and not action.failed
+        for i, action in enumerate(trajectory.actions)
+        if i not in kept and not action.failed
         for value in result_values(action.result)
         if value in answer and value not in user and value not in from_kept
     ]
@@ -91,7 +93,7 @@ def check_consistency(trajectory: Trajectory, selection: Selection, config: Cons
 
     answer = trajectory.final_answer
     from_kept = _kept_text(trajectory, kept)
-    unsourced = unsourced_answer_values(trajectory, kept)
+    unsourced = _unsourced(trajectory, kept_set, user, from_kept)
     if unsourced:
         value, i = unsourced[0]
         raise InvalidSelection("dropped_answer_source", f"the answer uses {value[:40]!r} from dropped call {i}")
