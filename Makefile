@@ -45,6 +45,7 @@ train: setup
 bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.abstraction
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.synthesis
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.synthesis_limit
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.training
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.planner_overhead
 

@@ -10,8 +10,6 @@ Then the same run again: every answer comes from the cache, so model calls must 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,37 +19,8 @@ from builders.source_abstraction import abstract_source
 from builders.sources import open_source
 from builders.synthesis.llm import LLMSynthesizer
 from entry.recipe import load_recipe
+from tests.support.loopback import StubProcess
 from tests.support.rows import write_corpus
-
-
-class StubProcess:
-    """The stub in its own process: in-process it would share the GIL with the client it measures."""
-
-    def __init__(self, tmp: Path, latency: float) -> None:
-        self.port_file = tmp / f"stub-{latency}.url"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.loopback",
-                "--port-file",
-                str(self.port_file),
-                "--latency",
-                str(latency),
-            ]
-        )
-        while not self.port_file.exists():
-            time.sleep(0.05)
-        time.sleep(0.05)
-        self.base_url = self.port_file.read_text()
-        self.model = "stub-model"
-
-    def __enter__(self) -> StubProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def _run(abstracted, tmp: Path, name: str, base_url: str, model: str, concurrency: int, **llm) -> tuple[float, dict]:

@@ -109,9 +109,10 @@ def _build(config: BuildConfig, output: Path, cache_dir: Path, shard: tuple[int,
     finally:
         synthesizer.close()
     stats.synthesis.update(synthesizer.stats)
+    stats.throughput = synthesizer.throughput
     meta = _meta(source, synthesizer, config)
     if shard is not None:
-        summary = write_shard(pairs, stats, meta, output, shard, started)
+        summary = write_shard(pairs, stats, meta, config.pairs_recipe(), output, shard, started)
         return BuildResult(output=shard_dir(output, *shard), stats=summary)
     return BuildResult(output=output, stats=finalize(pairs, stats, meta, config, output, started))
 
@@ -128,6 +129,7 @@ def _meta(source: Source, synthesizer: Synthesizer, config: BuildConfig) -> dict
         "template_sha256": synthesizer.provenance["template_sha256"],
         "dataset_version": config.version,
         "builder_version": __version__,
+        "recipe_sha256": config.pairs_recipe_sha256(),
     }
     if synthesizer.failures:
         meta["request_failure_examples"] = synthesizer.failures

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
@@ -77,7 +79,14 @@ class LLMConfig(StrictConfig):
     model: str = Field("Qwen/Qwen3-30B-A3B-Instruct-2507", description="served model name, Hub id or local dir")
     revision: str = "main"
     tiny_model: bool = Field(False, description="create a tiny random model at `model` if absent (offline smoke)")
-    base_url: str = Field("http://localhost:8000/v1", description="openai: a server someone else runs (no `server`)")
+    base_url: str | list[str] = Field(
+        "http://localhost:8000/v1",
+        description="openai: the server someone else runs (no `server`), or a list of servers serving the same "
+        "model: each request goes to the one with the fewest in flight; one that fails is taken out and probed later",
+    )
+    health_retry_s: float = Field(
+        30.0, gt=0, description="longest wait before a server taken out after a failure is probed (GET /models) again"
+    )
     server: ServerConfig | None = Field(
         None,
         description="openai: the synthesizer's server, started by the build while it has requests to send "
@@ -104,12 +113,20 @@ class LLMConfig(StrictConfig):
     max_answer_chars: int = Field(800, gt=0)
     plan_rationale_max_chars: int = Field(200, gt=0)
 
+    @property
+    def base_urls(self) -> list[str]:
+        """`base_url` as a list (one server or many), in the recipe's order, without repeats."""
+        urls = [self.base_url] if isinstance(self.base_url, str) else self.base_url
+        return list(dict.fromkeys(url.rstrip("/") for url in urls))
+
     def server_workdir(self) -> Path:
         """Where the synthesizer's server writes its log: next to the answer cache it fills."""
         return Path(self.cache).resolve().parent / "servers"
 
     @model_validator(mode="after")
     def _server_fits_backend(self) -> LLMConfig:
+        if not self.base_urls or not all(self.base_urls):
+            raise ValueError("base_url: give a server URL or a non-empty list of them (e.g. http://node1:8000/v1)")
         if self.server is not None and self.backend != "openai":
             raise ValueError("server needs backend openai (backend transformers runs the model in process)")
         if self.server is not None and self.server.engine == "external":
@@ -141,6 +158,17 @@ class DecontaminationConfig(StrictConfig):
     bfcl_files: str = Field("BFCL_v4_*.json", description="glob under bfcl_eval's data folder")
 
 
+# How a build runs, not what it writes: the shards of one dataset may differ in these (each its own
+# servers, cache and workers); everything else in `build:` must match for `--merge-shards`.
+RUN_ONLY: dict[str, Any] = {
+    "output": True,
+    "num_proc": True,
+    "streaming": True,
+    "llm": {k: True for k in ("base_url", "server", "health_retry_s", "concurrency", "timeout_s", "max_retries")}
+    | {"cache": True, "api_key_env": True},
+}
+
+
 class BuildConfig(StrictConfig):
     """Where trajectories come from, how they are filtered and synthesized, where the dataset goes."""
 
@@ -162,3 +190,13 @@ class BuildConfig(StrictConfig):
     consistency: ConsistencyConfig = ConsistencyConfig()
     decontamination: DecontaminationConfig = DecontaminationConfig()
     review: ReviewConfig = ReviewConfig()
+
+    def pairs_recipe(self) -> dict[str, Any]:
+        """The settings that decide which pairs a build writes (`RUN_ONLY` left out), as shards record them."""
+        recipe = self.model_dump(mode="json", exclude=RUN_ONLY)
+        if self.synthesizer == "rule":
+            del recipe["llm"]  # a rule build asks no model
+        return recipe
+
+    def pairs_recipe_sha256(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.pairs_recipe(), option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -28,6 +28,18 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
         table.add_row("  trajectories per source row", f"{stats['avg_trajectories_per_record']:.2f} ({spread})")
     for name, count in stats.get("synthesis", {}).items():
         table.add_row(f"  synthesis: {name}", str(count))
+    throughput = stats.get("throughput")
+    for rates in throughput.get("shards", [throughput]) if throughput else []:
+        where = f"shard {rates['shard'][0]}: " if rates.get("shard") else ""
+        table.add_row(
+            f"  synthesis {where}requests/s, tokens/s",
+            f"{rates['requests_per_s']}, {rates['tokens_per_s']} over {rates['seconds']} s",
+        )
+        servers = rates.get("servers") or {}
+        for url, counts in servers.items() if len(servers) > 1 else ():
+            table.add_row(
+                f"    {url}", f"{counts['requests']} requests, {counts['failed']} failed, out {counts['taken_out']}x"
+            )
     for reason, count in stats["selection_rejected"].items():
         table.add_row(f"  no pair: {reason}", str(count))
     for reason, count in stats["removed_calls_by_reason"].items():

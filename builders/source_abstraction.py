@@ -23,6 +23,7 @@ ABSTRACT_FEATURES = datasets.Features(
     {
         "source_row_id": datasets.Value("string"),
         "trajectory": datasets.Value("string"),
+        "num_actions": datasets.Value("int64"),  # the trajectory's calls (what synthesis skips below 2 without parsing)
         "drop_reason": datasets.Value("string"),
         "drop_detail": datasets.Value("string"),
         "record_start": datasets.Value("bool"),
@@ -37,6 +38,7 @@ def _outcome(source_row_id: str, **values: Any) -> dict[str, Any]:
     return {
         "source_row_id": source_row_id,
         "trajectory": None,
+        "num_actions": None,
         "drop_reason": None,
         "drop_detail": None,
         "record_start": False,
@@ -73,7 +75,9 @@ def abstract_record(row: dict[str, Any], fmt: str, filters: FilterConfig, raw_te
         for turn in turns(conversation, filters):
             lengths = {"trajectory_chars": turn.chars, "rationale_chars": turn.rationale_chars}
             if turn.trajectory is not None:  # orjson serialises dataclasses natively
-                out.append(_outcome(source_row_id, trajectory=orjson.dumps(turn.trajectory).decode(), **lengths))
+                payload = orjson.dumps(turn.trajectory).decode()
+                calls = len(turn.trajectory.actions)
+                out.append(_outcome(source_row_id, trajectory=payload, num_actions=calls, **lengths))
             else:
                 assert turn.drop is not None
                 detail = turn.drop.detail or ""

@@ -72,6 +72,8 @@ class BuildStats:
     agreement: Agreement | None = None  # a model synthesizer's removals against the rules' (None for rule builds)
     answer_sources: Counter = field(default_factory=Counter)  # pairs made; those whose kept calls explain the answer
     review: ReviewSample = field(default_factory=lambda: ReviewSample(0, 0))  # the build sets the recipe's
+    throughput: dict[str, Any] | None = None  # this build's synthesis rates (None: no model was asked)
+    shard_throughput: list[dict[str, Any]] = field(default_factory=list)  # merged: each shard's, in shard order
 
     def drop(self, reason: str, detail: str | None) -> None:
         self.dropped[reason] += 1
@@ -104,6 +106,8 @@ class BuildStats:
             elif theirs["seed"] != self.review.seed:
                 raise ValueError(f"shard {other.get('shard')} drew its review sample with another build.review.seed")
             self.review.merge(theirs)
+        if other.get("throughput"):
+            self.shard_throughput.append({"shard": other.get("shard"), **other["throughput"]})
         for name, histogram in other.get(HISTOGRAMS_KEY, {}).items():
             self.lengths[name].update({int(k): v for k, v in histogram.items()})
             self.longest[name] = max(self.longest[name], other.get("lengths", {}).get(name, {}).get("max", 0))
@@ -115,6 +119,17 @@ class BuildStats:
             top = self.longest[name]
             summary = {k: (min(v, top) if k != "n" else v) for k, v in summary.items()} | {"max": top}
         return summary
+
+    def _throughput(self) -> dict[str, Any] | None:
+        """A build's rates as measured; merged shards: each shard's (they may have run at different times
+        on different servers, so their sum is not a rate anyone measured) and the summed counts."""
+        if not self.shard_throughput:
+            return self.throughput
+        totals = {
+            key: sum(t[key] for t in self.shard_throughput)
+            for key in ("requests", "trajectories", "prompt_tokens", "completion_tokens")
+        }
+        return {**totals, "shards": self.shard_throughput}
 
     def histograms(self) -> dict[str, dict[str, int]]:
         return {name: {str(k): v for k, v in sorted(h.items())} for name, h in self.lengths.items()}
@@ -133,6 +148,7 @@ class BuildStats:
             "avg_calls_rejected": round(self.counts["calls_rejected_total"] / pairs, 4) if pairs else 0.0,
             "lengths": {name: self._summary(name) for name in self.lengths},
             "agreement": self.agreement.as_dict() if self.agreement else None,
+            "throughput": self._throughput(),
             "answer_sources_kept": {
                 "pairs": self.answer_sources["pairs"],
                 "kept": self.answer_sources["kept"],

@@ -59,10 +59,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         pusher = HubPusher.from_config(recipe.release.push)
         pusher.check_ready()  # before the build, not after it
+    shard = parse_shard(args.shard) if args.shard else None  # before anything runs: a bad array fails at once
+    if args.shard == "auto":
+        print(f"apo-planner build: --shard auto is shard {shard[0]}/{shard[1]}", flush=True)
     if args.merge_shards:
         result = merge_shards(recipe.build)
     else:
-        result = build(recipe.build, parse_shard(args.shard) if args.shard else None)
+        result = build(recipe.build, shard)
     print_build_stats(result.stats, result.output)
     if pusher is not None:
         from cards.hub import push_dataset
@@ -336,7 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="dataset directory to write")
     p.add_argument("--limit", type=int, help="read at most N records")
     p.add_argument("--num-proc", type=int, help="worker processes for abstraction")
-    p.add_argument("--shard", metavar="I/N", help="build only shard I of N (0-based) into OUTPUT/shards/")
+    p.add_argument(
+        "--shard",
+        metavar="I/N|auto",
+        help="build only shard I of N (0-based) into OUTPUT/shards/; auto: from a Slurm job array "
+        "(SLURM_ARRAY_TASK_ID/COUNT) or APO_SHARD=I/N",
+    )
     p.add_argument("--merge-shards", action="store_true", help="finalize OUTPUT from all its shards")
     p.add_argument(
         "--push-to-hub",

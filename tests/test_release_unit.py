@@ -13,6 +13,7 @@ import pytest
 
 from builders.build import build, merge_shards
 from builders.decontamination import Decontaminator, bfcl_questions
+from builders.shards import parse_shard
 from entry.cli import main
 from entry.recipe import load_recipe
 from tests.conftest import FIXTURES, REPO, SMOKE_SOURCE, nemotron_row, weather_conversation, write_jsonl
@@ -82,26 +83,23 @@ def _rule(tmp_path, source, **extra):
     return load_recipe(None, overrides).build
 
 
-def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path):
+def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path, monkeypatch, capsys):
+    """Shard 0 by hand, shard 1 as a Slurm array task (--array=4-6), shard 2 from APO_SHARD: one dataset."""
     whole = build(_rule(tmp_path / "whole", SMOKE_SOURCE)).stats
     config = _rule(tmp_path / "sharded", SMOKE_SOURCE)
-    for i in range(3):
-        assert (
-            main(
-                [
-                    "build",
-                    "--shard",
-                    f"{i}/3",
-                    "--set",
-                    f"build.source={SMOKE_SOURCE}",
-                    "--set",
-                    f"build.output={tmp_path / 'sharded'}",
-                    "--set",
-                    "build.synthesizer=rule",
-                ]
-            )
-            == 0
-        )
+    command = ["build", "--set", f"build.source={SMOKE_SOURCE}", "--set", f"build.output={tmp_path / 'sharded'}"]
+    command += ["--set", "build.synthesizer=rule"]
+    assert main([*command, "--shard", "0/3"]) == 0
+    slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_MAX": "6"}
+    with monkeypatch.context() as env:
+        for name, value in {**slurm, "SLURM_ARRAY_TASK_COUNT": "3", "APO_SHARD": "2/3"}.items():
+            env.setenv(name, value)  # Slurm's variables win over APO_SHARD
+        assert main([*command, "--shard", "auto"]) == 0
+    with monkeypatch.context() as env:
+        env.setenv("APO_SHARD", "2/3")
+        assert main([*command, "--shard", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "--shard auto is shard 1/3" in out and "--shard auto is shard 2/3" in out
     merged = merge_shards(config).stats
     assert merged["fingerprint"] == whole["fingerprint"]
     for key in (
@@ -117,6 +115,7 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path):
         "length_filters",
         "answer_sources_kept",
         "review",
+        "recipe_sha256",
     ):
         assert merged[key] == whole[key], key
     assert merged["shards"] == 3
@@ -126,10 +125,80 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path):
     assert (tmp_path / "sharded" / "review.md").read_text() == (tmp_path / "whole" / "review.md").read_text()
 
 
-def test_merging_with_a_missing_shard_names_it(tmp_path):
-    build(_rule(tmp_path, SMOKE_SOURCE), shard=(0, 2))
-    with pytest.raises(ValueError, match=r"shards \[1\] of 2 are missing"):
+@pytest.mark.parametrize(
+    "environ, shard",
+    [
+        ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MAX": "7"}, (0, 8)),
+        ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "8"}, (6, 8)),
+        (
+            {  # --array=0-14:2
+                "SLURM_ARRAY_TASK_ID": "4",
+                "SLURM_ARRAY_TASK_MIN": "0",
+                "SLURM_ARRAY_TASK_MAX": "14",
+                "SLURM_ARRAY_TASK_STEP": "2",
+                "SLURM_ARRAY_TASK_COUNT": "8",
+            },
+            (2, 8),
+        ),
+        ({"APO_SHARD": "3/4"}, (3, 4)),
+    ],
+)
+def test_shard_auto_reads_the_job_array_from_the_environment(environ, shard):
+    assert parse_shard("auto", environ) == shard
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({}, "no job array in the environment"),
+        (  # --array=1,3,7: not one range
+            {
+                "SLURM_ARRAY_TASK_ID": "3",
+                "SLURM_ARRAY_TASK_MIN": "1",
+                "SLURM_ARRAY_TASK_MAX": "7",
+                "SLURM_ARRAY_TASK_COUNT": "3",
+            },
+            "is not an even range",
+        ),
+        ({"APO_SHARD": "4/4"}, "APO_SHARD='4/4'"),
+    ],
+)
+def test_shard_auto_without_a_usable_array_is_a_clear_error(environ, message):
+    with pytest.raises(ValueError, match=message):
+        parse_shard("auto", environ)
+
+
+def test_shard_auto_outside_a_job_array_fails_before_building(tmp_path, monkeypatch, capsys):
+    for name in ("SLURM_ARRAY_TASK_ID", "APO_SHARD"):
+        monkeypatch.delenv(name, raising=False)
+    status = main(["build", "--shard", "auto", "--set", f"build.output={tmp_path}", "--set", "build.synthesizer=rule"])
+    assert status == 2 and not (tmp_path / "shards").exists()
+    assert "apo-planner build: error: --shard auto: no job array" in capsys.readouterr().err
+
+
+def test_merging_with_a_missing_or_unfinished_shard_names_it(tmp_path):
+    build(_rule(tmp_path, SMOKE_SOURCE), shard=(0, 3))
+    (tmp_path / "shards" / "shard-00002-of-00003").mkdir()  # started, never finished
+    with pytest.raises(ValueError) as info:
         merge_shards(_rule(tmp_path, SMOKE_SOURCE))
+    message = str(info.value)
+    assert "2 of 3 shards" in message and "missing: shard-00001-of-00003" in message
+    assert "unfinished (no stats.json): shard-00002-of-00003" in message
+
+
+def test_merging_shards_built_differently_names_the_shard_and_what_differs(tmp_path):
+    build(_rule(tmp_path, SMOKE_SOURCE), shard=(0, 3))
+    build(_rule(tmp_path, SMOKE_SOURCE, **{"filters.max_chars": 5000}), shard=(1, 3))
+    build(_rule(tmp_path, SMOKE_SOURCE), shard=(2, 3))
+    stats_file = tmp_path / "shards" / "shard-00002-of-00003" / "stats.json"
+    stats = json.loads(stats_file.read_text())
+    stats_file.write_text(json.dumps({**stats, "source_revision": "another-revision"}))
+    with pytest.raises(ValueError) as info:
+        merge_shards(_rule(tmp_path, SMOKE_SOURCE))
+    message = str(info.value)
+    assert "shard-00001-of-00003: build.filters.max_chars (60000 vs 5000)" in message
+    assert "shard-00002-of-00003: source_revision" in message and "another-revision" in message
+    assert message.startswith("shards built differently from shard-00000-of-00003") and "pin build.revision" in message
 
 
 def test_a_planted_bfcl_question_is_removed_and_reported(tmp_path):

@@ -7,7 +7,7 @@ The build talks to every synthesizer through `Synthesizer`: the deterministic ru
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import datasets
 
@@ -23,6 +23,7 @@ class Synthesizer(Protocol):
     name: str
     stats: Counter[str]  # work done (model calls, cache hits, ...); empty where there is none
     failures: list[str]  # a few requests that failed after their retries, as examples
+    throughput: dict[str, Any] | None  # rates of the requests this run sent (None: it sent none)
 
     @property
     def provenance(self) -> dict[str, str]:

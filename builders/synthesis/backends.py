@@ -11,12 +11,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from builders.config import LLMConfig
+
+_BACKOFF_S = 0.2  # the wait before the first retry of a failed request; it doubles with each retry
 
 
 class RequestFailed(Exception):
@@ -26,6 +35,8 @@ class RequestFailed(Exception):
 class Backend(Protocol):
     name: str
     retries: int  # transient request errors retried so far (stats.json's `request_retries`)
+    usage: Counter[str]  # prompt_tokens and completion_tokens so far (stats.json's `throughput`)
+    servers: dict[str, dict[str, int]]  # per server URL: requests, failed, taken_out (empty in process)
 
     async def complete(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> str: ...
 
@@ -35,92 +46,284 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _retryable(exc: BaseException) -> bool:
-    import openai
+class StatusError(Exception):
+    """A server answered with an error status; 429 and 5xx are worth retrying, other 4xx are not."""
 
-    if isinstance(exc, (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError)):
-        return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+    def __init__(self, url: str, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status} from {redact_url(url)}: {body[:200].decode(errors='replace')}")
+        self.status = status
+
+
+class NoServer(Exception):
+    """Every server is out of rotation and the one probed did not answer; retried like a failed request."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    import aiohttp
+
+    if isinstance(exc, StatusError):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, (NoServer, aiohttp.ClientError, asyncio.TimeoutError))
+
+
+@dataclass(eq=False)
+class Server:
+    """One OpenAI-compatible endpoint of the pool: its connections, the requests it has in flight and whether
+    it is in rotation. A server taken out stays out until `back_at`, then one GET /models decides."""
+
+    url: str
+    session: Any  # aiohttp.ClientSession, made inside the event loop that uses it
+    outstanding: int = 0
+    out: bool = False
+    back_at: float = 0.0
+    strikes: int = 0  # failures since it last answered: the wait before the next probe doubles with each
+    counts: Counter = field(default_factory=Counter)  # requests, failed, taken_out
+
+
+class ServerPool:
+    """Least-outstanding routing over `build.llm.base_url` with health checks.
+
+    A request goes to the in-rotation server with the fewest requests in flight. A request that fails
+    in a way worth retrying takes its server out of rotation (its other requests finish or fail on
+    their own) and the retry goes elsewhere; a server out of rotation is probed with GET /models once
+    its wait is over (1 s after the first failure, doubling up to `health_retry_s`) and comes back when
+    it answers. The answer to a request does not depend on the server (the seed is the request's), so
+    routing changes nothing a build writes.
+    """
+
+    def __init__(self, config: LLMConfig, api_key: str, out: Iterable[str] = ()) -> None:
+        import aiohttp
+
+        self.config = config
+        self._probe_timeout = aiohttp.ClientTimeout(total=min(config.timeout_s, 10.0))
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self.servers = [
+            Server(
+                url,
+                aiohttp.ClientSession(
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=config.timeout_s),
+                    connector=aiohttp.TCPConnector(limit=config.concurrency),
+                ),
+                out=url in out,
+            )
+            for url in config.base_urls
+        ]
+        self._probes: dict[Server, asyncio.Task[None]] = {}
+
+    async def acquire(self) -> Server:
+        """The server for the next request (its `outstanding` already counted)."""
+        now = time.monotonic()
+        for server in self.servers:  # due probes run beside the requests, not in front of them
+            if server.out and server.back_at <= now and server not in self._probes:
+                self._probes[server] = asyncio.create_task(self._probe(server))
+        live = [s for s in self.servers if not s.out]
+        if not live:
+            server = min(self.servers, key=lambda s: s.back_at)
+            await asyncio.sleep(max(0.0, server.back_at - time.monotonic()))
+            if server.out:
+                probe = self._probes.get(server) or self._probes.setdefault(
+                    server, asyncio.create_task(self._probe(server))
+                )
+                await asyncio.shield(probe)
+            if server.out:
+                raise NoServer(f"no server in rotation; {redact_url(server.url)} does not answer GET /models")
+            live = [server]
+        chosen = min(live, key=lambda s: s.outstanding)
+        chosen.outstanding += 1
+        chosen.counts["requests"] += 1
+        return chosen
+
+    def release(self, server: Server, failed: bool) -> None:
+        server.outstanding -= 1
+        if failed:
+            server.counts["failed"] += 1
+            if not server.out:
+                server.counts["taken_out"] += 1
+            self._bench(server)
+        else:
+            server.strikes = 0
+
+    def _bench(self, server: Server) -> None:
+        """Out of rotation until its next probe, which waits twice as long after each failure."""
+        server.out = True
+        server.strikes += 1
+        wait = min(self.config.health_retry_s, 2.0 ** (server.strikes - 1))
+        server.back_at = max(server.back_at, time.monotonic() + wait)
+
+    async def _probe(self, server: Server) -> None:
+        try:
+            async with server.session.get(f"{server.url}/models", timeout=self._probe_timeout) as response:
+                healthy = response.status == 200
+        except Exception:  # noqa: BLE001 - any failure keeps it out; the next probe waits longer
+            healthy = False
+        finally:
+            self._probes.pop(server, None)
+        if healthy:
+            server.out, server.strikes = False, 0
+        else:
+            self._bench(server)
+
+    async def post(self, server: Server, body: bytes) -> bytes:
+        async with server.session.post(f"{server.url}/chat/completions", data=body) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise StatusError(server.url, response.status, raw)
+            return raw
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {redact_url(s.url): {k: s.counts[k] for k in ("requests", "failed", "taken_out")} for s in self.servers}
+
+    async def aclose(self) -> None:
+        for probe in list(self._probes.values()):
+            probe.cancel()
+        for server in self.servers:
+            await server.session.close()
+
+
+def redact_url(url: str) -> str:
+    """A server URL as stats.json and logs show it: credentials in it (user:token@) removed."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 class OpenAIBackend:
-    """Any OpenAI-compatible server (vLLM, `transformers serve`, hosted APIs), called concurrently."""
+    """Any OpenAI-compatible servers (vLLM, `transformers serve`, hosted APIs), called concurrently.
+
+    `check` goes through the `openai` client (its errors make the advice). The requests themselves are
+    plain JSON over aiohttp (the transport the `openai` client offers for asyncio anyway): measured by
+    `benchmarks.synthesis_limit`, the client's request building, typed-dict transforms and response models
+    cost more per request than everything else the build does, and capped it at about half of what a
+    bare load generator gets from the same server at concurrency 64.
+    """
 
     name = "openai"
 
     def __init__(self, config: LLMConfig) -> None:
-        import openai
-
         self.config = config
-        api_key = os.environ.get(config.api_key_env) or "EMPTY"
-        # Retries belong to tenacity below (backoff with jitter, counted), not to the client.
-        self.client = openai.AsyncOpenAI(
-            base_url=config.base_url, api_key=api_key, timeout=config.timeout_s, max_retries=0
-        )
+        self.api_key = os.environ.get(config.api_key_env) or "EMPTY"
         self.retries = 0
+        self.usage: Counter[str] = Counter()  # prompt_tokens, completion_tokens as the servers report them
+        self._pool: ServerPool | None = None
+        self._down: set[str] = set()  # servers `check` found down: the pool starts with them out
+        self._servers: dict[str, dict[str, int]] = {}
+
+    @property
+    def servers(self) -> dict[str, dict[str, int]]:
+        """Requests, failures and times taken out per server (stats.json's `throughput.servers`)."""
+        return self._pool.summary() if self._pool else self._servers
 
     def check(self) -> None:
+        """Every server must serve the model; a server that does not answer is left out (while one does)."""
         import openai
 
-        sync = openai.OpenAI(
-            base_url=self.config.base_url,
-            api_key=self.client.api_key,
-            timeout=min(self.config.timeout_s, 30),
-            max_retries=2,
-        )
-        try:
-            served = [m.id for m in sync.models.list().data]
-        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-            raise RuntimeError(
-                f"no OpenAI-compatible server answers at {self.config.base_url} ({type(exc).__name__}). "
-                "Start one with `make serve-synth` (vLLM, separate environment; see README) or point "
-                "build.llm.base_url at a running server."
-            ) from None
-        finally:
-            sync.close()
-        if served and self.config.model not in served:
-            raise RuntimeError(
-                f"the server at {self.config.base_url} serves {served}, not {self.config.model!r}; "
-                "set build.llm.model to the served name"
+        down: dict[str, str] = {}
+        for url in self.config.base_urls:
+            sync = openai.OpenAI(
+                base_url=url, api_key=self.api_key, timeout=min(self.config.timeout_s, 30), max_retries=2
             )
+            try:
+                served = [m.id for m in sync.models.list().data]
+            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                down[url] = type(exc).__name__
+                continue
+            finally:
+                sync.close()
+            if served and self.config.model not in served:
+                raise RuntimeError(
+                    f"the server at {redact_url(url)} serves {served}, not {self.config.model!r}; "
+                    "set build.llm.model to the served name"
+                )
+        if len(down) == len(self.config.base_urls):
+            where = ", ".join(f"{redact_url(u)} ({e})" for u, e in down.items())
+            raise RuntimeError(
+                f"no OpenAI-compatible server answers at {where}. Start one with `make serve-synth` (vLLM, "
+                "separate environment; see README) or point build.llm.base_url at a running server."
+            )
+        for url in down:
+            print(f"synthesis: {redact_url(url)} does not answer; left out of rotation and probed again later")
+        self._down = set(down)
 
-    def _extra(self, schema: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": temperature,
+            "top_p": self.config.top_p,
+            "max_tokens": self.config.max_tokens,
+            "seed": seed,
+        }
         mode = self.config.structured_output
         if mode == "structured_outputs":
-            return {"extra_body": {"structured_outputs": {"json": schema}}}
-        if mode == "response_format":
-            return {"response_format": {"type": "json_schema", "json_schema": {"name": "selection", "schema": schema}}}
-        return {}
+            body["structured_outputs"] = {"json": schema}
+        elif mode == "response_format":
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "selection", "schema": schema}}
+        return orjson.dumps(body)
 
     async def complete(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> str:
+        if self._pool is None:  # made in the running loop: its connections belong to it
+            self._pool = ServerPool(self.config, self.api_key, out=self._down)
+        body = self._body(prompt, schema, seed, temperature)
+        try:
+            try:
+                raw = await self._attempt(body)
+            except Exception as exc:
+                if not _retryable(exc) or not self.config.max_retries:
+                    raise
+                raw = await self._retry(body)
+        except Exception as exc:
+            raise RequestFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        try:
+            response = orjson.loads(raw)
+            content = response["choices"][0]["message"]["content"]
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+            raise RequestFailed(f"response is not a chat completion: {raw[:120]!r}") from None
+        usage = response.get("usage") or {}
+        self.usage["prompt_tokens"] += usage.get("prompt_tokens") or 0
+        self.usage["completion_tokens"] += usage.get("completion_tokens") or 0
+        return content or ""
+
+    async def _attempt(self, body: bytes) -> bytes:
+        """One try on the server the pool picks; a failure worth retrying takes that server out of rotation."""
+        pool = self._pool
+        assert pool is not None
+        server = await pool.acquire()
+        failed = True
+        try:
+            raw = await pool.post(server, body)
+            failed = False
+            return raw
+        except Exception as exc:
+            failed = _retryable(exc)
+            raise
+        finally:
+            pool.release(server, failed)
+
+    async def _retry(self, body: bytes) -> bytes:
+        """The retries after a first try failed (tenacity: exponential backoff with jitter). Kept off the
+        first try: most requests need none, and its per-call machinery cost a third of the client's own
+        per-request time (benchmarks.synthesis_limit)."""
+        # waits 0.2 s, 0.4 s, 0.8 s ... (+ up to 1 s jitter, at most 20 s) before the 1st, 2nd, 3rd retry
+        await asyncio.sleep(_BACKOFF_S + random.uniform(0, 1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.config.max_retries + 1),
-            wait=wait_exponential_jitter(initial=0.2, max=20),
+            stop=stop_after_attempt(self.config.max_retries),
+            wait=wait_exponential_jitter(initial=2 * _BACKOFF_S, max=20),
             retry=retry_if_exception(_retryable),
             reraise=True,
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        self.retries += 1
-                    response = await self.client.chat.completions.create(
-                        model=self.config.model,
-                        messages=[{"role": "user", "content": prompt}],
-                        temperature=temperature,
-                        top_p=self.config.top_p,
-                        max_tokens=self.config.max_tokens,
-                        seed=seed,
-                        **self._extra(schema),
-                    )
-        except Exception as exc:
-            raise RequestFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if not response.choices:
-            raise RequestFailed("response has no choices")
-        return response.choices[0].message.content or ""
+        async for attempt in retrying:
+            with attempt:
+                self.retries += 1
+                return await self._attempt(body)
+        raise AssertionError("unreachable: tenacity reraises the last failure")
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self._pool is not None:
+            self._servers = self._pool.summary()
+            await self._pool.aclose()
+            self._pool = None
 
 
 class TransformersBackend:
@@ -128,11 +331,13 @@ class TransformersBackend:
 
     name = "transformers"
     retries = 0  # in process: no requests to retry
+    servers: dict[str, dict[str, int]] = {}  # noqa: RUF012 - in process: no servers (never mutated)
 
     def __init__(self, config: LLMConfig) -> None:
         from apo_planner.tiny import ensure_tiny_model
 
         self.config = config
+        self.usage: Counter[str] = Counter()
         self._model = None
         self._lock = asyncio.Lock()
         if config.tiny_model:  # before anything records provenance of a model that must exist
@@ -181,7 +386,10 @@ class TransformersBackend:
             out = model.generate(
                 **inputs, max_new_tokens=self.config.max_tokens, logits_processor=[processor], **sampling
             )
-        return self._tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        prompt_tokens = inputs["input_ids"].shape[1]
+        self.usage["prompt_tokens"] += prompt_tokens
+        self.usage["completion_tokens"] += out.shape[1] - prompt_tokens
+        return self._tokenizer.decode(out[0, prompt_tokens:], skip_special_tokens=True)
 
     async def complete(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> str:
         async with self._lock:  # one generate at a time; the model is not re-entrant

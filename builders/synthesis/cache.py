@@ -1,9 +1,10 @@
 """A persistent, content-addressed cache of synthesizer answers (SQLite, one row per answer).
 
 Keys hash everything that determines an answer: the trajectory's content, the model and its
-revision, the prompt template's sha256 and the sampling parameters. Each answer is committed as
-it arrives, so a build killed at any point (kill -9 included) loses at most the requests in
-flight, and a re-run asks the model only for what is missing.
+revision, the prompt template's sha256 and the sampling parameters. Each answer is committed in the
+event-loop turn after it arrives (answers arriving together share one transaction), so a build
+killed at any point (kill -9 included) loses at most the requests in flight, and a re-run asks
+the model only for what is missing.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class AnswerCache:
     def __contains__(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM answers WHERE key = ?", (key,)).fetchone() is not None
 
-    def put(self, key: str, answer: CachedAnswer) -> None:
+    def put(self, key: str, answer: CachedAnswer, commit: bool = True) -> None:
+        """Store an answer; `commit=False` leaves it to the caller's next `commit` (answers that land together
+        share one transaction)."""
         try:
             self._db.execute(
                 "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -90,8 +93,15 @@ class AnswerCache:
                     time.time(),
                 ),
             )
-            self._db.commit()
+            if commit:
+                self._db.commit()
         except sqlite3.Error as exc:  # "database or disk is full": the run stops, what was committed stays
+            raise self._error(exc) from None
+
+    def commit(self) -> None:
+        try:
+            self._db.commit()
+        except sqlite3.Error as exc:
             raise self._error(exc) from None
 
     def close(self) -> None:

@@ -13,15 +13,14 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
-from functools import cached_property
+from collections.abc import Callable, Iterator
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import datasets
+import fastjsonschema
 import orjson
-from jsonschema import Draft202012Validator
-from tqdm.auto import tqdm
 
 from apo_planner.plan import normalize_rationale
 from apo_planner.serving import serve
@@ -31,6 +30,7 @@ from builders.records import Trajectory
 from builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
 from builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
 from builders.synthesis.consistency import CHECKS_VERSION, check_consistency
+from builders.synthesis.progress import Progress
 from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -38,6 +38,7 @@ DEFAULT_TEMPLATE = TEMPLATES / "select_calls.jinja"
 NOT_RETRIED = {"no_redundancy"}
 
 
+@lru_cache(maxsize=256)  # one schema per call count, shared by every request (never mutated)
 def selection_schema(num_actions: int, rationale_max_chars: int) -> dict[str, Any]:
     """JSON schema of an answer for a trajectory with `num_actions` calls (indices bounded)."""
     index = {"type": "integer", "minimum": 0, "maximum": num_actions - 1}
@@ -65,6 +66,13 @@ def selection_schema(num_actions: int, rationale_max_chars: int) -> dict[str, An
     }
 
 
+@lru_cache(maxsize=256)
+def _validator(num_actions: int) -> Callable[[Any], Any]:
+    """`selection_schema` compiled to Python (fastjsonschema): interpreting it with jsonschema cost more per
+    answer than the rest of the client's work together (benchmarks.synthesis_limit)."""
+    return fastjsonschema.compile(selection_schema(num_actions, 10**9))
+
+
 def parse_selection(raw: str, num_actions: int, rationale_max_chars: int) -> Selection:
     """Raw model text -> validated Selection, or InvalidSelection naming what was wrong."""
     try:
@@ -72,19 +80,19 @@ def parse_selection(raw: str, num_actions: int, rationale_max_chars: int) -> Sel
         data = json.loads(raw.strip(), strict=False)
     except json.JSONDecodeError:
         raise InvalidSelection("unparseable_output", raw[:80]) from None
-    errors = list(Draft202012Validator(selection_schema(num_actions, 10**9)).iter_errors(data))
-    if errors:
-        raise InvalidSelection("schema_mismatch", errors[0].message[:120])
+    try:
+        _validator(num_actions)(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidSelection("schema_mismatch", exc.message[:120]) from None
     items = sorted(data["keep"], key=lambda k: k["index"])  # listing order carries no meaning
-    keep = [
-        {
-            "index": k["index"],
-            "rationale": normalize_rationale(k["rationale"])[:rationale_max_chars],
-            "depends_on": sorted(set(k["depends_on"])),
-        }
+    kept = tuple(
+        KeptCall(
+            k["index"], normalize_rationale(k["rationale"])[:rationale_max_chars], tuple(sorted(set(k["depends_on"])))
+        )
         for k in items
-    ]
-    selection = selection_from_json({"keep": keep}, num_actions)
+    )
+    chosen = {k.index for k in kept}
+    selection = Selection(kept=kept, removed={i: "not_selected" for i in range(num_actions) if i not in chosen})
     selection.validate(num_actions)
     return selection
 
@@ -100,6 +108,17 @@ def selection_from_json(data: dict[str, Any], num_actions: int) -> Selection:
     kept = tuple(KeptCall(k["index"], k["rationale"], tuple(k["depends_on"])) for k in data["keep"])
     chosen = {k.index for k in kept}
     return Selection(kept=kept, removed={i: "not_selected" for i in range(num_actions) if i not in chosen})
+
+
+def _columns(dataset: datasets.Dataset, *names: str, batch_size: int = 1024) -> Iterator[tuple[Any, ...]]:
+    """Rows of some columns a batch at a time: `dataset[name]` would hold all 310k trajectories at once."""
+    for batch in dataset.select_columns(list(names)).iter(batch_size=batch_size):
+        yield from zip(*(batch[name] for name in names), strict=True)
+
+
+def _column(dataset: datasets.Dataset, name: str, batch_size: int = 1024) -> Iterator[Any]:
+    for (value,) in _columns(dataset, name, batch_size=batch_size):
+        yield value
 
 
 def _seed(key: str, attempt: int, base: int) -> int:
@@ -124,6 +143,8 @@ class LLMSynthesizer:
         self.cache = AnswerCache(config.cache)
         self.stats: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.throughput: dict[str, Any] | None = None  # set when the model was asked (not for a cache-only run)
+        self._committing = False
 
     @cached_property
     def _checks(self) -> dict[str, Any]:
@@ -201,51 +222,82 @@ class LLMSynthesizer:
             return CachedAnswer("ok", selection_to_json(selection), None, raws, len(raws))
         return CachedAnswer("invalid", None, reason, raws, len(raws))
 
-    async def _one(self, key: str, trajectory: Trajectory, semaphore: asyncio.Semaphore, bar: tqdm) -> None:
-        async with semaphore:
-            try:
-                answer = await self._answer(key, trajectory)
-            except RequestFailed as exc:
-                self.stats["request_failed"] += 1
-                if len(self.failures) < 3:
-                    self.failures.append(str(exc))
-            else:
-                self.cache.put(key, answer)  # committed now: a kill loses only requests in flight
-                self.stats["synthesized"] += 1
-            finally:
-                bar.update()
+    async def _one(self, key: str, trajectory: Trajectory, progress: Progress) -> None:
+        try:
+            answer = await self._answer(key, trajectory)
+        except RequestFailed as exc:
+            self.stats["request_failed"] += 1
+            if len(self.failures) < 3:
+                self.failures.append(str(exc))
+        else:
+            self.cache.put(key, answer, commit=False)
+            self.stats["synthesized"] += 1
+            await self._commit()
+        finally:
+            progress.update(self.stats["model_calls"], self.backend.usage)
 
-    async def _run(self, abstracted: datasets.Dataset, pending: list[int]) -> None:
-        semaphore = asyncio.Semaphore(self.config.concurrency)
-        batch = max(self.config.concurrency * 8, 64)  # bounded memory: trajectories load per batch
-        with tqdm(total=len(pending), desc="synthesizing", unit="traj", mininterval=1.0) as bar:
+    async def _commit(self) -> None:
+        """Group commit: the first answer of a loop turn commits after yielding once, taking with it every
+        answer that landed in the same turn (one transaction instead of one each; a kill still loses only
+        requests in flight)."""
+        if self._committing:
+            return
+        self._committing = True
+        try:
+            await asyncio.sleep(0)
+            self.cache.commit()
+        finally:
+            self._committing = False
+
+    def _pending(
+        self, abstracted: datasets.Dataset, pending: list[tuple[int, str]]
+    ) -> Iterator[tuple[str, Trajectory]]:
+        """(key, trajectory) for each pending row in row order, read a batch at a time (memory stays flat
+        at 310k rows; one sequential read costs less than picking rows by index)."""
+        keys = iter(pending)
+        index, key = next(keys, (None, ""))
+        # small batches: reading one blocks the event loop, and every request in flight waits on it
+        batch_size = max(2 * self.config.concurrency, 32)
+        for i, payload in enumerate(_column(abstracted, "trajectory", batch_size)):
+            if i == index:
+                yield key, Trajectory.from_dict(orjson.loads(payload))
+                index, key = next(keys, (None, ""))
+                if index is None:
+                    return
+
+    async def _run(self, abstracted: datasets.Dataset, pending: list[tuple[int, str]], cache_hits: int) -> None:
+        """`concurrency` workers pulling from one queue: a slot is refilled the moment its answer lands
+        (no batch waits for its slowest request)."""
+        work = self._pending(abstracted, pending)
+
+        async def worker() -> None:
+            for key, trajectory in work:
+                await self._one(key, trajectory, progress)
+
+        with Progress(len(pending), cache_hits) as progress:
             try:
-                for start in range(0, len(pending), batch):
-                    payloads = abstracted.select(pending[start : start + batch])["trajectory"]
-                    await asyncio.gather(
-                        *(
-                            self._one(self.key(p), Trajectory.from_dict(orjson.loads(p)), semaphore, bar)
-                            for p in payloads
-                        )
-                    )
+                await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(pending)))))
             finally:
+                self.cache.commit()
                 await self.backend.aclose()
                 self.stats["request_retries"] = self.backend.retries
+                self.throughput = progress.summary(self.stats, self.backend)
 
     def prepare(self, abstracted: datasets.Dataset) -> None:
         """Ask the model for every trajectory whose answer is not cached yet."""
-        pending: list[int] = []
-        for i, payload in enumerate(abstracted["trajectory"]):
-            if payload is None or len(orjson.loads(payload)["actions"]) < 2:
+        pending: list[tuple[int, str]] = []
+        for i, (payload, calls) in enumerate(_columns(abstracted, "trajectory", "num_actions")):
+            if payload is None or calls < 2:
                 continue  # one call cannot be made shorter: no_redundancy without asking
-            if self.key(payload) in self.cache:
+            key = self.key(payload)
+            if key in self.cache:
                 self.stats["cache_hits"] += 1
             else:
-                pending.append(i)
+                pending.append((i, key))
         if pending:
             with self._served():
                 self.backend.check()
-                asyncio.run(self._run(abstracted, pending))
+                asyncio.run(self._run(abstracted, pending, self.stats["cache_hits"]))
 
     @contextlib.contextmanager
     def _served(self) -> Iterator[None]:

@@ -36,6 +36,7 @@ class RuleSynthesizer:
         self._read_only = re.compile(rf"^(?i:{prefixes})(?:$|[_.\-]|(?<=[a-z])(?=[A-Z]))")
         self.stats: Counter[str] = Counter()  # rules cost nothing worth counting
         self.failures: list[str] = []  # nor can they fail a request
+        self.throughput = None  # nor send one
 
     @property
     def provenance(self) -> dict[str, str]:

@@ -137,6 +137,35 @@ def drop_first_call(request: dict[str, Any], n: int = 0) -> str:
     return json.dumps({"keep": keep})
 
 
+class StubProcess:
+    """`main` below in a process of its own, for benchmarks: in-process, the stub would share the GIL with
+    the client it measures. Answers `drop_first_call` after `latency` seconds."""
+
+    model = "stub-model"
+
+    def __init__(self, workdir: Path, latency: float) -> None:
+        import subprocess
+        import sys
+        import time
+
+        port_file = workdir / f"stub-{latency}.url"
+        port_file.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "tests.support.loopback", "--port-file", str(port_file)]
+        self.proc = subprocess.Popen([*command, "--latency", str(latency)])
+        while not port_file.exists() or not port_file.read_text():
+            if self.proc.poll() is not None:
+                raise RuntimeError("the loopback stub exited before it listened")
+            time.sleep(0.05)
+        self.base_url = port_file.read_text()
+
+    def __enter__(self) -> StubProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
 def main() -> None:
     """Run a stub in its own process (so benchmarks measure the client, not a shared GIL)."""
     import argparse
@@ -146,7 +175,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
     args = parser.parse_args()
     with OpenAIStub(lambda request, n: (200, drop_first_call(request), args.latency)) as stub:
-        Path(args.port_file).write_text(stub.base_url)
+        partial = Path(args.port_file).with_suffix(".partial")
+        partial.write_text(stub.base_url)
+        partial.replace(args.port_file)  # appears whole: the reader never sees an empty file
         threading.Event().wait()
 
 
