@@ -96,19 +96,17 @@ class ServerPool:
 
         self.config = config
         self._probe_timeout = aiohttp.ClientTimeout(total=min(config.timeout_s, 10.0))
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self.servers = [
-            Server(
-                url,
-                aiohttp.ClientSession(
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=config.timeout_s),
-                    connector=aiohttp.TCPConnector(limit=config.concurrency),
-                ),
-                out=url in out,
+        def session(url: str) -> aiohttp.ClientSession:
+            headers = {"Content-Type": "application/json"}
+            if not urlsplit(url).username:  # user:password@ in the URL: aiohttp sends it as basic auth instead
+                headers["Authorization"] = f"Bearer {api_key}"
+            return aiohttp.ClientSession(
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=config.timeout_s),
+                connector=aiohttp.TCPConnector(limit=config.concurrency),
             )
-            for url in config.base_urls
-        ]
+
+        self.servers = [Server(url, session(url), out=url in out) for url in config.base_urls]
         self._probes: dict[Server, asyncio.Task[None]] = {}
 
     async def acquire(self) -> Server:
