@@ -163,7 +163,6 @@ class DecontaminationConfig(StrictConfig):
 RUN_ONLY: dict[str, Any] = {
     "output": True,
     "num_proc": True,
-    "streaming": True,
     "llm": {k: True for k in ("base_url", "server", "health_retry_s", "concurrency", "timeout_s", "max_retries")}
     | {"cache": True, "api_key_env": True},
 }

@@ -29,8 +29,8 @@ _REBUILD_HINT = {
 
 
 def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """'i/N' -> (i, N), 0-based; 'auto' -> the same from a job array's environment (Slurm's
-    SLURM_ARRAY_TASK_* variables, else APO_SHARD=i/N)."""
+    """'i/N' -> (i, N), 0-based; 'auto' -> the same from the environment (APO_SHARD=i/N, else a Slurm
+    job array's SLURM_ARRAY_TASK_* variables)."""
     if text == "auto":
         return _scheduler_shard(os.environ if environ is None else environ)
     try:
@@ -43,7 +43,13 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> tuple[in
 
 
 def _scheduler_shard(environ: Mapping[str, str]) -> tuple[int, int]:
-    """Slurm: task ids MIN, MIN+STEP, ... (any `--array=a-b[:step]`) map to shards 0..COUNT-1."""
+    """APO_SHARD=i/N when set (explicit: also how one task of an array is re-run alone); else Slurm, whose
+    task ids MIN, MIN+STEP, ... (any `--array=a-b[:step]`) map to shards 0..COUNT-1."""
+    if environ.get("APO_SHARD"):
+        try:
+            return parse_shard(environ["APO_SHARD"])
+        except ValueError as exc:
+            raise ValueError(f"APO_SHARD={environ['APO_SHARD']!r}: {exc}") from None
     if "SLURM_ARRAY_TASK_ID" in environ:
         task = int(environ["SLURM_ARRAY_TASK_ID"])
         first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
@@ -53,14 +59,9 @@ def _scheduler_shard(environ: Mapping[str, str]) -> tuple[int, int]:
         if (last - first) // step + 1 != count or (task - first) % step:
             raise ValueError(
                 f"--shard auto: Slurm array task {task} of ids {first}..{last} step {step} ({count} tasks) is not "
-                "an even range; submit with --array=0-{N-1} or pass --shard i/N"
+                "an even range; submit with --array=0-{N-1}, or set APO_SHARD=i/N"
             )
         return parse_shard(f"{(task - first) // step}/{count}")
-    if environ.get("APO_SHARD"):
-        try:
-            return parse_shard(environ["APO_SHARD"])
-        except ValueError as exc:
-            raise ValueError(f"APO_SHARD={environ['APO_SHARD']!r}: {exc}") from None
     raise ValueError(
         "--shard auto: no job array in the environment (SLURM_ARRAY_TASK_ID is not set) and no APO_SHARD=i/N; "
         "run it as a Slurm array task, export APO_SHARD=i/N, or pass --shard i/N"

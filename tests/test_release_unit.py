@@ -92,11 +92,19 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path, monkeypatch, 
     assert main([*command, "--shard", "0/3"]) == 0
     slurm = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_MAX": "6"}
     with monkeypatch.context() as env:
-        for name, value in {**slurm, "SLURM_ARRAY_TASK_COUNT": "3", "APO_SHARD": "2/3"}.items():
-            env.setenv(name, value)  # Slurm's variables win over APO_SHARD
+        env.delenv("APO_SHARD", raising=False)
+        for name, value in {**slurm, "SLURM_ARRAY_TASK_COUNT": "3"}.items():
+            env.setenv(name, value)
         assert main([*command, "--shard", "auto"]) == 0
-    with monkeypatch.context() as env:
-        env.setenv("APO_SHARD", "2/3")
+    with monkeypatch.context() as env:  # a re-run of one task: --array=2 --export=ALL,APO_SHARD=2/3
+        for name, value in {
+            "SLURM_ARRAY_TASK_ID": "2",
+            "SLURM_ARRAY_TASK_MIN": "2",
+            "SLURM_ARRAY_TASK_MAX": "2",
+        }.items():
+            env.setenv(name, value)
+        env.setenv("SLURM_ARRAY_TASK_COUNT", "1")
+        env.setenv("APO_SHARD", "2/3")  # explicit: wins over the one-task array
         assert main([*command, "--shard", "auto"]) == 0
     out = capsys.readouterr().out
     assert "--shard auto is shard 1/3" in out and "--shard auto is shard 2/3" in out
@@ -141,6 +149,10 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path, monkeypatch, 
             (2, 8),
         ),
         ({"APO_SHARD": "3/4"}, (3, 4)),
+        (
+            {"APO_SHARD": "7/16", "SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "7", "SLURM_ARRAY_TASK_MAX": "7"},
+            (7, 16),
+        ),
     ],
 )
 def test_shard_auto_reads_the_job_array_from_the_environment(environ, shard):

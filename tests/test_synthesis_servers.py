@@ -3,6 +3,7 @@ and probed back, the same dataset as with one server, and the throughput stats.j
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -77,7 +78,8 @@ def test_throughput_is_recorded_per_run_and_absent_when_everything_was_cached(tm
     synthesis = stats["synthesis"]
     assert rates["requests"] == synthesis["model_calls"] and rates["trajectories"] == synthesis["synthesized"]
     assert rates["prompt_tokens"] == rates["completion_tokens"] == synthesis["model_calls"]  # the stub reports 1 + 1
-    assert rates["seconds"] > 0 and rates["requests_per_s"] == pytest.approx(rates["requests"] / rates["seconds"], 0.01)
+    # `seconds` is rounded to ms and the run is short: the rate agrees with it to a few percent only
+    assert rates["seconds"] > 0 and rates["requests_per_s"] == pytest.approx(rates["requests"] / rates["seconds"], 0.05)
     assert rates["tokens_per_s"] > 0 and rates["cache_hits"] == 0
     assert rerun["throughput"] is None and rerun["synthesis"]["cache_hits"] == synthesis["synthesized"]
 
@@ -126,6 +128,25 @@ def test_a_server_taken_out_is_probed_and_comes_back():
     with OpenAIStub(_healthy) as stub:
         taken_out, requests = asyncio.run(asyncio.wait_for(scenario(stub.base_url), 10))
     assert taken_out == 1 and requests == 2
+
+
+def test_a_burst_of_failures_is_one_strike_so_the_first_probe_comes_after_a_second():
+    async def scenario() -> tuple[int, int, float, bool]:
+        config = load_recipe(None, ["build.llm.base_url=http://127.0.0.1:9/v1", "build.llm.health_retry_s=30"])
+        pool = ServerPool(config.build.llm, "EMPTY")
+        try:
+            held = [await pool.acquire() for _ in range(32)]  # 32 in flight, then all fail at once
+            for server in held:
+                pool.release(server, failed=True)
+            server = pool.servers[0]
+            wait = server.back_at - time.monotonic()
+            return server.strikes, server.counts["failed"], wait, server.session.trust_env
+        finally:
+            await pool.aclose()
+
+    strikes, failed, wait, trust_env = asyncio.run(scenario())
+    assert strikes == 1 and failed == 32 and 0.5 < wait <= 1.0
+    assert trust_env  # proxies and CA bundles from the environment, as `check` (the openai client) uses them
 
 
 def test_requests_go_to_the_server_with_the_fewest_in_flight():

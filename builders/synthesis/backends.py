@@ -96,12 +96,14 @@ class ServerPool:
 
         self.config = config
         self._probe_timeout = aiohttp.ClientTimeout(total=min(config.timeout_s, 10.0))
+
         def session(url: str) -> aiohttp.ClientSession:
             headers = {"Content-Type": "application/json"}
             if not urlsplit(url).username:  # user:password@ in the URL: aiohttp sends it as basic auth instead
                 headers["Authorization"] = f"Bearer {api_key}"
             return aiohttp.ClientSession(
                 headers=headers,
+                trust_env=True,  # HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE, as the openai client in `check` honours
                 timeout=aiohttp.ClientTimeout(total=config.timeout_s),
                 connector=aiohttp.TCPConnector(limit=config.concurrency),
             )
@@ -134,13 +136,13 @@ class ServerPool:
 
     def release(self, server: Server, failed: bool) -> None:
         server.outstanding -= 1
-        if failed:
-            server.counts["failed"] += 1
-            if not server.out:
-                server.counts["taken_out"] += 1
-            self._bench(server)
-        else:
+        if not failed:
             server.strikes = 0
+            return
+        server.counts["failed"] += 1
+        if not server.out:  # one strike per fall, not per request in flight: a burst of 32 failures waits 1 s
+            server.counts["taken_out"] += 1
+            self._bench(server)
 
     def _bench(self, server: Server) -> None:
         """Out of rotation until its next probe, which waits twice as long after each failure."""
@@ -288,11 +290,9 @@ class OpenAIBackend:
         pool = self._pool
         assert pool is not None
         server = await pool.acquire()
-        failed = True
+        failed = False  # a cancelled request (Ctrl-C, a crashed sibling) says nothing about the server
         try:
-            raw = await pool.post(server, body)
-            failed = False
-            return raw
+            return await pool.post(server, body)
         except Exception as exc:
             failed = _retryable(exc)
             raise
