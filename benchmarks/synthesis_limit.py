@@ -29,7 +29,7 @@ import orjson
 from builders.records import Trajectory
 from builders.source_abstraction import abstract_source
 from builders.sources import open_source
-from builders.synthesis.llm import LLMSynthesizer, _seed
+from builders.synthesis.llm import LLMSynthesizer, _seed, selection_schema
 from entry.recipe import load_recipe
 from tests.support.loopback import StubProcess
 from tests.support.rows import write_corpus
@@ -50,22 +50,17 @@ def _synthesizer(stub: StubProcess, concurrency: int, cache: Path) -> LLMSynthes
 
 
 def _bodies(abstracted, synthesizer: LLMSynthesizer) -> list[bytes]:
-    """The requests (b) sends first, fully rendered: (a) does none of this work on the clock."""
+    """The first request (b) sends per trajectory, fully built by its own backend: (a) does none of this work
+    on the clock."""
     c = synthesizer.config
     bodies = []
     for payload, calls in zip(abstracted["trajectory"], abstracted["num_actions"], strict=True):
         if payload is None or calls < 2:
             continue
-        prompt = synthesizer.prompt(Trajectory.from_dict(orjson.loads(payload)))
-        body = {
-            "model": c.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": c.temperature,
-            "top_p": c.top_p,
-            "max_tokens": c.max_tokens,
-            "seed": _seed(synthesizer.key(payload), 0, c.seed),
-        }
-        bodies.append(orjson.dumps(body))
+        trajectory = Trajectory.from_dict(orjson.loads(payload))
+        schema = selection_schema(len(trajectory.actions), c.plan_rationale_max_chars)
+        seed = _seed(synthesizer.key(payload), 0, c.seed)
+        bodies.append(synthesizer.backend.request_body(synthesizer.prompt(trajectory), schema, seed, c.temperature))
     return bodies
 
 

@@ -137,9 +137,11 @@ def read_shards(output: Path) -> tuple[datasets.Dataset, BuildStats, dict[str, A
     missing = [f.name for f in shards if not f.is_dir()]
     unfinished = [f.name for f in shards if f.is_dir() and not (f / STATS_FILE).is_file()]
     if missing or unfinished:
-        problems = [f"missing: {', '.join(missing)}"] * bool(missing) + [
-            f"unfinished (no stats.json): {', '.join(unfinished)}"
-        ] * bool(unfinished)
+        problems = []
+        if missing:
+            problems.append(f"missing: {', '.join(missing)}")
+        if unfinished:
+            problems.append(f"unfinished (no stats.json): {', '.join(unfinished)}")
         raise ValueError(
             f"{len(missing) + len(unfinished)} of {total} shards under {root} are not ready; "
             f"{'; '.join(problems)}. Run build --shard i/{total} for each"

@@ -140,13 +140,38 @@ def test_a_burst_of_failures_is_one_strike_so_the_first_probe_comes_after_a_seco
                 pool.release(server, failed=True)
             server = pool.servers[0]
             wait = server.back_at - time.monotonic()
-            return server.strikes, server.counts["failed"], wait, server.session.trust_env
+            return server.strikes, server.counts["failed"], wait
         finally:
             await pool.aclose()
 
-    strikes, failed, wait, trust_env = asyncio.run(scenario())
+    strikes, failed, wait = asyncio.run(scenario())
     assert strikes == 1 and failed == 32 and 0.5 < wait <= 1.0
-    assert trust_env  # proxies and CA bundles from the environment, as `check` (the openai client) uses them
+
+
+def test_servers_are_reached_through_the_proxy_the_environment_names(monkeypatch):
+    """As `check` (the openai client) is: HTTP(S)_PROXY for the servers, NO_PROXY for those it exempts."""
+    from builders.synthesis.backends import _env_proxy
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "local.example")
+    assert _env_proxy("http://node1.example:8000/v1") == "http://proxy.example:3128"
+    assert _env_proxy("http://local.example:8000/v1") is None
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _env_proxy("http://node1.example:8000/v1") is None
+    # end to end: a server name only the proxy can reach (the stub answers whatever it is asked)
+    with OpenAIStub(lambda request, n: (200, "via the proxy", 0.0)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        config = load_recipe(None, ["build.llm.base_url=http://synth.invalid/v1", "build.llm.model=stub-model"])
+        backend = OpenAIBackend(config.build.llm)
+
+        async def ask() -> str:
+            try:
+                return await backend.complete("hello", {}, 0, 0.0)
+            finally:
+                await backend.aclose()
+
+        assert asyncio.run(ask()) == "via the proxy" and len(proxy.requests) == 1
 
 
 def test_requests_go_to_the_server_with_the_fewest_in_flight():

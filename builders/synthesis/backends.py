@@ -13,6 +13,7 @@ import json
 import os
 import random
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ class ServerPool:
                 headers["Authorization"] = f"Bearer {api_key}"
             return aiohttp.ClientSession(
                 headers=headers,
-                trust_env=True,  # HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE, as the openai client in `check` honours
+                proxy=_env_proxy(url),
                 timeout=aiohttp.ClientTimeout(total=config.timeout_s),
                 connector=aiohttp.TCPConnector(limit=config.concurrency),
             )
@@ -181,6 +182,17 @@ class ServerPool:
             await server.session.close()
 
 
+def _env_proxy(url: str) -> str | None:
+    """The proxy HTTP(S)_PROXY / NO_PROXY give this server, as the openai client in `check` honours them.
+    Resolved once per server: aiohttp's `trust_env` looks them (and ~/.netrc) up again on every request,
+    which doubled the client's CPU per request (benchmarks.synthesis_limit). SSL_CERT_FILE needs nothing:
+    the default SSL context reads it."""
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def redact_url(url: str) -> str:
     """A server URL as stats.json and logs show it: credentials in it (user:token@) removed."""
     parts = urlsplit(url)
@@ -246,7 +258,8 @@ class OpenAIBackend:
             print(f"synthesis: {redact_url(url)} does not answer; left out of rotation and probed again later")
         self._down = set(down)
 
-    def _body(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> bytes:
+    def request_body(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> bytes:
+        """The JSON posted to /chat/completions (also what `benchmarks.synthesis_limit` replays bare)."""
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -265,7 +278,7 @@ class OpenAIBackend:
     async def complete(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> str:
         if self._pool is None:  # made in the running loop: its connections belong to it
             self._pool = ServerPool(self.config, self.api_key, out=self._down)
-        body = self._body(prompt, schema, seed, temperature)
+        body = self.request_body(prompt, schema, seed, temperature)
         try:
             try:
                 raw = await self._attempt(body)

@@ -85,14 +85,15 @@ def parse_selection(raw: str, num_actions: int, rationale_max_chars: int) -> Sel
     except fastjsonschema.JsonSchemaValueException as exc:
         raise InvalidSelection("schema_mismatch", exc.message[:120]) from None
     items = sorted(data["keep"], key=lambda k: k["index"])  # listing order carries no meaning
-    kept = tuple(
-        KeptCall(
-            k["index"], normalize_rationale(k["rationale"])[:rationale_max_chars], tuple(sorted(set(k["depends_on"])))
-        )
+    keep = [
+        {
+            "index": k["index"],
+            "rationale": normalize_rationale(k["rationale"])[:rationale_max_chars],
+            "depends_on": sorted(set(k["depends_on"])),
+        }
         for k in items
-    )
-    chosen = {k.index for k in kept}
-    selection = Selection(kept=kept, removed={i: "not_selected" for i in range(num_actions) if i not in chosen})
+    ]
+    selection = selection_from_json({"keep": keep}, num_actions)
     selection.validate(num_actions)
     return selection
 
@@ -114,11 +115,6 @@ def _columns(dataset: datasets.Dataset, *names: str, batch_size: int = 1024) -> 
     """Rows of some columns a batch at a time: `dataset[name]` would hold all 310k trajectories at once."""
     for batch in dataset.select_columns(list(names)).iter(batch_size=batch_size):
         yield from zip(*(batch[name] for name in names), strict=True)
-
-
-def _column(dataset: datasets.Dataset, name: str, batch_size: int = 1024) -> Iterator[Any]:
-    for (value,) in _columns(dataset, name, batch_size=batch_size):
-        yield value
 
 
 def _seed(key: str, attempt: int, base: int) -> int:
@@ -258,7 +254,7 @@ class LLMSynthesizer:
         index, key = next(keys, (None, ""))
         # small batches: reading one blocks the event loop, and every request in flight waits on it
         batch_size = max(2 * self.config.concurrency, 32)
-        for i, payload in enumerate(_column(abstracted, "trajectory", batch_size)):
+        for i, (payload,) in enumerate(_columns(abstracted, "trajectory", batch_size=batch_size)):
             if i == index:
                 yield key, Trajectory.from_dict(orjson.loads(payload))
                 index, key = next(keys, (None, ""))

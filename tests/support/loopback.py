@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,10 +147,6 @@ class StubProcess:
     model = "stub-model"
 
     def __init__(self, workdir: Path, latency: float) -> None:
-        import subprocess
-        import sys
-        import time
-
         port_file = workdir / f"stub-{latency}.url"
         port_file.unlink(missing_ok=True)
         command = [sys.executable, "-m", "tests.support.loopback", "--port-file", str(port_file)]
