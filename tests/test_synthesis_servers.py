@@ -110,35 +110,37 @@ def test_a_server_down_at_the_start_is_left_out_and_the_build_completes(tmp_path
 
 
 def test_a_server_taken_out_is_probed_and_comes_back():
-    async def scenario(url: str) -> tuple[int, int]:
-        config = load_recipe(None, [f"build.llm.base_url={url}", "build.llm.health_retry_s=0.05"]).build.llm
-        pool = ServerPool(config, "EMPTY")
+    async def scenario(urls: list[str]) -> tuple[int, int]:
+        config = load_recipe(None, [f"build.llm.base_url={json.dumps(urls)}", "build.llm.health_retry_s=0.05"])
+        pool = ServerPool(config.build.llm, "EMPTY")
         try:
-            server = await pool.acquire()
+            server = pool.acquire()
             pool.release(server, failed=True)
             assert server.out
             while server.out:  # the next acquire after its wait probes GET /models
                 await asyncio.sleep(0.06)
-                chosen = await pool.acquire()
+                chosen = pool.acquire()
                 pool.release(chosen, failed=False)
+            assert chosen is server  # back in rotation: the first request after its probe goes to it
             return server.counts["taken_out"], server.counts["requests"]
         finally:
             await pool.aclose()
 
-    with OpenAIStub(_healthy) as stub:
-        taken_out, requests = asyncio.run(asyncio.wait_for(scenario(stub.base_url), 10))
+    with OpenAIStub(_healthy) as stub:  # the other server only has to be in rotation: it is never called
+        taken_out, requests = asyncio.run(asyncio.wait_for(scenario([stub.base_url, "http://127.0.0.1:9/v1"]), 10))
     assert taken_out == 1 and requests == 2
 
 
 def test_a_burst_of_failures_is_one_strike_so_the_first_probe_comes_after_a_second():
-    async def scenario() -> tuple[int, int, float, bool]:
-        config = load_recipe(None, ["build.llm.base_url=http://127.0.0.1:9/v1", "build.llm.health_retry_s=30"])
+    async def scenario() -> tuple[int, int, float]:
+        urls = json.dumps(["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"])
+        config = load_recipe(None, [f"build.llm.base_url={urls}", "build.llm.health_retry_s=30"])
         pool = ServerPool(config.build.llm, "EMPTY")
         try:
-            held = [await pool.acquire() for _ in range(32)]  # 32 in flight, then all fail at once
-            for server in held:
-                pool.release(server, failed=True)
             server = pool.servers[0]
+            held = [pool.acquire() for _ in range(64)]  # 32 on each server, then all of server 0's fail at once
+            for failed in (s for s in held if s is server):
+                pool.release(failed, failed=True)
             wait = server.back_at - time.monotonic()
             return server.strikes, server.counts["failed"], wait
         finally:
@@ -148,30 +150,22 @@ def test_a_burst_of_failures_is_one_strike_so_the_first_probe_comes_after_a_seco
     assert strikes == 1 and failed == 32 and 0.5 < wait <= 1.0
 
 
-def test_servers_are_reached_through_the_proxy_the_environment_names(monkeypatch):
-    """As `check` (the openai client) is: HTTP(S)_PROXY for the servers, NO_PROXY for those it exempts."""
-    from builders.synthesis.backends import _env_proxy
+def test_the_last_server_in_rotation_is_never_taken_out():
+    """With nowhere else to send a request, failures are retried with backoff alone, as with one server:
+    no request waits for a probe, and a dead cluster fails its requests as fast as a dead server."""
 
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
-    monkeypatch.setenv("NO_PROXY", "local.example")
-    assert _env_proxy("http://node1.example:8000/v1") == "http://proxy.example:3128"
-    assert _env_proxy("http://local.example:8000/v1") is None
-    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    assert _env_proxy("http://node1.example:8000/v1") is None
-    # end to end: a server name only the proxy can reach (the stub answers whatever it is asked)
-    with OpenAIStub(lambda request, n: (200, "via the proxy", 0.0)) as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        config = load_recipe(None, ["build.llm.base_url=http://synth.invalid/v1", "build.llm.model=stub-model"])
-        backend = OpenAIBackend(config.build.llm)
+    async def scenario() -> tuple[bool, int, int]:
+        config = load_recipe(None, ["build.llm.base_url=http://127.0.0.1:9/v1"])
+        pool = ServerPool(config.build.llm, "EMPTY")
+        try:
+            for server in [pool.acquire() for _ in range(32)]:
+                pool.release(server, failed=True)
+            only = pool.servers[0]
+            return only.out, only.counts["failed"], only.counts["taken_out"]
+        finally:
+            await pool.aclose()
 
-        async def ask() -> str:
-            try:
-                return await backend.complete("hello", {}, 0, 0.0)
-            finally:
-                await backend.aclose()
-
-        assert asyncio.run(ask()) == "via the proxy" and len(proxy.requests) == 1
+    assert asyncio.run(scenario()) == (False, 32, 0)
 
 
 def test_requests_go_to_the_server_with_the_fewest_in_flight():
@@ -179,9 +173,9 @@ def test_requests_go_to_the_server_with_the_fewest_in_flight():
         config = load_recipe(None, [f"build.llm.base_url={json.dumps(urls)}"]).build.llm
         pool = ServerPool(config, "EMPTY")
         try:
-            held = [await pool.acquire() for _ in range(4)]
+            held = [pool.acquire() for _ in range(4)]
             pool.release(held[0], failed=False)  # server 0 now has one in flight, server 1 two
-            return [s.url for s in [*held, await pool.acquire()]]
+            return [s.url for s in [*held, pool.acquire()]]
         finally:
             await pool.aclose()
 

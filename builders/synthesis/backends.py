@@ -55,16 +55,12 @@ class StatusError(Exception):
         self.status = status
 
 
-class NoServer(Exception):
-    """Every server is out of rotation and the one probed did not answer; retried like a failed request."""
-
-
 def _retryable(exc: BaseException) -> bool:
     import aiohttp
 
     if isinstance(exc, StatusError):
         return exc.status == 429 or exc.status >= 500
-    return isinstance(exc, (NoServer, aiohttp.ClientError, asyncio.TimeoutError))
+    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError))
 
 
 @dataclass(eq=False)
@@ -88,8 +84,11 @@ class ServerPool:
     in a way worth retrying takes its server out of rotation (its other requests finish or fail on
     their own) and the retry goes elsewhere; a server out of rotation is probed with GET /models once
     its wait is over (1 s after the first failure, doubling up to `health_retry_s`) and comes back when
-    it answers. The answer to a request does not depend on the server (the seed is the request's), so
-    routing changes nothing a build writes.
+    it answers. The last server in rotation is never taken out: with nowhere else to go, its failed
+    requests are retried by backoff alone (exactly one server's behaviour), so a request never waits
+    for a probe and an all-down cluster fails its requests as fast as one down server does. The answer
+    to a request does not depend on the server (the seed is the request's), so routing changes nothing
+    a build writes.
     """
 
     def __init__(self, config: LLMConfig, api_key: str, out: Iterable[str] = ()) -> None:
@@ -112,25 +111,14 @@ class ServerPool:
         self.servers = [Server(url, session(url), out=url in out) for url in config.base_urls]
         self._probes: dict[Server, asyncio.Task[None]] = {}
 
-    async def acquire(self) -> Server:
+    def acquire(self) -> Server:
         """The server for the next request (its `outstanding` already counted)."""
         now = time.monotonic()
         for server in self.servers:  # due probes run beside the requests, not in front of them
             if server.out and server.back_at <= now and server not in self._probes:
                 self._probes[server] = asyncio.create_task(self._probe(server))
-        live = [s for s in self.servers if not s.out]
-        if not live:
-            server = min(self.servers, key=lambda s: s.back_at)
-            await asyncio.sleep(max(0.0, server.back_at - time.monotonic()))
-            if server.out:
-                probe = self._probes.get(server) or self._probes.setdefault(
-                    server, asyncio.create_task(self._probe(server))
-                )
-                await asyncio.shield(probe)
-            if server.out:
-                raise NoServer(f"no server in rotation; {redact_url(server.url)} does not answer GET /models")
-            live = [server]
-        chosen = min(live, key=lambda s: s.outstanding)
+        # never empty: `check` leaves at least one server in, and `release` never takes out the last one
+        chosen = min((s for s in self.servers if not s.out), key=lambda s: s.outstanding)
         chosen.outstanding += 1
         chosen.counts["requests"] += 1
         return chosen
@@ -141,7 +129,8 @@ class ServerPool:
             server.strikes = 0
             return
         server.counts["failed"] += 1
-        if not server.out:  # one strike per fall, not per request in flight: a burst of 32 failures waits 1 s
+        others_in = any(s is not server and not s.out for s in self.servers)
+        if not server.out and others_in:  # one strike per fall, not per request in flight (32 failures: 1 s)
             server.counts["taken_out"] += 1
             self._bench(server)
 
@@ -302,7 +291,7 @@ class OpenAIBackend:
         """One try on the server the pool picks; a failure worth retrying takes that server out of rotation."""
         pool = self._pool
         assert pool is not None
-        server = await pool.acquire()
+        server = pool.acquire()
         failed = False  # a cancelled request (Ctrl-C, a crashed sibling) says nothing about the server
         try:
             return await pool.post(server, body)
