@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from apo_planner.errors import UserError
+
 STATS_FILE = "stats.json"  # a dataset folder's (and each build shard's) statistics and provenance
 REVIEW_FILE = "review.md"  # a dataset folder's seeded sample of pairs for a person to read
 REVIEW_JSON = "review.json"  # the same sample as data (the dataset card embeds from it)
@@ -29,8 +31,12 @@ MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"
 
 
-class MissingArtifact(FileNotFoundError):
+class MissingArtifact(UserError, FileNotFoundError):
     """An artifact a command needs is not there; the message names the command that writes it."""
+
+
+class InvalidArtifact(UserError):
+    """An artifact that is there but is not what this toolkit writes (another tool's folder, a stale layout)."""
 
 
 class _Record(BaseModel):

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from apo_planner.errors import RecipeError
 
-class RecipeError(ValueError):
-    """A recipe or override that cannot be used; the message says what to write instead."""
+__all__ = ["RecipeError", "StrictConfig", "format_validation_error"]
 
 
 class StrictConfig(BaseModel):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datasets import DatasetDict, Features, List, Value
 
+from apo_planner.artifacts import InvalidArtifact
+
 PROVENANCE_FIELDS = (
     "source_dataset",
     "source_split",
@@ -64,7 +66,7 @@ def load_preference_dataset(path_or_id: str, revision: str | None = None) -> Dat
     for split, part in ds.items():
         missing = [c for c in PREFERENCE_COLUMNS if c not in part.column_names]
         if missing:
-            raise ValueError(
+            raise InvalidArtifact(
                 f"{path_or_id} split {split!r} lacks columns {missing}; was it built by apo-planner build?"
             )
     return ds

@@ -26,11 +26,12 @@ import requests
 from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
+from apo_planner.errors import UserError
 
 DEFAULT_VLLM = ".venv-vllm/bin/vllm"  # `make vllm-env`: vLLM pins its own torch and transformers
 
 
-class ServerError(RuntimeError):
+class ServerError(UserError):
     """A server that did not come up, serves another model, or died; the message has its log tail."""
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import orjson
 
-from builders.config import FilterConfig
-from builders.source_abstraction import abstract_record, abstract_source
-from builders.sources import TEXT_COLUMN, open_source
-from tests.support.rows import write_corpus
+from apo_planner.builders.config import FilterConfig
+from apo_planner.builders.source_abstraction import abstract_record, abstract_source
+from apo_planner.builders.sources import TEXT_COLUMN, open_source
+from benchmarks.workloads import write_corpus
 
 
 def _best_of(repeats: int, fn) -> float:

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 from apo_planner.artifacts import Comparison
+from apo_planner.entry.recipe import load_recipe
+from apo_planner.evaluation.bfcl_setup import use_project_root
 from apo_planner.tiny import make_tiny_model
-from entry.recipe import load_recipe
-from evaluation.bfcl_setup import use_project_root
 
 
 def evaluation_overhead(tmp: Path, limit: int, max_tokens: int) -> None:
-    from evaluation.run import evaluate
+    from apo_planner.evaluation.run import evaluate
 
     planner = make_tiny_model(tmp / "planner", seed=1)
     config = load_recipe(

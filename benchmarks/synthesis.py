@@ -14,13 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from apo_planner.builders.source_abstraction import abstract_source
+from apo_planner.builders.sources import open_source
+from apo_planner.builders.synthesis.llm import LLMSynthesizer
+from apo_planner.entry.recipe import load_recipe
 from apo_planner.serving import transformers_server
-from builders.source_abstraction import abstract_source
-from builders.sources import open_source
-from builders.synthesis.llm import LLMSynthesizer
-from entry.recipe import load_recipe
-from tests.support.loopback import StubProcess
-from tests.support.rows import write_corpus
+from benchmarks.latency_server import LatencyServer
+from benchmarks.workloads import write_corpus
 
 
 def _run(abstracted, tmp: Path, name: str, base_url: str, model: str, concurrency: int, **llm) -> tuple[float, dict]:
@@ -63,14 +63,14 @@ def main() -> None:
         abstracted = abstract_source(source, load_recipe(None, []).build.filters)
         print(f"{'run':<52}{'calls':>8}{'seconds':>10}{'requests/s':>12}")
         n = args.concurrency
-        with StubProcess(tmp, 0.0) as stub:
+        with LatencyServer(tmp, 0.0) as stub:
             one = _report(
                 "stub, instant, concurrency 1", *_run(abstracted, tmp, "instant", stub.base_url, stub.model, 1)
             )
             many = _report(
                 f"stub, instant, concurrency {n}", *_run(abstracted, tmp, "instant", stub.base_url, stub.model, n)
             )
-        with StubProcess(tmp, args.latency) as stub:
+        with LatencyServer(tmp, args.latency) as stub:
             lat_one = _report(
                 f"stub, {args.latency * 1000:.0f} ms/reply, concurrency 1",
                 *_run(abstracted, tmp, "latency", stub.base_url, stub.model, 1),

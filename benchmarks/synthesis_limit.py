@@ -26,18 +26,18 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from builders.records import Trajectory
-from builders.source_abstraction import abstract_source
-from builders.sources import open_source
-from builders.synthesis.llm import LLMSynthesizer, _seed, selection_schema
-from entry.recipe import load_recipe
-from tests.support.loopback import StubProcess
-from tests.support.rows import write_corpus
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.source_abstraction import abstract_source
+from apo_planner.builders.sources import open_source
+from apo_planner.builders.synthesis.llm import LLMSynthesizer, _seed, selection_schema
+from apo_planner.entry.recipe import load_recipe
+from benchmarks.latency_server import LatencyServer
+from benchmarks.workloads import write_corpus
 
 TARGET = 0.9
 
 
-def _synthesizer(stub: StubProcess, concurrency: int, cache: Path) -> LLMSynthesizer:
+def _synthesizer(stub: LatencyServer, concurrency: int, cache: Path) -> LLMSynthesizer:
     settings = {
         "backend": "openai",
         "base_url": stub.base_url,
@@ -103,7 +103,7 @@ def main() -> None:
         source = open_source(str(write_corpus(tmp / "corpus.jsonl", args.records, seed=3)), work_dir=tmp)
         abstracted = abstract_source(source, load_recipe(None, []).build.filters)
         ratios = {}
-        with StubProcess(tmp, args.latency) as stub:
+        with LatencyServer(tmp, args.latency) as stub:
             print(f"server: loopback stub, {args.latency * 1000:.0f} ms per reply, its own process")
             print(f"{'run':<44}{'requests':>9}{'seconds':>9}{'req/s':>9}{'ceiling':>9}{'CPU ms/req':>12}")
             for concurrency in args.concurrency:

@@ -1,7 +1,7 @@
-"""Training throughput: the recipe (`training.apo.train`) vs a bare TRL DPOTrainer script.
+"""Training throughput: the recipe (`apo_planner.training.apo.train`) vs a bare TRL DPOTrainer script.
 
 Same tiny model, same pairs (train and held-out split), same DPOConfig (the one the recipe's
-`train:` section resolves to, `training.apo.trainer_arguments`) and LoRA config, same number of
+`train:` section resolves to, `apo_planner.training.apo.trainer_arguments`) and LoRA config, same number of
 steps, in one run. Prints training tokens/s of each, timed over the optimisation
 steps only (a callback; the evaluation and checkpoint save the trainer adds at the end are
 excluded), and the ratio: the recipe layer should add no measurable overhead to the training
@@ -19,11 +19,11 @@ from pathlib import Path
 import datasets
 from transformers import TrainerCallback
 
+from apo_planner.builders.build import build
 from apo_planner.dataset import PREFERENCE_COLUMNS
+from apo_planner.entry.recipe import DEFAULT_RECIPE, load_recipe
 from apo_planner.tiny import make_tiny_model
-from builders.build import build
-from entry.recipe import DEFAULT_RECIPE, load_recipe
-from training.apo import lora_config, pair_lengths, train, trainer_arguments
+from apo_planner.training.apo import lora_config, pair_lengths, train, trainer_arguments
 
 
 class StepTimer(TrainerCallback):

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
+from apo_planner.builders.config import FilterConfig
+from apo_planner.builders.records import Action, Conversation, DropReason, Message, RecordDropped, Trajectory
+from apo_planner.builders.validation import arguments_match_schema
 from apo_planner.plan import is_valid_tool_name
 from apo_planner.prompts import context_messages
-from builders.config import FilterConfig
-from builders.records import Action, Conversation, DropReason, Message, RecordDropped, Trajectory
-from builders.validation import arguments_match_schema
 
 _ERROR_KEYS = ("error", "errors", "exception", "error_message")
 

@@ -23,16 +23,16 @@ from datasets.arrow_writer import ArrowWriter
 
 from apo_planner import __version__
 from apo_planner.artifacts import DatasetDir
+from apo_planner.builders.config import BuildConfig
+from apo_planner.builders.finalize import finalize
+from apo_planner.builders.pairing import pair_rows
+from apo_planner.builders.review import ReviewSample
+from apo_planner.builders.shards import parse_shard, read_shards, shard_dir, write_shard
+from apo_planner.builders.source_abstraction import ABSTRACT_FEATURES, abstract_source
+from apo_planner.builders.sources import Source, open_source
+from apo_planner.builders.stats import BuildStats
+from apo_planner.builders.synthesis import Synthesizer, get_synthesizer
 from apo_planner.dataset import FEATURES
-from builders.config import BuildConfig
-from builders.finalize import finalize
-from builders.pairing import pair_rows
-from builders.review import ReviewSample
-from builders.shards import parse_shard, read_shards, shard_dir, write_shard
-from builders.source_abstraction import ABSTRACT_FEATURES, abstract_source
-from builders.sources import Source, open_source
-from builders.stats import BuildStats
-from builders.synthesis import Synthesizer, get_synthesizer
 
 __all__ = ["BuildResult", "build", "merge_shards", "outputs", "parse_shard"]
 

@@ -135,7 +135,7 @@ class LLMConfig(StrictConfig):
 
 
 class ConsistencyConfig(StrictConfig):
-    """Checks of every selection against its trajectory (builders.synthesis.consistency)."""
+    """Checks of every selection against its trajectory (apo_planner.builders.synthesis.consistency)."""
 
     enabled: bool = Field(True, description="reject selections that contradict the trajectory, counted by reason")
     dropped_reported_tool: bool = Field(

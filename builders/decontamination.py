@@ -15,6 +15,8 @@ from pathlib import Path
 
 import orjson
 
+from apo_planner.errors import MissingExtra
+
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
@@ -37,7 +39,10 @@ def bfcl_data_dir() -> Path:
 
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("bfcl-eval is not installed; it ships the questions to decontaminate against")
+        raise MissingExtra(
+            "build.decontamination needs bfcl-eval (it ships the questions to decontaminate against), which the "
+            "'eval' extra installs: pip install 'apo-planner[eval]'; or set build.decontamination.enabled=false"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 

@@ -10,12 +10,12 @@ from typing import Any
 import datasets
 
 from apo_planner.artifacts import DatasetDir, write_json
+from apo_planner.builders.config import BuildConfig
+from apo_planner.builders.decontamination import Decontaminator
+from apo_planner.builders.pairs import fingerprint, split_of, write_hub_layout
+from apo_planner.builders.records import DropReason
+from apo_planner.builders.stats import BuildStats, length_filters
 from apo_planner.dataset import SPLITS
-from builders.config import BuildConfig
-from builders.decontamination import Decontaminator
-from builders.pairs import fingerprint, split_of, write_hub_layout
-from builders.records import DropReason
-from builders.stats import BuildStats, length_filters
 
 
 def _dedupe_sorted(pairs: datasets.Dataset, stats: BuildStats) -> datasets.Dataset:

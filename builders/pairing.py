@@ -1,6 +1,6 @@
 """The pairing step: each abstracted trajectory becomes a chosen/rejected row, a counted drop or a
 counted rejected selection; records, trajectories per record and lengths are counted on the way.
-The row's layout itself is `builders.pairs.make_row`."""
+The row's layout itself is `apo_planner.builders.pairs.make_row`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import datasets
 import orjson
 from tqdm.auto import tqdm
 
-from builders.config import BuildConfig
-from builders.pairs import make_row
-from builders.records import DropReason, Trajectory
-from builders.stats import BuildStats
-from builders.synthesis import Synthesizer
-from builders.synthesis.agreement import Agreement
-from builders.synthesis.consistency import check_consistency, unsourced_answer_values
-from builders.synthesis.rule import RuleSynthesizer
-from builders.synthesis.selection import InvalidSelection, Selection, original_plan, selected_plan
+from apo_planner.builders.config import BuildConfig
+from apo_planner.builders.pairs import make_row
+from apo_planner.builders.records import DropReason, Trajectory
+from apo_planner.builders.stats import BuildStats
+from apo_planner.builders.synthesis import Synthesizer
+from apo_planner.builders.synthesis.agreement import Agreement
+from apo_planner.builders.synthesis.consistency import check_consistency, unsourced_answer_values
+from apo_planner.builders.synthesis.rule import RuleSynthesizer
+from apo_planner.builders.synthesis.selection import InvalidSelection, Selection, original_plan, selected_plan
 
 
 def _measure_row(row: dict[str, Any], stats: BuildStats) -> None:

@@ -13,9 +13,9 @@ from datasets import DatasetDict
 
 from apo_planner import __version__
 from apo_planner.artifacts import DatasetDir
+from apo_planner.builders.records import Trajectory
 from apo_planner.plan import Plan
 from apo_planner.prompts import dump_tools, plan_completion, planner_prompt
-from builders.records import Trajectory
 
 
 def row_id(namespace: str, source_row_id: str, turn: int = 0) -> str:

@@ -21,9 +21,10 @@ from typing import Any
 
 import orjson
 
+from apo_planner.builders.errors import SourceError
+from apo_planner.builders.records import Conversation, DropReason, Message, RecordDropped, ToolCall
 from apo_planner.prompts import content_text
 from apo_planner.tools import normalize_tool
-from builders.records import Conversation, DropReason, Message, RecordDropped, ToolCall
 
 FORMATS = ("nemotron", "openai", "sharegpt")
 
@@ -55,7 +56,7 @@ def detect_format(columns: Iterable[str]) -> str:
         return "nemotron"
     if "messages" in cols:
         return "openai"
-    raise ValueError(
+    raise SourceError(
         f"cannot detect the log format from columns {sorted(cols)}; expected 'messages' (+ 'metadata' for "
         f"Nemotron, + 'tools' for OpenAI) or 'conversations' (ShareGPT). Pass --format one of {FORMATS}."
     )
@@ -290,4 +291,4 @@ def get_reader(fmt: str) -> Callable[[dict[str, Any]], Conversation]:
     try:
         return READERS[fmt]
     except KeyError:
-        raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)} (or 'auto')") from None
+        raise SourceError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)} (or 'auto')") from None

@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 
 from apo_planner.artifacts import DatasetDir, write_json
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.synthesis.selection import Selection
 from apo_planner.plan import Plan
 from apo_planner.templating import environment
-from builders.records import Trajectory
-from builders.synthesis.selection import Selection
 
 TEMPLATE = Path(__file__).parent / "templates" / "review.md.jinja"
 _SPARE = 4  # candidates per sampled pair: dedupe and decontamination may remove some after pairing

@@ -13,8 +13,9 @@ from typing import Any
 import datasets
 
 from apo_planner.artifacts import STATS_FILE, read_json, write_json
+from apo_planner.builders.errors import ShardError
+from apo_planner.builders.stats import HISTOGRAMS_KEY, REVIEW_KEY, BuildStats
 from apo_planner.dataset import FEATURES
-from builders.stats import HISTOGRAMS_KEY, REVIEW_KEY, BuildStats
 
 PAIRS_FILE = "pairs.parquet"
 RECIPE_KEY = "pairs_recipe"  # shards only: the settings behind `recipe_sha256`, to name what differs
@@ -36,9 +37,9 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> tuple[in
     try:
         index, total = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like i/N (e.g. 0/8) or auto, got {text!r}") from None
+        raise ShardError(f"--shard must look like i/N (e.g. 0/8) or auto, got {text!r}") from None
     if not 0 <= index < total:
-        raise ValueError(f"--shard {text}: need 0 <= i < N")
+        raise ShardError(f"--shard {text}: need 0 <= i < N")
     return index, total
 
 
@@ -48,8 +49,8 @@ def _scheduler_shard(environ: Mapping[str, str]) -> tuple[int, int]:
     if environ.get("APO_SHARD"):
         try:
             return parse_shard(environ["APO_SHARD"])
-        except ValueError as exc:
-            raise ValueError(f"APO_SHARD={environ['APO_SHARD']!r}: {exc}") from None
+        except ShardError as exc:
+            raise ShardError(f"APO_SHARD={environ['APO_SHARD']!r}: {exc}") from None
     if "SLURM_ARRAY_TASK_ID" in environ:
         task = int(environ["SLURM_ARRAY_TASK_ID"])
         first = int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
@@ -57,12 +58,12 @@ def _scheduler_shard(environ: Mapping[str, str]) -> tuple[int, int]:
         step = int(environ.get("SLURM_ARRAY_TASK_STEP", "1"))
         count = int(environ.get("SLURM_ARRAY_TASK_COUNT", str((last - first) // step + 1)))
         if (last - first) // step + 1 != count or (task - first) % step:
-            raise ValueError(
+            raise ShardError(
                 f"--shard auto: Slurm array task {task} of ids {first}..{last} step {step} ({count} tasks) is not "
                 "an even range; submit with --array=0-{N-1}, or set APO_SHARD=i/N"
             )
         return parse_shard(f"{(task - first) // step}/{count}")
-    raise ValueError(
+    raise ShardError(
         "--shard auto: no job array in the environment (SLURM_ARRAY_TASK_ID is not set) and no APO_SHARD=i/N; "
         "run it as a Slurm array task, export APO_SHARD=i/N, or pass --shard i/N"
     )
@@ -125,13 +126,13 @@ def read_shards(output: Path) -> tuple[datasets.Dataset, BuildStats, dict[str, A
     root = output / "shards"
     folders = sorted(root.glob("shard-*-of-*"))
     if not folders:
-        raise FileNotFoundError(f"no shards under {root}; run build --shard i/N (or --shard auto) first")
+        raise ShardError(f"no shards under {root}; run build --shard i/N (or --shard auto) first")
     by_total: dict[int, list[str]] = {}
     for folder in folders:
         by_total.setdefault(int(folder.name.rsplit("-", 1)[1]), []).append(folder.name)
     if len(by_total) != 1:
         listing = "; ".join(f"of {total}: {', '.join(names)}" for total, names in sorted(by_total.items()))
-        raise ValueError(f"shards of different totals under {root} ({listing}); keep one build's shards only")
+        raise ShardError(f"shards of different totals under {root} ({listing}); keep one build's shards only")
     total = next(iter(by_total))
     shards = [shard_dir(output, i, total) for i in range(total)]
     missing = [f.name for f in shards if not f.is_dir()]
@@ -142,7 +143,7 @@ def read_shards(output: Path) -> tuple[datasets.Dataset, BuildStats, dict[str, A
             problems.append(f"missing: {', '.join(missing)}")
         if unfinished:
             problems.append(f"unfinished (no stats.json): {', '.join(unfinished)}")
-        raise ValueError(
+        raise ShardError(
             f"{len(missing) + len(unfinished)} of {total} shards under {root} are not ready; "
             f"{'; '.join(problems)}. Run build --shard i/{total} for each"
         )
@@ -157,7 +158,7 @@ def read_shards(output: Path) -> tuple[datasets.Dataset, BuildStats, dict[str, A
             differing.update(keys)
     if mismatched:
         hints = [_REBUILD_HINT[k] for k in sorted(differing) if k in _REBUILD_HINT]
-        raise ValueError(
+        raise ShardError(
             f"shards built differently from {shards[0].name}: {' | '.join(mismatched)}"
             f"{' (' + '; '.join(hints) + ')' if hints else ''}. Rebuild those shards with the same recipe and source"
         )

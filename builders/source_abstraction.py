@@ -3,7 +3,7 @@
 It runs as `datasets.map`, batched and with `num_proc` workers where the source is materialised. A
 record yields one output row per trajectory it holds under `filters.multi_turn` (or one row naming why
 it holds none); `record_start` marks a record's first row, so counts per source row survive the
-flattening. One conversation's abstraction itself is `builders.abstraction.turns`.
+flattening. One conversation's abstraction itself is `apo_planner.builders.abstraction.turns`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any
 import datasets
 import orjson
 
-from builders.abstraction import turns
-from builders.config import FilterConfig
-from builders.readers import get_reader
-from builders.records import DropReason, RecordDropped
-from builders.sources import ERROR_COLUMN, FILE_COLUMN, LINE_COLUMN, TEXT_COLUMN, Source
+from apo_planner.builders.abstraction import turns
+from apo_planner.builders.config import FilterConfig
+from apo_planner.builders.readers import get_reader
+from apo_planner.builders.records import DropReason, RecordDropped
+from apo_planner.builders.sources import ERROR_COLUMN, FILE_COLUMN, LINE_COLUMN, TEXT_COLUMN, Source
 
 ABSTRACT_FEATURES = datasets.Features(
     {

@@ -25,7 +25,8 @@ import orjson
 from datasets.arrow_writer import ArrowWriter
 
 from apo_planner.artifacts import sha256_files
-from builders.readers import detect_format
+from apo_planner.builders.errors import SourceError
+from apo_planner.builders.readers import detect_format
 
 TEXT_COLUMN = "__raw_line__"
 FILE_COLUMN = "__file__"
@@ -46,10 +47,6 @@ _SAMPLE_RECORDS = 20  # records read to detect the format
 _FORMATS_HINT = (
     "JSON Lines (.jsonl, .jsonl.gz), a JSON array (.json) or parquet files of Nemotron, OpenAI or ShareGPT rows"
 )
-
-
-class SourceError(ValueError):
-    """A source that cannot be read at all; the message names it and says what to do."""
 
 
 @dataclass

@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from builders.config import BuildConfig
-from builders.records import DropReason
-from builders.review import ReviewSample
-from builders.synthesis.agreement import Agreement
+from apo_planner.builders.config import BuildConfig
+from apo_planner.builders.errors import BuildError
+from apo_planner.builders.records import DropReason
+from apo_planner.builders.review import ReviewSample
+from apo_planner.builders.synthesis.agreement import Agreement
 
 _MAX_EXAMPLES = 3
 _SUMMED = ("records_read", "trajectories", "duplicate_records", "pairs", "calls_chosen_total", "calls_rejected_total")
@@ -104,7 +105,7 @@ class BuildStats:
             if not self.review.candidates():
                 self.review = ReviewSample(theirs["size"], theirs["seed"])
             elif theirs["seed"] != self.review.seed:
-                raise ValueError(f"shard {other.get('shard')} drew its review sample with another build.review.seed")
+                raise BuildError(f"shard {other.get('shard')} drew its review sample with another build.review.seed")
             self.review.merge(theirs)
         if other.get("throughput"):
             self.shard_throughput.append({"shard": other.get("shard"), **other["throughput"]})

@@ -11,6 +11,7 @@ says, before anything runs, whether that token can write where the release goes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,10 @@ from huggingface_hub.utils import HFValidationError, filter_repo_objects, valida
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from apo_planner.artifacts import STATS_FILE
-from cards.config import PushConfig
+from apo_planner.cards.config import PushConfig
+from apo_planner.errors import UserError
+
+_info = logging.getLogger(__name__).info  # progress lines; `-v` / `--log-level` set the level
 
 DATASET_PATTERNS = ["data/*.parquet", STATS_FILE, "README.md"]
 ALWAYS_REMOTE = {".gitattributes"}  # the Hub adds it to every repo
@@ -31,7 +35,7 @@ _RESUME_HINT = "\nre-run the same command to resume: repos already pushed are no
 _AUTH_HINT = "\nthe token must be a write token with access to this namespace (HF_TOKEN or `hf auth login`)"
 
 
-class PushError(RuntimeError):
+class PushError(UserError):
     """A push that retrying cannot fix: no token, offline mode, nothing staged, or a released version
     that would change."""
 
@@ -84,10 +88,10 @@ class HubPusher:
     retry_wait_s: float = 1.0
     max_wait_s: float = 300.0
     api: HfApi = field(default_factory=HfApi)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = _info
 
     @classmethod
-    def from_config(cls, config: PushConfig, log: Callable[[str], None] = print) -> HubPusher:
+    def from_config(cls, config: PushConfig, log: Callable[[str], None] = _info) -> HubPusher:
         return cls(retries=config.retries, retry_wait_s=config.retry_wait_s, max_wait_s=config.max_wait_s, log=log)
 
     def redact(self, text: str) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from apo_planner.artifacts import Comparison, DatasetDir, EvalDir, TrainDir
+from apo_planner.cards.recipe import RECIPE_FILE
 from apo_planner.templating import render_file
-from cards.recipe import RECIPE_FILE
 
 TEMPLATES = Path(__file__).parent / "templates"
 _LICENSES = {

@@ -2,8 +2,8 @@
 
 `release/<dataset-repo>/` loads with `load_dataset`, `release/<model-repo>/` with
 `AutoModelForCausalLM.from_pretrained`, `release/<adapter-repo>/` with `PeftModel`; the release's
-push stage uploads each of `targets` with `cards.hub.HubPusher` and tags it. Every repo also carries
-the resolved recipe (`recipe.yaml`, see `cards.recipe`) and the model repos the training provenance,
+push stage uploads each of `targets` with `apo_planner.cards.hub.HubPusher` and tags it. Every repo also carries
+the resolved recipe (`recipe.yaml`, see `apo_planner.cards.recipe`) and the model repos the training provenance,
 so what is found on the Hub can be rebuilt with the one command its card gives.
 """
 
@@ -19,9 +19,9 @@ from huggingface_hub import get_token
 from tqdm.auto import tqdm
 
 from apo_planner.artifacts import STATS_FILE, DatasetDir, EvalDir, TrainDir, read_json, write_json
-from cards.config import ReleaseConfig
-from cards.recipe import RECIPE_FILE, recipe_yaml, shippable_recipe
-from cards.render import dataset_card, model_card, version_history
+from apo_planner.cards.config import ReleaseConfig
+from apo_planner.cards.recipe import RECIPE_FILE, recipe_yaml, shippable_recipe
+from apo_planner.cards.render import dataset_card, model_card, version_history
 
 VERSION_HISTORY_FILE = "version_history.json"
 # Written by the trainer beside the adapter: a pickle of TrainingArguments (the Hub flags pickles), and every

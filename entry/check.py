@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from entry.recipe import Recipe
+from apo_planner.entry.recipe import Recipe
 
 PROBE_ROWS = 64  # source rows read and abstracted by the probe
 
@@ -42,7 +42,7 @@ def _is_local(path_or_id: str) -> bool:
 
 
 def check_trainer(recipe: Recipe, report: CheckReport) -> None:
-    from training.apo import check_config
+    from apo_planner.training.apo import check_config
 
     try:
         check_config(recipe.train)
@@ -62,7 +62,7 @@ def check_push(recipe: Recipe, report: CheckReport) -> None:
         return
     from huggingface_hub import HfApi
 
-    from cards.hub import namespace_problems
+    from apo_planner.cards.hub import namespace_problems
 
     api = HfApi()  # one client, so whoami is asked once for all namespaces
     for namespace in recipe.release.namespaces():
@@ -71,7 +71,7 @@ def check_push(recipe: Recipe, report: CheckReport) -> None:
 
 def check_source(recipe: Recipe, report: CheckReport) -> None:
     """Read and abstract the first rows the way the build will, and measure their prompts in tokens."""
-    from builders.build import build
+    from apo_planner.builders.build import build
 
     b = recipe.build
     if not _is_local(b.source) and not any(ch in b.source for ch in "*?[") and _offline():
@@ -115,7 +115,7 @@ def _check_prompt_lengths(recipe: Recipe, dataset: Path, report: CheckReport) ->
         from transformers import AutoTokenizer
 
         from apo_planner.dataset import load_preference_dataset
-        from training.apo import pair_lengths
+        from apo_planner.training.apo import pair_lengths
 
         revision = None if _is_local(t.base_model) else t.base_revision
         tokenizer = AutoTokenizer.from_pretrained(t.base_model, revision=revision)

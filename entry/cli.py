@@ -4,21 +4,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from apo_planner import __version__
+from apo_planner import __version__, logs
 from apo_planner.config import RecipeError
-from entry.recipe import DEFAULT_RECIPE, Recipe, load_recipe
+from apo_planner.entry import failures
+from apo_planner.entry.recipe import Recipe, load_recipe
+from apo_planner.errors import UserError, require_extra
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from apo_planner.serving import ServerConfig
 
 
+# What each command needs beyond the base install (which builds datasets from logs): the extra that
+# installs it and the modules that tell it is there. Refused in one line before any work starts.
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "train": ("train", ("torch", "transformers", "trl", "peft", "accelerate")),
+    "merge": ("train", ("torch", "transformers", "peft", "lm_eval")),
+    "eval": ("eval", ("bfcl_eval", "torch", "transformers", "matplotlib")),
+    "submission": ("eval", ("bfcl_eval",)),
+    "release": ("all", ("torch", "transformers", "trl", "peft", "accelerate", "lm_eval", "bfcl_eval", "matplotlib")),
+    "tiny-model": ("generation", ("torch", "transformers")),
+    "plan": ("generation", ("transformers",)),
+}
+
+
 def _add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--recipe", default=None, help=f"YAML recipe (default: {DEFAULT_RECIPE.name}, offline smoke)")
+    parser.add_argument(
+        "--recipe",
+        default=None,
+        help="a shipped recipe by name (smoke: offline CPU, the default; paper: GPU, Hub) or a YAML file",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -35,8 +57,8 @@ def _recipe(args: argparse.Namespace, extra: list[str]) -> Recipe:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or one shard, or merge the shards), then optionally push; the Hub is checked before building."""
-    from builders.build import build, merge_shards, parse_shard
-    from builders.report import print_build_stats
+    from apo_planner.builders.build import build, merge_shards, parse_shard
+    from apo_planner.builders.report import print_build_stats
 
     extra = [
         f"build.{k}={v}"
@@ -55,20 +77,20 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.push_to_hub:
         if args.shard:
             raise RecipeError("--push-to-hub pushes a whole dataset: use it with --merge-shards, not --shard")
-        from cards.hub import HubPusher
+        from apo_planner.cards.hub import HubPusher
 
         pusher = HubPusher.from_config(recipe.release.push)
         pusher.check_ready()  # before the build, not after it
     shard = parse_shard(args.shard) if args.shard else None  # before anything runs: a bad array fails at once
     if args.shard == "auto":
-        print(f"apo-planner build: --shard auto is shard {shard[0]}/{shard[1]}", flush=True)
+        logger.info("apo-planner build: --shard auto is shard %d/%d", *shard)
     if args.merge_shards:
         result = merge_shards(recipe.build)
     else:
         result = build(recipe.build, shard)
     print_build_stats(result.stats, result.output)
     if pusher is not None:
-        from cards.hub import push_dataset
+        from apo_planner.cards.hub import push_dataset
 
         private = args.private or recipe.release.push.private
         push_dataset(result.output, args.push_to_hub, recipe.build.version, pusher, private=private)
@@ -77,8 +99,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Through `accelerate launch` whatever `train.num_processes` is (the release trains the same way)."""
-    from training.apo import check_config
-    from training.launch import launch
+    from apo_planner.training.apo import check_config
+    from apo_planner.training.launch import launch
 
     recipe = _recipe(args, [])
     check_config(recipe.train)
@@ -95,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from training.merge import merge
+    from apo_planner.training.merge import merge
 
     recipe = _recipe(args, [])
     output = merge(recipe.train, args.adapter, args.output)
@@ -110,11 +132,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.categories:
         extra.append("eval.categories=[" + ",".join(args.categories.split(",")) + "]")
     recipe = _recipe(args, extra)
-    from evaluation.bfcl_setup import use_project_root
+    from apo_planner.evaluation.bfcl_setup import use_project_root
 
     use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
-    from evaluation.report import print_comparison
-    from evaluation.run import evaluate
+    from apo_planner.evaluation.report import print_comparison
+    from apo_planner.evaluation.run import evaluate
 
     result = evaluate(recipe.eval)
     print_comparison(result.comparison, result.output)
@@ -124,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def submission_pins(recipe: Recipe) -> object:
     """The leaderboard entry's pins: `eval.submission`, its unset fields from the release (the merged
     model's repo at the tag the release gives it, the namespace, the model license)."""
-    from evaluation.submission import Pinned
+    from apo_planner.evaluation.submission import Pinned
 
     s, release, executor = recipe.eval.submission, recipe.release, recipe.eval.executor
     repo = s.planner_repo or release.model_repo_id
@@ -144,10 +166,10 @@ def submission_pins(recipe: Recipe) -> object:
 
 def cmd_submission(args: argparse.Namespace) -> int:
     recipe = _recipe(args, [])
-    from evaluation.bfcl_setup import use_project_root
+    from apo_planner.evaluation.bfcl_setup import use_project_root
 
     use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
-    from evaluation.submission import export
+    from apo_planner.evaluation.submission import export
 
     folder = export(recipe.eval, submission_pins(recipe), allow_partial=args.allow_partial)
     print(f"wrote {folder} (README.md says where each file goes)")
@@ -157,13 +179,13 @@ def cmd_submission(args: argparse.Namespace) -> int:
 def _read_tools(path: Path) -> object:
     """The --tools file's JSON; what is wrong with it names the file (and the line and column)."""
     if not path.is_file():
-        raise ValueError(f"--tools {path}: no such file; give a JSON file with a list of tools")
+        raise UserError(f"--tools {path}: no such file; give a JSON file with a list of tools")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"--tools {path} is not UTF-8 text (byte offset {exc.start}); save it as UTF-8") from None
+        raise UserError(f"--tools {path} is not UTF-8 text (byte offset {exc.start}); save it as UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(
+        raise UserError(
             f"--tools {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
         ) from None
 
@@ -175,7 +197,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     tools = normalize_tools(_read_tools(Path(args.tools)))
     if not tools:
-        raise ValueError(f"--tools {args.tools} holds no tool definitions: write a JSON list of OpenAI-style tools")
+        raise UserError(f"--tools {args.tools} holds no tool definitions: write a JSON list of OpenAI-style tools")
     limits = GrammarLimits(max_steps=args.max_steps)
     constrained = not args.unconstrained
     if args.base_url:
@@ -207,13 +229,13 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     """build -> train -> merge -> eval -> cards/stage -> push (with --push); unchanged stages skip."""
     recipe = _recipe(args, [])
-    from evaluation.bfcl_setup import use_project_root
+    from apo_planner.evaluation.bfcl_setup import use_project_root
 
     use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
     from rich.console import Console
     from rich.table import Table
 
-    from entry.release import run_release
+    from apo_planner.entry.release import run_release
 
     summary = run_release(recipe, push=args.push)
     table = Table(
@@ -235,7 +257,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_cards(args: argparse.Namespace) -> int:
     from apo_planner.artifacts import DatasetDir, EvalDir, TrainDir
-    from cards.stage import stage
+    from apo_planner.cards.stage import stage
 
     recipe = _recipe(args, [])
     staged = stage(
@@ -259,7 +281,7 @@ class ServedRole(NamedTuple):
 
 def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
     """Every server the recipe's stages start: the build's synthesizer, the eval stage's executor and planner."""
-    from evaluation.run import served_roles as eval_roles
+    from apo_planner.evaluation.run import served_roles as eval_roles
 
     roles = {}
     llm = recipe.build.llm
@@ -275,7 +297,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     recipe = _recipe(args, [])
-    from evaluation.bfcl_setup import use_project_root
+    from apo_planner.evaluation.bfcl_setup import use_project_root
 
     use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
     from apo_planner.serving import serve
@@ -290,7 +312,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
     config, model, workdir, revision = roles[args.role]
     if args.role == "executor":
-        from evaluation.run import prepare_executor
+        from apo_planner.evaluation.run import prepare_executor
 
         prepare_executor(recipe.eval.executor)
     with serve(config, model, workdir, args.role, revision=revision) as base_url:
@@ -305,7 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Every problem a release would meet late (token, namespaces, source, lengths, GPUs, engines, disk)."""
-    from entry.check import run_checks
+    from apo_planner.entry.check import run_checks
 
     recipe = _recipe(args, [])
     report = run_checks(recipe, push=args.push)
@@ -322,14 +344,32 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Subcommands:
+    """`add_subparsers()` whose every subcommand also takes the common options (--debug, -v, --log-level)."""
+
+    def __init__(self, actions: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+        self._actions = actions
+        self._common = common
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return self._actions.add_parser(name, parents=[self._common], **kwargs)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand with its flags; recipe-driven ones share `--recipe` and `--set`."""
+    common = argparse.ArgumentParser(add_help=False)  # accepted before and after the subcommand
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="print an error's traceback")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
+    common.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=argparse.SUPPRESS, help="default INFO"
+    )
     parser = argparse.ArgumentParser(
         prog="apo-planner",
         description="Build, train, evaluate and release an efficiency-trained tool-calling planner.",
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"apo-planner {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
 
     p = sub.add_parser("build", help="trajectories -> preference dataset (parquet + stats.json)")
     _add_recipe_args(p)
@@ -426,79 +466,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(text: object) -> str:
-    """A (possibly multi-line) message as one line: `a:\n  b\n  c` -> `a: b; c`."""
-    out = ""
-    for line in (part.strip() for part in str(text).splitlines()):
-        if line:
-            out += line if not out else (" " if out.endswith((":", ".")) else "; ") + line
-    return out
-
-
-def _network_error(exc: BaseException) -> bool:
-    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__module__.split(".")[0] in (
-        "httpx",
-        "httpx2",
-        "requests",
-        "urllib3",
-    )
-
-
-def _error_line(exc: BaseException, args: argparse.Namespace) -> tuple[str, int]:
-    """What the user reads for a failure, and the exit status: 2 for what they can fix, 1 for a bug."""
-    import errno
-
-    message = _one_line(exc) or type(exc).__name__
-    if isinstance(exc, (ValueError, RuntimeError)):  # RecipeError, SourceError, TrainingInputError, bad JSON/UTF-8
-        return message, 2
-    if not isinstance(exc, OSError) and not _network_error(exc):
-        return f"unexpected {type(exc).__name__}: {message} (a bug: rerun with --debug and report the traceback)", 1
-    where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"no space left on the device writing{where}; free space or point the output at another disk", 2
-    if isinstance(exc, PermissionError):
-        return f"permission denied:{where}; write somewhere you may (--output, --set ...output=DIR) or fix it", 2
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and where:
-        return f"{exc.strerror or 'cannot open'}:{where}; check the path", 2
-    model = getattr(args, "model", None)
-    if model and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
-        return f"model {model!r}: no such folder; give a merged model folder or a Hub id", 2
-    if model and model not in message:  # transformers' "couldn't connect" does not say what it was loading
-        message = f"cannot load model {model!r}: {message}"
-    if _network_error(exc) or "connect" in message.lower():
-        offline = "HF_HUB_OFFLINE is set: unset it or use local paths" if _offline() else "check the network"
-        message += f" ({offline})"
-    return message, 2
-
-
-def _offline() -> bool:
-    import os
-
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Every failure ends in one line `apo-planner <cmd>: error: ...` (exit 2 for what the user can fix);
-    `--debug`, anywhere on the command line, prints the traceback first."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    parser = build_parser()
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
-    args = parser.parse_args([a for a in argv if a != "--debug"])
+    """Every failure ends in one line `apo-planner <cmd>: error: ...`: exit 2 for what the user can fix,
+    1 for a bug (its traceback in a log file), 130 for Ctrl-C; `--debug` prints the traceback as well."""
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    for option, default in (("debug", False), ("verbose", False), ("log_level", None)):
+        setattr(args, option, getattr(args, option, default))  # given before or after the subcommand, or not
+    logs.setup(args.log_level or ("DEBUG" if args.verbose else "INFO"))
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
+        if args.command in EXTRAS:
+            require_extra(EXTRAS[args.command][0], *EXTRAS[args.command][1], what=f"apo-planner {args.command}")
         return handler(args)
     except KeyboardInterrupt:
         print(f"apo-planner {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if debug:
+        if args.debug:
             import traceback
 
             traceback.print_exc()
-        message, status = _error_line(exc, args)
+        message, status = failures.report(args.command, exc, getattr(args, "model", None))
         print(f"apo-planner {args.command}: error: {message}", file=sys.stderr)
         return status
 

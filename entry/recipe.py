@@ -1,8 +1,9 @@
 """Recipes: one YAML file configures a whole run; `--set key=value` overrides any knob.
 
 Each stage owns its config class (next to its code, like a TRL trainer and its config); the
-recipe only composes them. Relative `build.source` paths resolve against the recipe's folder
-when they exist there, so bundled recipes work from any working directory.
+recipe only composes them. `--recipe smoke` names a recipe shipped in the package
+(`apo_planner.recipes`), a path names a file. Relative `build.source` paths resolve against the
+recipe's folder when they exist there, so shipped recipes work from any working directory.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ from typing import Any
 import yaml
 from pydantic import model_validator
 
+from apo_planner import recipes
+from apo_planner.builders.config import BuildConfig
+from apo_planner.cards.config import ReleaseConfig
 from apo_planner.config import RecipeError, StrictConfig
-from builders.config import BuildConfig
-from cards.config import ReleaseConfig
-from evaluation.config import EvalConfig
-from training.config import TrainConfig
+from apo_planner.evaluation.config import EvalConfig
+from apo_planner.training.config import TrainConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RECIPE = REPO_ROOT / "recipes" / "smoke.yaml"
+DEFAULT_RECIPE = recipes.shipped()[recipes.DEFAULT]
 
 
 class Recipe(StrictConfig):
@@ -66,8 +67,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def read_recipe_file(path: Path) -> dict[str, Any]:
     """The recipe's YAML mapping; what is wrong with the file names it, and where."""
     if not path.is_file():
-        bundled = ", ".join(str(p.relative_to(REPO_ROOT)) for p in sorted(DEFAULT_RECIPE.parent.glob("*.yaml")))
-        raise RecipeError(f"recipe {path} not found; pass --recipe FILE (bundled: {bundled})")
+        shipped = ", ".join(recipes.shipped())
+        raise RecipeError(f"recipe {path} not found; pass --recipe FILE or the name of a shipped recipe ({shipped})")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -96,13 +97,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def recipe_path(name_or_path: str | Path | None) -> Path:
+    """A shipped recipe's file for its name (`smoke`, `paper`), else the path as given."""
+    if name_or_path is None:
+        return DEFAULT_RECIPE
+    text = str(name_or_path)
+    shipped = recipes.shipped()
+    if text in shipped and not Path(text).is_file():
+        return shipped[text]
+    return Path(text)
+
+
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe (default: the offline smoke recipe), apply overrides, validate strictly."""
-    recipe_path = Path(path) if path else DEFAULT_RECIPE
-    data = apply_overrides(read_recipe_file(recipe_path), overrides or [])
+    """Read a recipe (a shipped one by name, default smoke, or a file), apply overrides, validate strictly."""
+    path_ = recipe_path(path)
+    data = apply_overrides(read_recipe_file(path_), overrides or [])
     source = (data.get("build") or {}).get("source")
     if isinstance(source, str) and not Path(source).is_absolute() and not Path(source).exists():
-        beside = recipe_path.parent / source
+        beside = path_.parent / source
         if beside.exists():
             data["build"]["source"] = str(beside)
-    return Recipe.parse(data, where=f"recipe {recipe_path}")
+    return Recipe.parse(data, where=f"recipe {path_}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -19,16 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from apo_planner.artifacts import DatasetDir, EvalDir, PlanCoverage, TrainDir, sha256_files
-from entry.recipe import Recipe
-from evaluation.config import GATE_KEYS as EVAL_GATES
-from training.config import GATE_KEYS as TRAIN_GATES
+from apo_planner.entry.recipe import Recipe
+from apo_planner.errors import UserError
+from apo_planner.evaluation.config import GATE_KEYS as EVAL_GATES
+from apo_planner.training.config import GATE_KEYS as TRAIN_GATES
+
+_info = logging.getLogger(__name__).info  # progress lines; `-v` / `--log-level` set the level
 
 
 def _sha(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class ReleaseStopped(RuntimeError):
+class ReleaseStopped(UserError):
     """A stage's result must not be published; nothing after it ran (no cards, no push)."""
 
 
@@ -81,8 +85,8 @@ class Release:
     built, evaluation plans with the model just merged), whatever the recipe says for standalone runs.
     """
 
-    def __init__(self, recipe: Recipe, pusher: Any = None, log: Callable[[str], None] = print) -> None:
-        from cards.stage import staged_folders
+    def __init__(self, recipe: Recipe, pusher: Any = None, log: Callable[[str], None] = _info) -> None:
+        from apo_planner.cards.stage import staged_folders
 
         self.recipe = recipe
         self.pusher = pusher
@@ -97,7 +101,7 @@ class Release:
 
     def check(self, push: bool) -> None:
         """`apo-planner check` before the first stage: what would fail hours in, refused now, all at once."""
-        from entry.check import run_checks
+        from apo_planner.entry.check import run_checks
 
         report = run_checks(self.recipe, push=push)
         if not report.ok:
@@ -108,11 +112,11 @@ class Release:
             )
 
     def stages(self) -> list[Stage]:
-        from builders.build import outputs as build_outputs
-        from cards.stage import outputs as cards_outputs
-        from evaluation.run import outputs as eval_outputs
-        from training.apo import outputs as train_outputs
-        from training.merge import outputs as merge_outputs
+        from apo_planner.builders.build import outputs as build_outputs
+        from apo_planner.cards.stage import outputs as cards_outputs
+        from apo_planner.evaluation.run import outputs as eval_outputs
+        from apo_planner.training.apo import outputs as train_outputs
+        from apo_planner.training.merge import outputs as merge_outputs
 
         train, evaluation = self.train_config, self.eval_config
         table = [
@@ -162,7 +166,7 @@ class Release:
 
     @cached_property
     def build_key(self) -> str:
-        from builders.sources import content_hash, local_files
+        from apo_planner.builders.sources import content_hash, local_files
 
         b = self.recipe.build
         local = local_files(b.source)
@@ -201,37 +205,37 @@ class Release:
     # --- runs ---------------------------------------------------------------------------------
 
     def run_build(self) -> None:
-        from builders.build import build
-        from builders.report import print_build_stats
+        from apo_planner.builders.build import build
+        from apo_planner.builders.report import print_build_stats
 
         result = build(self.recipe.build)
         print_build_stats(result.stats, result.output)
 
     def run_train(self) -> None:
-        from training.launch import launch
+        from apo_planner.training.launch import launch
 
         run = launch(self.train_config, self.recipe.sha256())
         self.log(f"trained {run.metrics().steps} steps -> {run.adapter}")
 
     def run_merge(self) -> None:
-        from training.merge import merge
+        from apo_planner.training.merge import merge
 
         self.log(f"merged -> {merge(self.train_config)}")
 
     def run_eval(self) -> None:
-        from evaluation.report import print_comparison
-        from evaluation.run import evaluate
+        from apo_planner.evaluation.report import print_comparison
+        from apo_planner.evaluation.run import evaluate
 
         result = evaluate(self.eval_config)
         print_comparison(result.comparison, result.output)
 
     def run_cards(self) -> None:
-        from cards.stage import stage
+        from apo_planner.cards.stage import stage
 
         stage(self.recipe.release, self.dataset, self.train, self.eval, self.recipe.model_dump(mode="json"))
 
     def push_targets(self) -> dict[str, tuple[Path, str, str]]:
-        from cards.stage import targets
+        from apo_planner.cards.stage import targets
 
         return targets(self.recipe.release, self.staged)
 
@@ -254,7 +258,7 @@ class Release:
             "staged model repo": str(self.staged.model),
         }
         if self.pusher is not None:
-            from cards.hub import repo_url
+            from apo_planner.cards.hub import repo_url
 
             version = f"v{self.recipe.build.version}"
             for kind, (_, repo_id, repo_type) in self.push_targets().items():
@@ -262,7 +266,7 @@ class Release:
         return found
 
 
-def run_stages(stages: list[Stage], state: ReleaseState, log: Callable[[str], None] = print) -> ReleaseSummary:
+def run_stages(stages: list[Stage], state: ReleaseState, log: Callable[[str], None] = _info) -> ReleaseSummary:
     """Run the table in order, skipping stages whose inputs are unchanged and outputs present."""
     summary = ReleaseSummary()
     for stage in stages:
@@ -285,10 +289,10 @@ def run_stages(stages: list[Stage], state: ReleaseState, log: Callable[[str], No
     return summary
 
 
-def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] = print) -> ReleaseSummary:
+def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] = _info) -> ReleaseSummary:
     pusher = None
     if push:
-        from cards.hub import HubPusher
+        from apo_planner.cards.hub import HubPusher
 
         pusher = HubPusher.from_config(recipe.release.push, log=log)  # token and offline: checked below
     release = Release(recipe, pusher, log)

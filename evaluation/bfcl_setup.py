@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from apo_planner.evaluation.config import EvalError
+
 
 def use_project_root(root: str | Path) -> Path:
     """Point bfcl-eval at `root` unless it is already imported, and return the root in force.
@@ -38,4 +40,4 @@ def resolve_categories(names: list[str]) -> list[str]:
     try:
         return list(parse_test_category_argument(list(names)))
     except Exception as exc:
-        raise ValueError(f"{exc}. Valid categories and groups: {', '.join(valid_categories())}") from None
+        raise EvalError(f"{exc}. Valid categories and groups: {', '.join(valid_categories())}") from None

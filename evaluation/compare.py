@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from apo_planner.artifacts import Comparison, EvalDir, write_json
+from apo_planner.evaluation.handler import Arms
 from apo_planner.templating import render_file
-from evaluation.handler import Arms
 
 # "APO-Based Small Planner for Efficient Tool Calling", Table 1: accuracy % (avg tool calls), keyed by the
 # BFCL category each column belongs to. The paper's "Parallel Multiple" column is `live_parallel_multiple`,

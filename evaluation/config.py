@@ -7,13 +7,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
+from apo_planner.errors import UserError
 from apo_planner.plan_grammar import GrammarLimits
 from apo_planner.serving import ServerConfig
 
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
 DEFAULT_PROMPT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507"  # the same model's prompt-mode entry
 # The paper's Table 1 columns as BFCL categories; its "Parallel Multiple" is `live_parallel_multiple`
-# (see evaluation.compare.PAPER_TABLE), so both parallel categories are evaluated.
+# (see apo_planner.evaluation.compare.PAPER_TABLE), so both parallel categories are evaluated.
 DEFAULT_CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
 
 
@@ -87,6 +88,10 @@ class SubmissionConfig(StrictConfig):
     license: str | None = Field(None, description="the planner's license (default: release.model_license)")
     planner_port: int = Field(1054, gt=0, description="where the PR's reproduction serves the planner")
     output: str | None = Field(None, description="the folder to write (default: <eval.output>/bfcl_submission)")
+
+
+class EvalError(UserError):
+    """An evaluation that cannot run as configured (an unknown category or entry, no planner server)."""
 
 
 GATE_KEYS = {"min_planned", "submission"}  # what is decided or exported from the results, not how they are made

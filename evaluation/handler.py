@@ -10,7 +10,7 @@ the BFCL run never aborts.
 bfcl-eval has no plugin hook: `register()` adds this run's entries to its `MODEL_CONFIG_MAPPING`
 dict in this process (names without `_`, which bfcl-eval maps back from directory names). Nothing
 happens at import. A module for an upstream leaderboard PR, which needs no apo-planner, is written
-by `apo-planner submission` (`evaluation.submission`).
+by `apo-planner submission` (`apo_planner.evaluation.submission`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apo_planner.evaluation.config import DEFAULT_EXECUTOR, EvalError, InjectionConfig, PlannerRunConfig
 from apo_planner.templating import environment
 from apo_planner.tools import normalize_tools
-from evaluation.config import DEFAULT_EXECUTOR, InjectionConfig, PlannerRunConfig
 
 DEFAULT_INJECTION_TEMPLATE = Path(__file__).parent / "templates" / "plan_injection.jinja"
 SUFFIX = "-APOPlanner"
@@ -58,7 +58,7 @@ class PlannerRuntime:
                     c = self.config
                     if c.backend == "openai":
                         if not self.base_url:
-                            raise ValueError("the planner's server has no base_url (eval.planner.server)")
+                            raise EvalError("the planner's server has no base_url (eval.planner.server)")
                         self._planner = Planner.from_endpoint(
                             self.base_url,
                             c.model,
@@ -197,7 +197,7 @@ def executor_handler(base_cls: type) -> type:
 
 def _check_name(name: str) -> str:
     if "_" in name:
-        raise ValueError(f"bfcl-eval registry names cannot contain '_' (it maps directory names back): {name!r}")
+        raise EvalError(f"bfcl-eval registry names cannot contain '_' (it maps directory names back): {name!r}")
     return name
 
 
@@ -228,12 +228,12 @@ class Arms:
 
 def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
     if name not in mapping:
-        raise ValueError(f"unknown bfcl-eval model {name!r}; valid names: {', '.join(sorted(mapping))}")
+        raise EvalError(f"unknown bfcl-eval model {name!r}; valid names: {', '.join(sorted(mapping))}")
     entry = mapping[name]
     if entry.is_fc_model != fc:
         key = "eval.executor.handler" if fc else "eval.executor.prompt_handler"
         mode = "FC" if fc else "prompt"
-        raise ValueError(f"{key}: bfcl-eval entry {name!r} is not a {mode}-mode entry; name the model's {mode} one")
+        raise EvalError(f"{key}: bfcl-eval entry {name!r} is not a {mode}-mode entry; name the model's {mode} one")
     return entry
 
 
@@ -252,7 +252,7 @@ def register(
     if prompt_executor:
         bases["prompt"] = (prompt_executor, _entry(MODEL_CONFIG_MAPPING, prompt_executor, False))
     if planner_mode not in bases:
-        raise ValueError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
+        raise EvalError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
     entries: dict[str, tuple[type, str, Any]] = {}
     names: dict[str, str] = {}
     for mode, (name, base) in bases.items():

@@ -21,11 +21,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from apo_planner.artifacts import EvalDir
+from apo_planner.evaluation.bfcl_setup import resolve_categories, use_project_root
+from apo_planner.evaluation.config import GATE_KEYS, EvalConfig, EvalError, ExecutorConfig
+from apo_planner.evaluation.handler import Arms, PlannerRuntime, register
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
-from evaluation.bfcl_setup import resolve_categories, use_project_root
-from evaluation.config import GATE_KEYS, EvalConfig, ExecutorConfig
-from evaluation.handler import Arms, PlannerRuntime, register
 
 
 @dataclass
@@ -42,7 +42,7 @@ def executor_model(config: ExecutorConfig) -> tuple[str | None, str]:
         model = str(Path(config.model_path).resolve())
         return model, model
     if config.server.engine == "transformers":
-        raise ValueError("eval.executor.server.engine=transformers needs eval.executor.model_path (a local model dir)")
+        raise EvalError("eval.executor.server.engine=transformers needs eval.executor.model_path (a local model dir)")
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING
 
     return None, MODEL_CONFIG_MAPPING[config.handler].model_name
@@ -135,7 +135,7 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     root = folder.bfcl_root  # this evaluation's result/ and score/ trees
     project_root = use_project_root(root)
     categories = resolve_categories(config.categories)
-    from evaluation.compare import compare, write_reports
+    from apo_planner.evaluation.compare import compare, write_reports
 
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
     arms = register(

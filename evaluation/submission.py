@@ -20,19 +20,19 @@ from typing import Any
 
 from apo_planner import __version__
 from apo_planner.artifacts import Comparison, EvalDir
+from apo_planner.evaluation.config import EvalConfig, EvalError
+from apo_planner.evaluation.handler import DEFAULT_INJECTION_TEMPLATE
 from apo_planner.plan import TOOL_NAME_PATTERN, is_valid_tool_name
 from apo_planner.prompts import PLANNER_SYSTEM_PROMPT
 from apo_planner.templating import environment, render_file
 from apo_planner.tools import normalize_tool, normalize_tools
-from evaluation.config import EvalConfig
-from evaluation.handler import DEFAULT_INJECTION_TEMPLATE
 
 TEMPLATES = Path(__file__).parent / "templates"
 HANDLER_MODULE = "apo_planner_handler"  # bfcl_eval/model_handler/local_inference/<this>.py
 PLAN_SLOT = "\x00PLAN\x00"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(EvalError):
     """The run cannot be submitted as it is; the message says why and what to do."""
 
 

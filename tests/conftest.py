@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.rows import WEATHER_TOOL, message, nemotron_row, tool_call, write_jsonl
-from tests.support.rows import conversation as weather_conversation
+from benchmarks.workloads import WEATHER_TOOL, message, nemotron_row, tool_call, write_jsonl
+from benchmarks.workloads import conversation as weather_conversation
 
 __all__ = [
     "FIXTURES",

@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from builders.abstraction import abstract, result_failed, turns
-from builders.config import FilterConfig
-from builders.readers import read_nemotron
-from builders.records import DropReason, RecordDropped
+from apo_planner.builders.abstraction import abstract, result_failed, turns
+from apo_planner.builders.config import FilterConfig
+from apo_planner.builders.readers import read_nemotron
+from apo_planner.builders.records import DropReason, RecordDropped
+from benchmarks.workloads import generate
 from tests.conftest import WEATHER_TOOL, message, nemotron_row, tool_call, weather_conversation
-from tests.support.rows import generate
 
 CONFIG = FilterConfig()
 

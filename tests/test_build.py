@@ -4,15 +4,15 @@ import datasets
 import pandas as pd
 import pytest
 
-import builders.build
+import apo_planner.builders.build
+from apo_planner.builders.build import build
+from apo_planner.builders.synthesis import Synthesizer
+from apo_planner.builders.synthesis.llm import LLMSynthesizer
+from apo_planner.builders.synthesis.rule import RuleSynthesizer
 from apo_planner.config import RecipeError
 from apo_planner.dataset import PROVENANCE_FIELDS
-from builders.build import build
-from builders.synthesis import Synthesizer
-from builders.synthesis.llm import LLMSynthesizer
-from builders.synthesis.rule import RuleSynthesizer
-from entry.cli import main
-from entry.recipe import load_recipe
+from apo_planner.entry.cli import main
+from apo_planner.entry.recipe import load_recipe
 from tests.conftest import FIXTURES, SMOKE_SOURCE, nemotron_row, weather_conversation, write_jsonl
 
 FIXTURE = FIXTURES / "nemotron_tool_calling.jsonl"
@@ -199,7 +199,7 @@ def test_both_synthesizers_satisfy_the_protocol_and_the_build_reports_any_synthe
             self.stats["rules_applied"] = 7
             self.failures.append("example failure")
 
-    monkeypatch.setattr(builders.build, "get_synthesizer", lambda c: Counting(c.rule))
+    monkeypatch.setattr(apo_planner.builders.build, "get_synthesizer", lambda c: Counting(c.rule))
     stats = build(config).stats
     assert stats["synthesis"] == {"rules_applied": 7} and stats["request_failure_examples"] == ["example failure"]
 

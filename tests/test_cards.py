@@ -8,15 +8,15 @@ import yaml
 from huggingface_hub import DatasetCard, ModelCard
 
 from apo_planner.artifacts import DatasetDir, EvalDir, TrainDir
+from apo_planner.builders.build import build
+from apo_planner.cards.config import ReleaseConfig, base_name
+from apo_planner.cards.recipe import REDACTED, recipe_yaml, shippable_recipe
+from apo_planner.cards.render import dataset_card, hub_license, model_card, size_category
+from apo_planner.cards.stage import stage
 from apo_planner.config import RecipeError
-from builders.build import build
-from cards.config import ReleaseConfig, base_name
-from cards.recipe import REDACTED, recipe_yaml, shippable_recipe
-from cards.render import dataset_card, hub_license, model_card, size_category
-from cards.stage import stage
-from entry.recipe import load_recipe
+from apo_planner.entry.recipe import load_recipe
+from apo_planner.training.apo import trainer_arguments
 from tests.conftest import REPO, SMOKE_SOURCE
-from training.apo import trainer_arguments
 
 ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "training_args.bin"]
 MERGED_FILES = ["config.json", "model.safetensors", "tokenizer.json", "metrics.json", "training_provenance.json"]

@@ -4,9 +4,9 @@ every problem at once, one line each, without a traceback and without downloadin
 import subprocess
 import sys
 
-from entry.check import CheckReport, check_devices
-from entry.cli import main
-from entry.recipe import load_recipe
+from apo_planner.entry.check import CheckReport, check_devices
+from apo_planner.entry.cli import main
+from apo_planner.entry.recipe import load_recipe
 from tests.conftest import REPO, hub_env
 from tests.support.hub import HubStub
 
@@ -20,13 +20,13 @@ def test_the_smoke_recipe_passes_the_check(capsys):
 def test_the_paper_recipe_on_this_machine_names_every_missing_piece_at_once(capsys, monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    import entry.check
+    import apo_planner.entry.check
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))  # no stored login
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # whatever the environment says
-    monkeypatch.setattr(entry.check, "_gpu_count", lambda: 0)  # the same answer on a GPU machine
+    monkeypatch.setattr(apo_planner.entry.check, "_gpu_count", lambda: 0)  # the same answer on a GPU machine
     monkeypatch.chdir(tmp_path)  # no .venv-vllm here
     assert main(["check", "--recipe", str(REPO / "recipes" / "paper.yaml"), "--push"]) == 2
     err = capsys.readouterr().err
@@ -54,11 +54,19 @@ def test_roles_that_run_together_may_not_share_gpus():
 
 def test_check_push_refuses_a_namespace_the_token_cannot_write_before_any_stage(tmp_path):
     token = "hf_check_test_secret_token_7"
-    release = [sys.executable, "-m", "entry.cli", "release", "--push", "--set", f"build.output={tmp_path / 'ds'}"]
+    release = [
+        sys.executable,
+        "-m",
+        "apo_planner.entry.cli",
+        "release",
+        "--push",
+        "--set",
+        f"build.output={tmp_path / 'ds'}",
+    ]
     with HubStub(token=token, user="me", orgs={"team": "read"}) as hub:
         env = hub_env(hub.url, token)
         ok = subprocess.run(
-            [sys.executable, "-m", "entry.cli", "check", "--push", "--set", "release.namespace=me"],
+            [sys.executable, "-m", "apo_planner.entry.cli", "check", "--push", "--set", "release.namespace=me"],
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -3,11 +3,11 @@ the chosen plan carries the data-flow edges among the calls it keeps."""
 
 import pytest
 
-from builders.config import ConsistencyConfig
-from builders.records import Action, Trajectory
-from builders.synthesis.agreement import Agreement
-from builders.synthesis.consistency import check_consistency, unsourced_answer_values
-from builders.synthesis.selection import InvalidSelection, KeptCall, Selection, selected_plan
+from apo_planner.builders.config import ConsistencyConfig
+from apo_planner.builders.records import Action, Trajectory
+from apo_planner.builders.synthesis.agreement import Agreement
+from apo_planner.builders.synthesis.consistency import check_consistency, unsourced_answer_values
+from apo_planner.builders.synthesis.selection import InvalidSelection, KeptCall, Selection, selected_plan
 
 ON = ConsistencyConfig()
 
@@ -48,8 +48,8 @@ def test_the_dataset_cards_example_keeping_a_repeat_and_dropping_the_update_is_r
 
 
 def test_a_repeat_whose_result_differed_may_be_kept_as_the_rule_synthesizer_keeps_it():
-    from builders.config import RuleConfig
-    from builders.synthesis.rule import RuleSynthesizer
+    from apo_planner.builders.config import RuleConfig
+    from apo_planner.builders.synthesis.rule import RuleSynthesizer
 
     t = _trajectory(
         "Add two ABC1 to my cart.",
@@ -143,8 +143,8 @@ def test_a_kept_call_that_consumes_a_kept_result_depends_on_it_without_a_synthes
 
 @pytest.mark.parametrize("synthesizer", ["rule", "llm"])
 def test_every_synthesizer_is_checked_and_rejections_are_counted(tmp_path, synthesizer):
-    from builders.build import build
-    from entry.recipe import load_recipe
+    from apo_planner.builders.build import build
+    from apo_planner.entry.recipe import load_recipe
 
     sets = [f"build.output={tmp_path / 'ds'}", f"build.synthesizer={synthesizer}", "build.limit=40"]
     sets += [f"build.llm.cache={tmp_path / 'cache.sqlite'}", "build.llm.max_attempts=1"]
@@ -176,8 +176,8 @@ def test_the_answer_sources_a_selection_leaves_without_a_kept_call_are_named():
 
 
 def test_agreement_with_the_rules_has_the_precision_and_recall_built_into_the_fixture():
-    from builders.config import RuleConfig
-    from builders.synthesis.rule import RuleSynthesizer
+    from apo_planner.builders.config import RuleConfig
+    from apo_planner.builders.synthesis.rule import RuleSynthesizer
 
     rules = RuleSynthesizer(RuleConfig())
     retry = _trajectory(  # rules remove 0 (retried_failure) and 2 (repeated_verification)

@@ -27,7 +27,7 @@ print("ok")
 
 
 def test_cli_help_works(capsys):
-    from entry.cli import build_parser
+    from apo_planner.entry.cli import build_parser
 
     parser = build_parser()
     for argv in (["--help"], ["build", "--help"], ["release", "--help"]):

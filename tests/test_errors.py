@@ -11,10 +11,10 @@ import sys
 import datasets
 import pytest
 
-import builders.finalize
-from entry.cli import main
+import apo_planner.builders.finalize
+from apo_planner.entry.cli import main
+from benchmarks.workloads import generate
 from tests.conftest import REPO, write_jsonl
-from tests.support.rows import generate
 
 
 def _one_error_line(capsys, argv: list[str], *expected: str) -> str:
@@ -47,8 +47,10 @@ def test_a_missing_source_names_the_path(tmp_path, capsys):
     _one_error_line(capsys, _rule_build(tmp_path, "--source", str(missing)), str(missing), "matches no file")
 
 
-def test_a_missing_recipe_names_it_and_the_bundled_ones(tmp_path, capsys):
-    _one_error_line(capsys, ["build", "--recipe", str(tmp_path / "r.yaml")], "r.yaml not found", "recipes/smoke.yaml")
+def test_a_missing_recipe_names_it_and_the_shipped_ones(tmp_path, capsys):
+    _one_error_line(
+        capsys, ["build", "--recipe", str(tmp_path / "r.yaml")], "r.yaml not found", "shipped recipe (paper, smoke)"
+    )
 
 
 def test_a_missing_tools_file_names_it(tmp_path, capsys):
@@ -194,7 +196,7 @@ def test_a_full_disk_while_writing_the_dataset_is_named(tmp_path, capsys, monkey
     def full(dataset: datasets.DatasetDict, output: pathlib.Path) -> list[str]:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output / "data"))
 
-    monkeypatch.setattr(builders.finalize, "write_hub_layout", full)
+    monkeypatch.setattr(apo_planner.builders.finalize, "write_hub_layout", full)
     _one_error_line(capsys, _rule_build(tmp_path, "--source", str(source)), "no space left", str(tmp_path / "out"))
 
 
@@ -207,7 +209,7 @@ def test_a_bug_is_one_line_with_exit_1_and_debug_shows_the_traceback(tmp_path, c
     def bug(*args, **kwargs):
         raise KeyError("oops")
 
-    monkeypatch.setattr(builders.finalize, "write_hub_layout", bug)
+    monkeypatch.setattr(apo_planner.builders.finalize, "write_hub_layout", bug)
     assert main(_rule_build(tmp_path, "--source", str(source))) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "unexpected KeyError" in err and "--debug" in err
@@ -219,10 +221,55 @@ def test_a_bug_is_one_line_with_exit_1_and_debug_shows_the_traceback(tmp_path, c
 def test_the_installed_command_prints_one_line_and_no_traceback(tmp_path):
     recipe = tmp_path / "broken.yaml"
     recipe.write_text("build:\n  source: [\n")
-    command = [sys.executable, "-m", "entry.cli", "build", "--recipe", str(recipe)]
+    command = [sys.executable, "-m", "apo_planner.entry.cli", "build", "--recipe", str(recipe)]
     run = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.splitlines() == [run.stderr.strip()] and "broken.yaml" in run.stderr
     debug = subprocess.run([*command, "--debug"], cwd=REPO, capture_output=True, text=True, env=os.environ)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1] == run.stderr.strip()
+
+
+def test_train_with_a_missing_dataset_fails_before_anything_is_built_or_launched(tmp_path, capsys, monkeypatch):
+    import apo_planner.training.launch
+
+    def launched(*args, **kwargs):
+        raise AssertionError("accelerate was launched")
+
+    monkeypatch.setattr(apo_planner.training.launch.subprocess, "Popen", launched)
+    base, missing = tmp_path / "tiny-base", tmp_path / "no-dataset"
+    argv = ["train", "--set", f"train.dataset={missing}", "--set", f"train.base_model={base}"]
+    _one_error_line(capsys, [*argv, "--set", f"train.output={tmp_path / 'out'}"], str(missing), "apo-planner build")
+    assert not base.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_bug_names_the_log_file_that_holds_its_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("APO_PLANNER_LOG_DIR", str(tmp_path / "logs"))
+
+    def bug(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(apo_planner.builders.finalize, "write_hub_layout", bug)
+    source = write_jsonl(tmp_path / "src.jsonl", _rows())
+    assert main(_rule_build(tmp_path, "--source", str(source))) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    (log,) = (tmp_path / "logs").iterdir()
+    assert str(log) in err and "unexpected KeyError" in err
+    assert "Traceback (most recent call last)" in log.read_text() and "oops" in log.read_text()
+
+
+def test_a_user_error_from_a_library_valueerror_is_not_blamed_on_the_user(tmp_path, capsys, monkeypatch):
+    """A builtin ValueError deep in the code is a bug (exit 1), not the user's mistake."""
+
+    def bug(*args, **kwargs):
+        raise ValueError("internal invariant broken")
+
+    monkeypatch.setattr(apo_planner.builders.finalize, "write_hub_layout", bug)
+    source = write_jsonl(tmp_path / "src.jsonl", _rows())
+    assert main(_rule_build(tmp_path, "--source", str(source))) == 1
+    assert "unexpected ValueError" in capsys.readouterr().err
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "trl", None)  # as if `pip install apo-planner` without [train]
+    _one_error_line(capsys, ["train"], "apo-planner train needs", "pip install 'apo-planner[train]'")

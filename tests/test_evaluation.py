@@ -6,13 +6,14 @@ import json
 
 import pytest
 
+from apo_planner.entry.recipe import load_recipe
+from apo_planner.evaluation.compare import registry_dir
+from apo_planner.evaluation.config import EvalError
+from apo_planner.evaluation.handler import PlannerRuntime, register
+from apo_planner.evaluation.run import evaluate, score
 from apo_planner.plan import Plan, PlanStep
 from apo_planner.planner import PlanResult
-from apo_planner.serving import served_models
-from entry.recipe import load_recipe
-from evaluation.compare import registry_dir
-from evaluation.handler import PlannerRuntime, register
-from evaluation.run import evaluate, score
+from apo_planner.serving import ServerError, served_models
 from tests.support.loopback import OpenAIStub, server_url
 
 CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
@@ -21,8 +22,8 @@ CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_mul
 def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_calls(tmp_path):
     from bfcl_eval.utils import is_java, load_dataset_entry, load_ground_truth_entry
 
-    from evaluation.compare import compare
-    from evaluation.ground_truth import ground_truth_output
+    from apo_planner.evaluation.compare import compare
+    from apo_planner.evaluation.ground_truth import ground_truth_output
 
     arms = register()
     baseline, planned = arms.baseline, arms.planner
@@ -161,9 +162,9 @@ def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_
 
 def test_unknown_categories_and_models_list_the_valid_ones(tmp_path, tiny):
     with OpenAIStub(_deterministic, model=str(tiny)) as stub:
-        with pytest.raises(ValueError, match=r"Valid categories and groups: .*simple_java"):
+        with pytest.raises(EvalError, match=r"Valid categories and groups: .*simple_java"):
             evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.categories": "[simple]"}))
-        with pytest.raises(ValueError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
+        with pytest.raises(EvalError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
             evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.executor.handler": "nobody/x"}))
 
 
@@ -178,7 +179,7 @@ def test_a_missing_executor_server_says_how_to_start_one(tmp_path, tiny):
             "eval.limit=2",
         ],
     ).eval
-    with pytest.raises(RuntimeError, match="apo-planner serve executor"):
+    with pytest.raises(ServerError, match="apo-planner serve executor"):
         evaluate(config, _runtime(config))
 
 

@@ -22,16 +22,16 @@ import yaml
 from huggingface_hub import HfApi, constants
 
 from apo_planner.artifacts import DatasetDir, EvalDir, TrainDir, write_json
+from apo_planner.builders.build import build
+from apo_planner.cards.hub import HubPusher
+from apo_planner.cards.recipe import RECIPE_FILE
+from apo_planner.cards.stage import StagedRelease, stage, stage_dataset, targets
+from apo_planner.entry.recipe import load_recipe
 from apo_planner.tiny import make_tiny_model
-from builders.build import build
-from cards.hub import HubPusher
-from cards.recipe import RECIPE_FILE
-from cards.stage import StagedRelease, stage, stage_dataset, targets
-from entry.recipe import load_recipe
+from apo_planner.training.apo import train
+from apo_planner.training.merge import merge
 from tests.conftest import REPO, SMOKE_SOURCE, WEATHER_TOOL
 from tests.support.hub import HubStub
-from training.apo import train
-from training.merge import merge
 
 pytestmark = pytest.mark.slow
 
@@ -253,7 +253,7 @@ def test_hub_round_trip_train_reads_the_hub_dataset_at_a_version(released, tmp_p
         "train.per_device_train_batch_size=2",
         "train.preference_eval=false",
     ]
-    command = [sys.executable, "-m", "entry.cli", "train", *[a for s in sets for a in ("--set", s)]]
+    command = [sys.executable, "-m", "apo_planner.entry.cli", "train", *[a for s in sets for a in ("--set", s)]]
     env = _client_env(released.hub, tmp_path / "home")
     run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-6000:]

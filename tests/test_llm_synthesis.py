@@ -9,12 +9,13 @@ import datasets
 import jsonschema
 import pytest
 
+from apo_planner.builders.build import build
+from apo_planner.builders.config import LLMConfig
+from apo_planner.builders.errors import SynthesisError
+from apo_planner.builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
+from apo_planner.builders.synthesis.selection import InvalidSelection
+from apo_planner.entry.recipe import load_recipe
 from apo_planner.serving import ServerConfig, free_port, served_models
-from builders.build import build
-from builders.config import LLMConfig
-from builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
-from builders.synthesis.selection import InvalidSelection
-from entry.recipe import load_recipe
 from tests.conftest import SMOKE_SOURCE
 from tests.support.loopback import OpenAIStub, server_url
 
@@ -73,9 +74,9 @@ def _llm_config(tmp_path, limit=6, **llm):
 
 def _answers_by_trajectory(config):
     """(number of calls, status, raw answers) for every cached answer of this build's trajectories."""
-    from builders.source_abstraction import abstract_record
-    from builders.sources import TEXT_COLUMN
-    from builders.synthesis.llm import LLMSynthesizer
+    from apo_planner.builders.source_abstraction import abstract_record
+    from apo_planner.builders.sources import TEXT_COLUMN
+    from apo_planner.builders.synthesis.llm import LLMSynthesizer
 
     synthesizer = LLMSynthesizer(config.llm)
     out = []
@@ -255,7 +256,7 @@ def test_a_missing_server_is_a_clear_error(tmp_path):
         model="x",
         max_retries=0,
     )
-    with pytest.raises(RuntimeError, match="make serve-synth"):
+    with pytest.raises(SynthesisError, match="make serve-synth"):
         build(config)
 
 

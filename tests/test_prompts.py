@@ -5,11 +5,11 @@ import json
 
 import datasets
 
+from apo_planner.builders.build import build
+from apo_planner.builders.pairs import row_id
+from apo_planner.entry.recipe import load_recipe
 from apo_planner.planner import Generation, Planner
 from apo_planner.prompts import PLANNER_SYSTEM_PROMPT, context_messages, planner_prompt
-from builders.build import build
-from builders.pairs import row_id
-from entry.recipe import load_recipe
 from tests.conftest import message, nemotron_row, tool_call, write_jsonl
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, constants
 
-from cards.hub import HubPusher, PushError, namespace_problems, push_dataset
-from entry.cli import main
+from apo_planner.cards.hub import HubPusher, PushError, namespace_problems, push_dataset
+from apo_planner.entry.cli import main
 from tests.conftest import REPO, hub_env
 from tests.support.hub import HubStub
 
@@ -178,7 +178,7 @@ def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
             _pusher(hub).push_folder(staged, "org/plans", repo_type="dataset", version="1.0.0")
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr("cards.hub.get_token", lambda: None)
+        monkeypatch.setattr("apo_planner.cards.hub.get_token", lambda: None)
         with pytest.raises(PushError, match="no Hugging Face token"):
             HubPusher(api=HfApi(endpoint=hub.url, token=None)).push_folder(
                 staged, "org/plans", repo_type="dataset", version="1.0.0"
@@ -189,7 +189,7 @@ def test_no_token_or_offline_mode_fail_before_any_request(staged, monkeypatch):
 @pytest.mark.slow
 def test_build_push_to_hub_publishes_the_built_dataset_at_HF_ENDPOINT(tmp_path):
     out = tmp_path / "ds"
-    args = [sys.executable, "-m", "entry.cli", "build", "--synthesizer", "rule", "--limit", "20"]
+    args = [sys.executable, "-m", "apo_planner.entry.cli", "build", "--synthesizer", "rule", "--limit", "20"]
     args += ["--output", str(out), "--push-to-hub", "me/plans", "--set", "build.version=2.0.0"]
     with HubStub(token=TOKEN) as hub:
         run = subprocess.run(args, cwd=REPO, env=hub_env(hub.url, TOKEN), capture_output=True)

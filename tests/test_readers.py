@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from builders.readers import detect_format, read_nemotron, read_openai, read_sharegpt, split_reasoning
-from builders.records import DropReason, RecordDropped
+from apo_planner.builders.errors import SourceError
+from apo_planner.builders.readers import detect_format, read_nemotron, read_openai, read_sharegpt, split_reasoning
+from apo_planner.builders.records import DropReason, RecordDropped
 from tests.conftest import WEATHER_TOOL, nemotron_row, tool_call
 
 
@@ -11,7 +12,7 @@ def test_format_is_detected_from_columns():
     assert detect_format(["uuid", "messages", "metadata", "license"]) == "nemotron"
     assert detect_format(["messages", "tools"]) == "openai"
     assert detect_format(["conversations", "tools"]) == "sharegpt"
-    with pytest.raises(ValueError, match="--format"):
+    with pytest.raises(SourceError, match="--format"):
         detect_format(["text"])
 
 

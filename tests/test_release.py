@@ -9,9 +9,9 @@ import datasets
 import pytest
 
 from apo_planner.artifacts import EvalDir
+from apo_planner.entry.cli import main
+from apo_planner.entry.release import ReleaseState, ReleaseStopped, Stage, run_stages
 from apo_planner.serving import served_models
-from entry.cli import main
-from entry.release import ReleaseState, ReleaseStopped, Stage, run_stages
 from tests.conftest import REPO, hub_env
 from tests.support.hub import HubStub
 from tests.support.loopback import server_url
@@ -63,7 +63,7 @@ def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work
     # --push against a loopback Hub: the adapter repo's creation keeps failing, so the first push
     # stops after the dataset; the re-run pushes only what is missing; the token never leaks.
     token = "hf_release_test_secret_token_42"
-    push = [sys.executable, "-m", "entry.cli", *argv, "--push"]
+    push = [sys.executable, "-m", "apo_planner.entry.cli", *argv, "--push"]
     push += ["--set", "release.push.retries=2", "--set", "release.push.retry_wait_s=0.01"]
     adapter = "apo-planner/apo-planner-tiny-smoke-lora"
     with HubStub(token=token, orgs={"apo-planner": "write"}, faults={f"create {adapter}": [503, 503]}) as hub:

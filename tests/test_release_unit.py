@@ -11,11 +11,12 @@ import time
 import datasets
 import pytest
 
-from builders.build import build, merge_shards
-from builders.decontamination import Decontaminator, bfcl_questions
-from builders.shards import parse_shard
-from entry.cli import main
-from entry.recipe import load_recipe
+from apo_planner.builders.build import build, merge_shards
+from apo_planner.builders.decontamination import Decontaminator, bfcl_questions
+from apo_planner.builders.errors import ShardError
+from apo_planner.builders.shards import parse_shard
+from apo_planner.entry.cli import main
+from apo_planner.entry.recipe import load_recipe
 from tests.conftest import FIXTURES, REPO, SMOKE_SOURCE, nemotron_row, weather_conversation, write_jsonl
 
 
@@ -51,7 +52,7 @@ def test_a_build_killed_with_sigkill_resumes_to_the_identical_dataset_without_re
     limit = 40
     reference = build(load_recipe(None, _overrides(tmp_path, "ref", limit)).build).stats
 
-    args = [sys.executable, "-m", "entry.cli", "build"]
+    args = [sys.executable, "-m", "apo_planner.entry.cli", "build"]
     for o in _overrides(tmp_path, "killed", limit):
         args += ["--set", o]
     cache = tmp_path / "killed" / "cache.sqlite"
@@ -106,7 +107,7 @@ def test_sharded_builds_merge_into_the_unsharded_dataset(tmp_path, monkeypatch, 
         env.setenv("SLURM_ARRAY_TASK_COUNT", "1")
         env.setenv("APO_SHARD", "2/3")  # explicit: wins over the one-task array
         assert main([*command, "--shard", "auto"]) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # logged
     assert "--shard auto is shard 1/3" in out and "--shard auto is shard 2/3" in out
     merged = merge_shards(config).stats
     assert merged["fingerprint"] == whole["fingerprint"]
@@ -176,7 +177,7 @@ def test_shard_auto_reads_the_job_array_from_the_environment(environ, shard):
     ],
 )
 def test_shard_auto_without_a_usable_array_is_a_clear_error(environ, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ShardError, match=message):
         parse_shard("auto", environ)
 
 
@@ -191,7 +192,7 @@ def test_shard_auto_outside_a_job_array_fails_before_building(tmp_path, monkeypa
 def test_merging_with_a_missing_or_unfinished_shard_names_it(tmp_path):
     build(_rule(tmp_path, SMOKE_SOURCE), shard=(0, 3))
     (tmp_path / "shards" / "shard-00002-of-00003").mkdir()  # started, never finished
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ShardError) as info:
         merge_shards(_rule(tmp_path, SMOKE_SOURCE))
     message = str(info.value)
     assert "2 of 3 shards" in message and "missing: shard-00001-of-00003" in message
@@ -205,7 +206,7 @@ def test_merging_shards_built_differently_names_the_shard_and_what_differs(tmp_p
     stats_file = tmp_path / "shards" / "shard-00002-of-00003" / "stats.json"
     stats = json.loads(stats_file.read_text())
     stats_file.write_text(json.dumps({**stats, "source_revision": "another-revision"}))
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ShardError) as info:
         merge_shards(_rule(tmp_path, SMOKE_SOURCE))
     message = str(info.value)
     assert "shard-00001-of-00003: build.filters.max_chars (60000 vs 5000)" in message

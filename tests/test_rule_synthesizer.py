@@ -1,9 +1,9 @@
 import pytest
 
-from builders.config import RuleConfig
-from builders.records import Action, Trajectory
-from builders.synthesis.rule import RuleSynthesizer
-from builders.synthesis.selection import (
+from apo_planner.builders.config import RuleConfig
+from apo_planner.builders.records import Action, Trajectory
+from apo_planner.builders.synthesis.rule import RuleSynthesizer
+from apo_planner.builders.synthesis.selection import (
     InvalidSelection,
     KeptCall,
     Selection,

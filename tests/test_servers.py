@@ -83,7 +83,7 @@ def test_a_started_server_is_stopped_when_the_stage_is_interrupted(tmp_path, tin
 
 @pytest.mark.slow
 def test_apo_planner_serve_starts_a_role_as_its_stage_would_until_ctrl_c(tmp_path, tiny):
-    command = [sys.executable, "-m", "entry.cli", "serve", "executor"]
+    command = [sys.executable, "-m", "apo_planner.entry.cli", "serve", "executor"]
     command += ["--set", f"eval.executor.model_path={tiny}", "--set", f"eval.output={tmp_path / 'eval'}"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
@@ -96,7 +96,7 @@ def test_apo_planner_serve_starts_a_role_as_its_stage_would_until_ctrl_c(tmp_pat
 
 
 def test_serving_a_role_the_recipe_does_not_start_says_which_it_does(capsys, monkeypatch, tmp_path):
-    from entry.cli import main
+    from apo_planner.entry.cli import main
 
     monkeypatch.chdir(tmp_path)  # the recipe's relative paths: nothing may be written for a refusal
 

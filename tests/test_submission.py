@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from entry.cli import main, submission_pins
-from entry.recipe import load_recipe
-from evaluation.submission import HANDLER_MODULE, Pinned, SubmissionError, export
+from apo_planner.entry.cli import main, submission_pins
+from apo_planner.entry.recipe import load_recipe
+from apo_planner.evaluation.submission import HANDLER_MODULE, Pinned, SubmissionError, export
 from tests.support.loopback import OpenAIStub
 
 NAME = "me/planner-with-exec-FC"

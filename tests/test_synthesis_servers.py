@@ -7,13 +7,16 @@ import time
 
 import pytest
 
-from builders.build import build
-from builders.synthesis.backends import OpenAIBackend, ServerPool, redact_url
-from builders.synthesis.llm import _validator, parse_selection, selection_schema
-from builders.synthesis.selection import InvalidSelection
-from entry.recipe import load_recipe
+from apo_planner.builders.build import build
+from apo_planner.builders.errors import SynthesisError
+from apo_planner.builders.synthesis.backends import OpenAIBackend, ServerPool, redact_url
+from apo_planner.builders.synthesis.llm import _validator, parse_selection, selection_schema
+from apo_planner.builders.synthesis.selection import InvalidSelection
+from apo_planner.entry.recipe import load_recipe
+from apo_planner.errors import RecipeError
+from benchmarks.latency_server import drop_first_call
 from tests.conftest import SMOKE_SOURCE
-from tests.support.loopback import OpenAIStub, drop_first_call
+from tests.support.loopback import OpenAIStub
 
 
 def _config(tmp_path, name, urls, limit=12, **llm):
@@ -87,7 +90,7 @@ def test_throughput_is_recorded_per_run_and_absent_when_everything_was_cached(tm
 def test_the_progress_bar_shows_rates_cache_hits_and_an_eta():
     from collections import Counter
 
-    from builders.synthesis.progress import Progress
+    from apo_planner.builders.synthesis.progress import Progress
 
     with Progress(pending=3, cache_hits=5) as progress:
         for done in (1, 2, 3):
@@ -98,7 +101,7 @@ def test_the_progress_bar_shows_rates_cache_hits_and_an_eta():
         assert part in line, line
 
 
-def test_a_server_down_at_the_start_is_left_out_and_the_build_completes(tmp_path, capsys):
+def test_a_server_down_at_the_start_is_left_out_and_the_build_completes(tmp_path, caplog):
     from apo_planner.serving import free_port
 
     down = f"http://127.0.0.1:{free_port()}/v1"
@@ -106,7 +109,7 @@ def test_a_server_down_at_the_start_is_left_out_and_the_build_completes(tmp_path
         stats = build(_config(tmp_path, "down", [down, good.base_url])).stats
     assert stats["pairs"] > 0 and "request_failed" not in stats["synthesis"]
     assert stats["throughput"]["servers"][down]["requests"] == 0
-    assert f"{down} does not answer; left out of rotation" in capsys.readouterr().out
+    assert f"{down} does not answer; left out of rotation" in caplog.text
 
 
 def test_a_server_taken_out_is_probed_and_comes_back():
@@ -188,15 +191,15 @@ def test_every_server_must_serve_the_model_and_all_down_is_a_clear_error(tmp_pat
 
     with OpenAIStub(_healthy, model="another-model") as other:
         config = _config(tmp_path, "x", [other.base_url]).llm
-        with pytest.raises(RuntimeError, match="serves \\['another-model'\\], not 'stub-model'"):
+        with pytest.raises(SynthesisError, match="serves \\['another-model'\\], not 'stub-model'"):
             OpenAIBackend(config).check()
     downs = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
-    with pytest.raises(RuntimeError, match="no OpenAI-compatible server answers at .*, .*make serve-synth"):
+    with pytest.raises(SynthesisError, match="no OpenAI-compatible server answers at .*, .*make serve-synth"):
         OpenAIBackend(_config(tmp_path, "y", downs).llm).check()
 
 
 def test_a_base_url_list_must_not_be_empty_and_credentials_never_reach_stats():
-    with pytest.raises(ValueError, match="non-empty list"):
+    with pytest.raises(RecipeError, match="non-empty list"):
         load_recipe(None, ["build.llm.base_url=[]"])
     config = load_recipe(None, ["build.llm.base_url=[http://a:8000/v1/, http://a:8000/v1]"]).build.llm
     assert config.base_urls == ["http://a:8000/v1"]  # one server, however it was spelled

@@ -8,14 +8,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+from apo_planner.artifacts import InvalidArtifact
+from apo_planner.builders.build import build
 from apo_planner.config import RecipeError
-from builders.build import build
-from entry.recipe import load_recipe
+from apo_planner.entry.recipe import load_recipe
+from apo_planner.training.apo import TrainingInputError, check_config, train, trainer_arguments
+from apo_planner.training.apo import outputs as train_outputs
+from apo_planner.training.merge import merge
+from apo_planner.training.merge import outputs as merge_outputs
 from tests.conftest import REPO, nemotron_row, weather_conversation, write_jsonl
-from training.apo import TrainingInputError, check_config, train, trainer_arguments
-from training.apo import outputs as train_outputs
-from training.merge import merge
-from training.merge import outputs as merge_outputs
 
 TOOL = {
     "type": "function",
@@ -202,7 +203,7 @@ def test_a_dataset_missing_columns_is_refused(tmp_path, pairs_dir):
     ds = datasets.load_dataset(str(pairs_dir))
     broken = tmp_path / "broken"
     ds["train"].remove_columns("rejected").to_parquet(str(broken / "data" / "train-00000-of-00001.parquet"))
-    with pytest.raises(TrainingInputError, match=r"lacks columns \['rejected'\]"):
+    with pytest.raises(InvalidArtifact, match=r"lacks columns \['rejected'\]"):
         train(_train_config(tmp_path, broken))
 
 
@@ -239,8 +240,8 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a dataset or model was loaded before the settings were checked")
 
-    monkeypatch.setattr("training.apo.load_pairs", refuse)
-    monkeypatch.setattr("training.apo.load_base", refuse)
+    monkeypatch.setattr("apo_planner.training.apo.load_pairs", refuse)
+    monkeypatch.setattr("apo_planner.training.apo.load_base", refuse)
 
 
 def test_an_unknown_trainer_key_fails_before_any_model_loads_with_the_close_match(tmp_path, no_loading):
@@ -317,7 +318,7 @@ def test_two_processes_through_the_launcher_save_a_loadable_adapter_and_resume_f
     from peft import PeftModel
 
     from apo_planner.artifacts import TrainDir
-    from training.launch import launch
+    from apo_planner.training.launch import launch
 
     config = _train_config(tmp_path, pairs_dir, max_steps=2, save_steps=1, num_processes=2, preference_eval=False)
     run = launch(config)
@@ -330,7 +331,7 @@ def test_two_processes_through_the_launcher_save_a_loadable_adapter_and_resume_f
 
 @pytest.mark.slow
 def test_a_worker_refusing_its_input_is_one_line_from_the_launcher(tmp_path, pairs_dir):
-    from training.launch import LaunchError, launch
+    from apo_planner.training.launch import LaunchError, launch
 
     config = _train_config(tmp_path, tmp_path / "no-such-dataset", max_steps=1)
     with pytest.raises(LaunchError) as refused:

@@ -25,17 +25,13 @@ import datasets
 from apo_planner.artifacts import TrainDir, write_json
 from apo_planner.config import RecipeError
 from apo_planner.dataset import PREFERENCE_COLUMNS, load_preference_dataset
-from training.config import TrainConfig, trainer_key_problems
-from training.provenance import training_provenance
+from apo_planner.training.config import TrainConfig, TrainingInputError, trainer_key_problems
+from apo_planner.training.provenance import training_provenance
 
 if TYPE_CHECKING:
     from trl import DPOConfig
 
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's name for the adapter's config: it marks a saved adapter
-
-
-class TrainingInputError(ValueError):
-    """Bad training input, explained before TRL sees it."""
 
 
 def load_base(config: TrainConfig, dtype: Any = None):

@@ -11,7 +11,7 @@ model card reads) keeps the keys where they always were.
 Trainer keys are checked here, when the recipe is read, against DPOConfig's fields: an unknown
 name fails with the close matches, and a value is coerced to the field's declared type (`--set
 train.learning_rate=1e-3` arrives from YAML as a string). Whether DPOConfig accepts the values
-together is `training.apo.check_config`'s job.
+together is `apo_planner.training.apo.check_config`'s job.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from apo_planner.config import StrictConfig
+from apo_planner.errors import UserError
+
+
+class TrainingInputError(UserError):
+    """Bad training input (dataset, base model, settings), explained before TRL sees it."""
+
 
 DPO_CONFIG_DOCS = "https://huggingface.co/docs/trl/dpo_trainer#trl.DPOConfig"
 
@@ -83,7 +89,7 @@ class TrainConfig(StrictConfig):
     lora: LoraSettings = LoraSettings()
     num_processes: int = Field(1, ge=1, description="training processes (`accelerate launch --num_processes`)")
     accelerate_config: str | None = Field(
-        None, description="accelerate config file (e.g. training/accelerate/fsdp.yaml); none: plain data parallel"
+        None, description="a shipped accelerate config by name (fsdp) or a file; none: plain data parallel"
     )
     devices: list[int] = Field(
         default_factory=list, description="GPU ids training may use (CUDA_VISIBLE_DEVICES); empty: all visible"

@@ -3,8 +3,8 @@
 `apo-planner train`, `make train` and the release all come through `launch`, for one process on a
 laptop and for eight on a GPU node alike, so a checkpoint written by one is resumable by the other
 and the recipe's batch arithmetic (per-device batch x processes) holds everywhere. The worker
-(`training.worker`) reads the train section from `<output>/train_config.json`; only the parent
-prints, and only rank 0 writes artifacts (`training.apo.train`).
+(`apo_planner.training.worker`) reads the train section from `<output>/train_config.json`; only the parent
+prints, and only rank 0 writes artifacts (`apo_planner.training.apo.train`).
 
 On a machine without CUDA, several processes run as multi-CPU data parallel over gloo (the worker
 asks TRL for the CPU); with GPUs, `train.accelerate_config` picks the distribution (FSDP for the
@@ -24,27 +24,32 @@ from pathlib import Path
 from apo_planner.artifacts import TrainDir, write_json
 from apo_planner.serving import free_port
 from apo_planner.tiny import ensure_tiny_model
-from training.config import TrainConfig
-from training.provenance import SOURCE_ROOT
+from apo_planner.training.config import TrainConfig, TrainingInputError
 
 CONFIG_FILE = "train_config.json"  # the train section the worker runs, beside the artifacts it writes
-WORKER_ERROR = "training.worker: error: "  # how a worker reports a mistake in the input (exit 2)
+WORKER_ERROR = "apo_planner.training.worker: error: "  # how a worker reports a mistake in the input (exit 2)
 
 
-class LaunchError(RuntimeError):
-    """The training processes failed; the message carries the tail of their output."""
+class LaunchError(Exception):
+    """The training processes crashed (not a refused input, which is a `TrainingInputError`); a bug or the
+    machine, so it is reported as unexpected, with the tail of their output."""
+
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parent / "accelerate"  # shipped: `train.accelerate_config: fsdp`
 
 
 def accelerate_config_path(config: TrainConfig) -> Path | None:
-    """The recipe's accelerate config, as given or relative to the apo-planner checkout (recipes name
-    `training/accelerate/fsdp.yaml` whatever the working directory)."""
+    """The recipe's accelerate config: a shipped one by name (`fsdp`), else a file path."""
     if config.accelerate_config is None:
         return None
-    path = Path(config.accelerate_config)
-    for candidate in (path, SOURCE_ROOT / path):
+    shipped = ACCELERATE_CONFIGS / f"{config.accelerate_config}.yaml"
+    for candidate in (shipped, Path(config.accelerate_config)):
         if candidate.is_file():
             return candidate.resolve()
-    raise FileNotFoundError(f"train.accelerate_config: {config.accelerate_config} not found")
+    names = ", ".join(sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")))
+    raise TrainingInputError(
+        f"train.accelerate_config: {config.accelerate_config} is neither a file nor a shipped config ({names})"
+    )
 
 
 def launch_command(config: TrainConfig, config_json: Path, recipe_sha256: str) -> list[str]:
@@ -58,7 +63,7 @@ def launch_command(config: TrainConfig, config_json: Path, recipe_sha256: str) -
     command += ["--num_processes", str(config.num_processes), "--num_machines", "1", "--dynamo_backend", "no"]
     if config.num_processes > 1:  # not torch's fixed 29500: two trainings on one node must not collide
         command += ["--main_process_port", str(free_port())]
-    command += ["-m", "training.worker", str(config_json), "--recipe-sha256", recipe_sha256]
+    command += ["-m", "apo_planner.training.worker", str(config_json), "--recipe-sha256", recipe_sha256]
     return command
 
 
@@ -68,12 +73,14 @@ def launch_env(config: TrainConfig) -> dict[str, str]:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in config.devices)
     if config.num_processes > 1 and "OMP_NUM_THREADS" not in env:  # processes must not oversubscribe cores
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // config.num_processes))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SOURCE_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
 def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -> TrainDir:
     """Train in `config.num_processes` processes and return the run folder once they all succeeded."""
+    from apo_planner.training.apo import load_pairs
+
+    load_pairs(config)  # a missing or foreign dataset is refused before any model is made or process started
     run = TrainDir(Path(config.output))
     if config.tiny_model:  # made once here: ranks creating it side by side would read half-written files
         ensure_tiny_model(config.base_model, seed=config.seed)
@@ -103,10 +110,10 @@ def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -
             proc.wait(timeout=60)
             raise
     if proc.returncode != 0 and refused:  # the input was refused: that one line says why
-        raise LaunchError(refused[0])
+        raise TrainingInputError(refused[0])
     if proc.returncode != 0:
         raise LaunchError(
-            f"training failed (exit {proc.returncode}; {' '.join(command[:2])} ... -m training.worker); "
+            f"training failed (exit {proc.returncode}; {' '.join(command[:2])} ... -m apo_planner.training.worker); "
             "last lines:\n" + "".join(tail)
         )
     return run

@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from apo_planner.artifacts import MERGE_INFO_FILE, TrainDir, read_json, write_json
-from training.apo import ADAPTER_CONFIG, load_base
-from training.config import TrainConfig
+from apo_planner.artifacts import MERGE_INFO_FILE, MissingArtifact, TrainDir, read_json, write_json
+from apo_planner.training.apo import ADAPTER_CONFIG, load_base
+from apo_planner.training.config import TrainConfig
 
 MODEL_CONFIG = "config.json"  # transformers' name for a model's config: it marks a saved model
 LM_EVAL_TASK_DIR = "lm_eval_task"  # under train.output: the rendered preference-accuracy task
@@ -29,7 +29,7 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     adapter = Path(adapter) if adapter else run.adapter
     output = Path(output) if output else run.merged
     if not (adapter / ADAPTER_CONFIG).is_file():
-        raise FileNotFoundError(f"no adapter at {adapter}; run `apo-planner train` first")
+        raise MissingArtifact(f"no adapter at {adapter}; run `apo-planner train` first")
     tokenizer, base = load_base(config)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     if output.exists():
@@ -47,8 +47,8 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
 
 def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
     """Preference accuracy of base and merged model on the held-out pairs, into metrics.json."""
-    from training.apo import load_pairs
-    from training.preference_eval import preference_accuracy, write_task
+    from apo_planner.training.apo import load_pairs
+    from apo_planner.training.preference_eval import preference_accuracy, write_task
 
     run = TrainDir(Path(config.output))
     test = load_pairs(config).get("test")

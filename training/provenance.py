@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from apo_planner.artifacts import STATS_FILE, DatasetDir, read_json
-from training.config import TrainConfig
+from apo_planner.training.config import TrainConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the checkout whose commit trained the model
 PACKAGES = ("apo-planner", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "lm-eval")

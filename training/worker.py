@@ -1,7 +1,8 @@
 """The process `accelerate launch` starts (one per rank): train from `<output>/train_config.json`.
 
-Started by `training.launch`, never by hand. A mistake in the input is one line on stderr and exit
-status 2 (the launcher shows that line instead of a traceback from every rank).
+Started by `apo_planner.training.launch`, never by hand. A mistake in the input (`UserError`) is one line on
+stderr and exit status 2 (the launcher shows that line instead of a traceback from every rank); anything
+else is a bug, and its traceback reaches the launcher, which reports it as unexpected.
 """
 
 from __future__ import annotations
@@ -10,22 +11,25 @@ import argparse
 import sys
 from pathlib import Path
 
+from apo_planner import logs
 from apo_planner.artifacts import read_json
-from apo_planner.config import RecipeError
-from training.apo import TrainingInputError, train
-from training.config import TrainConfig
-from training.launch import WORKER_ERROR
+from apo_planner.errors import UserError
+from apo_planner.training.apo import train
+from apo_planner.training.config import TrainConfig
+from apo_planner.training.launch import WORKER_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__)
-    parser.add_argument("config", type=Path, help="train section as JSON (written by training.launch)")
+    parser = argparse.ArgumentParser(prog="python -m apo_planner.training.worker", description=__doc__)
+    parser.add_argument("config", type=Path, help="train section as JSON (written by apo_planner.training.launch)")
     parser.add_argument("--recipe-sha256", default="")
+    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    logs.setup(args.log_level)
     config = TrainConfig.model_validate(read_json(args.config, "train"))
     try:
         train(config, args.recipe_sha256)
-    except (TrainingInputError, RecipeError, FileNotFoundError) as exc:
+    except UserError as exc:
         print(WORKER_ERROR + " ".join(str(exc).split()), file=sys.stderr, flush=True)
         return 2
     return 0

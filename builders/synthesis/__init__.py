@@ -11,9 +11,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import datasets
 
-from builders.config import BuildConfig
-from builders.records import Trajectory
-from builders.synthesis.selection import Selection
+from apo_planner.builders.config import BuildConfig
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.synthesis.selection import Selection
 
 
 @runtime_checkable
@@ -44,9 +44,9 @@ class Synthesizer(Protocol):
 def get_synthesizer(config: BuildConfig) -> Synthesizer:
     """The recipe's synthesizer (imported here so a rule build never loads the model client)."""
     if config.synthesizer == "rule":
-        from builders.synthesis.rule import RuleSynthesizer
+        from apo_planner.builders.synthesis.rule import RuleSynthesizer
 
         return RuleSynthesizer(config.rule)
-    from builders.synthesis.llm import LLMSynthesizer
+    from apo_planner.builders.synthesis.llm import LLMSynthesizer
 
     return LLMSynthesizer(config.llm, consistency=config.consistency)

@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from builders.records import Trajectory
-from builders.synthesis.rule import RuleSynthesizer
-from builders.synthesis.selection import Selection
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.synthesis.rule import RuleSynthesizer
+from apo_planner.builders.synthesis.selection import Selection
 
 _SUMMED = ("trajectories", "reference_rejected", "model_removed", "rule_removed", "both_removed")
 

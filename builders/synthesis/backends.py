@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import time
@@ -24,8 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from builders.config import LLMConfig
+from apo_planner.builders.config import LLMConfig
+from apo_planner.builders.errors import SynthesisError
 
+logger = logging.getLogger(__name__)
 _BACKOFF_S = 0.2  # the wait before the first retry of a failed request; it doubles with each retry
 
 
@@ -233,18 +236,20 @@ class OpenAIBackend:
             finally:
                 sync.close()
             if served and self.config.model not in served:
-                raise RuntimeError(
+                raise SynthesisError(
                     f"the server at {redact_url(url)} serves {served}, not {self.config.model!r}; "
                     "set build.llm.model to the served name"
                 )
         if len(down) == len(self.config.base_urls):
             where = ", ".join(f"{redact_url(u)} ({e})" for u, e in down.items())
-            raise RuntimeError(
+            raise SynthesisError(
                 f"no OpenAI-compatible server answers at {where}. Start one with `make serve-synth` (vLLM, "
                 "separate environment; see README) or point build.llm.base_url at a running server."
             )
         for url in down:
-            print(f"synthesis: {redact_url(url)} does not answer; left out of rotation and probed again later")
+            logger.warning(
+                "synthesis: %s does not answer; left out of rotation and probed again later", redact_url(url)
+            )
         self._down = set(down)
 
     def request_body(self, prompt: str, schema: dict[str, Any], seed: int, temperature: float) -> bytes:
@@ -356,7 +361,7 @@ class TransformersBackend:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.config.model, revision=revision)
                 self._model = AutoModelForCausalLM.from_pretrained(self.config.model, revision=revision)
             except OSError as exc:
-                raise RuntimeError(f"cannot load synthesizer model {self.config.model!r}: {exc}") from None
+                raise SynthesisError(f"cannot load synthesizer model {self.config.model!r}: {exc}") from None
             self._model.eval()
             info = xgr.TokenizerInfo.from_huggingface(self._tokenizer, vocab_size=self._model.config.vocab_size)
             self._compiler = xgr.GrammarCompiler(info)

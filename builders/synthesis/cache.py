@@ -17,6 +17,8 @@ from pathlib import Path
 
 import orjson
 
+from apo_planner.builders.errors import BuildError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
@@ -43,7 +45,7 @@ class CachedAnswer:
     attempts: int
 
 
-class CacheError(RuntimeError):
+class CacheError(BuildError):
     """The answer cache cannot be opened or written (a read-only folder, a full disk, not a database)."""
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import orjson
 
-from builders.config import ConsistencyConfig
-from builders.records import Trajectory
-from builders.synthesis.selection import InvalidSelection, Selection, result_values, value_sources
+from apo_planner.builders.config import ConsistencyConfig
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.synthesis.selection import InvalidSelection, Selection, result_values, value_sources
 
 CHECKS_VERSION = 1  # part of the LLM answer cache key: bump when a check changes what is accepted
 

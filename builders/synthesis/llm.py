@@ -22,16 +22,16 @@ import datasets
 import fastjsonschema
 import orjson
 
+from apo_planner.builders.config import ConsistencyConfig, LLMConfig
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
+from apo_planner.builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
+from apo_planner.builders.synthesis.consistency import CHECKS_VERSION, check_consistency
+from apo_planner.builders.synthesis.progress import Progress
+from apo_planner.builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 from apo_planner.plan import normalize_rationale
 from apo_planner.serving import serve
 from apo_planner.templating import environment
-from builders.config import ConsistencyConfig, LLMConfig
-from builders.records import Trajectory
-from builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
-from builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
-from builders.synthesis.consistency import CHECKS_VERSION, check_consistency
-from builders.synthesis.progress import Progress
-from builders.synthesis.selection import InvalidSelection, KeptCall, Selection
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_TEMPLATE = TEMPLATES / "select_calls.jinja"

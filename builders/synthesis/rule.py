@@ -16,9 +16,9 @@ from collections import Counter
 
 import orjson
 
-from builders.config import RuleConfig
-from builders.records import Trajectory
-from builders.synthesis.selection import KeptCall, Selection, infer_dependencies, short_rationale
+from apo_planner.builders.config import RuleConfig
+from apo_planner.builders.records import Trajectory
+from apo_planner.builders.synthesis.selection import KeptCall, Selection, infer_dependencies, short_rationale
 
 BACKEND = "rule"
 

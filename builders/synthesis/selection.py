@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
+from apo_planner.builders.records import Action, Trajectory
 from apo_planner.plan import Plan, PlanStep, normalize_rationale
-from builders.records import Action, Trajectory
 
 
 class InvalidSelection(ValueError):

@@ -10,11 +10,7 @@ just enough of `/v1/chat/completions`, `/v1/completions` and `/v1/models` for th
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,54 +127,3 @@ def server_url(log: Path) -> str:
     match = re.search(r"server at (http://\S+/v1):", log.read_text().splitlines()[0])
     assert match, f"{log} does not start with the server line"
     return match.group(1)
-
-
-def drop_first_call(request: dict[str, Any], n: int = 0) -> str:
-    """A valid selection for whatever trajectory the synthesis prompt shows: every call but the first."""
-    calls = request["messages"][0]["content"].count("\n[")
-    keep = [{"index": i, "rationale": "needed", "depends_on": []} for i in range(1, max(calls, 2))]
-    return json.dumps({"keep": keep})
-
-
-class StubProcess:
-    """`main` below in a process of its own, for benchmarks: in-process, the stub would share the GIL with
-    the client it measures. Answers `drop_first_call` after `latency` seconds."""
-
-    model = "stub-model"
-
-    def __init__(self, workdir: Path, latency: float) -> None:
-        port_file = workdir / f"stub-{latency}.url"
-        port_file.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "tests.support.loopback", "--port-file", str(port_file)]
-        self.proc = subprocess.Popen([*command, "--latency", str(latency)])
-        while not port_file.exists() or not port_file.read_text():
-            if self.proc.poll() is not None:
-                raise RuntimeError("the loopback stub exited before it listened")
-            time.sleep(0.05)
-        self.base_url = port_file.read_text()
-
-    def __enter__(self) -> StubProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-def main() -> None:
-    """Run a stub in its own process (so benchmarks measure the client, not a shared GIL)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="loopback OpenAI-compatible stub")
-    parser.add_argument("--port-file", required=True, help="where to write the port once listening")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
-    args = parser.parse_args()
-    with OpenAIStub(lambda request, n: (200, drop_first_call(request), args.latency)) as stub:
-        partial = Path(args.port_file).with_suffix(".partial")
-        partial.write_text(stub.base_url)
-        partial.replace(args.port_file)  # appears whole: the reader never sees an empty file
-        threading.Event().wait()
-
-
-if __name__ == "__main__":
-    main()

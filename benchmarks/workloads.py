@@ -13,8 +13,8 @@ now and then, follow-up requests that build on earlier answers, a closing thank-
 in one assistant message, retried, repeated and re-verified calls, think traces and tool results of
 realistic length (rows average ~20 KB, as the split's 6.4 GB over 310,051 rows does). The smoke
 recipe's bundled sample was written by
-`python -m tests.support.rows --n 160 --seed 7 --out recipes/data/smoke_trajectories.jsonl.gz`;
-`python -m tests.support.rows --n 2000 --stats` prints the shape of a corpus.
+`python -m benchmarks.workloads --n 160 --seed 7 --out recipes/data/smoke_trajectories.jsonl.gz`;
+`python -m benchmarks.workloads --n 2000 --stats` prints the shape of a corpus.
 """
 
 from __future__ import annotations
