@@ -83,13 +83,15 @@ class PlanCoverage:
 
 
 class Comparison(_Record):
-    """`comparison.json`: one row per BFCL category: the executor alone (in both bfcl-eval modes when
-    both ran) and with the planner."""
+    """`comparison.json`: one row per category of the benchmark it ran (`benchmark`, a name in
+    `apo_planner.benchmarks.BENCHMARKS`): the executor alone (in both of its modes when both ran) and with
+    the planner."""
 
+    benchmark: str = "bfcl"
     baseline_model: str  # the executor alone in the planner arm's mode
     planner_model: str
     categories: list[dict[str, Any]]
-    other_mode_model: str | None = None  # the executor alone in bfcl-eval's other mode (FC or prompt)
+    other_mode_model: str | None = None  # the executor alone in its other mode (FC or prompt)
     planner_mode: str = "fc"
     other_mode: str | None = None
     paper_note: str | None = None
@@ -194,13 +196,13 @@ class TrainDir:
 
 @dataclass(frozen=True)
 class EvalDir:
-    """An evaluation folder: bfcl-eval's own tree under `bfcl/`, the comparison reports beside it."""
+    """An evaluation folder: the benchmark's own tree under `<benchmark name>/` (its result and score files
+    in its own layout), the comparison reports beside it."""
 
     root: Path
 
-    @property
-    def bfcl_root(self) -> Path:
-        return self.root / "bfcl"
+    def benchmark_root(self, benchmark: str) -> Path:
+        return self.root / benchmark
 
     @property
     def comparison_file(self) -> Path:
@@ -214,9 +216,9 @@ class EvalDir:
     def comparison_plot(self) -> Path:
         return self.comparison_file.with_suffix(".png")
 
-    @property
-    def submission(self) -> Path:
-        return self.root / "bfcl_submission"
+    def submission(self, benchmark: str) -> Path:
+        """Where `apo-planner submission` drafts a leaderboard pull request."""
+        return self.root / f"{benchmark}_submission"
 
     def comparison(self) -> Comparison:
         return _read(Comparison, self.comparison_file, "eval")

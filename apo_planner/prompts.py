@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from apo_planner.plan import Plan
+
+# How a plan reaches an executor: the text put before its first turn (`eval.injection.template` overrides it).
+DEFAULT_INJECTION_TEMPLATE = Path(__file__).parent / "templates" / "plan_injection.jinja"
 
 PLANNER_SYSTEM_PROMPT = (
     "You are a planner for a tool-calling assistant. Given the user's request and the available tools, "

@@ -71,11 +71,13 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownName(self.unknown(name)) from None
 
-    def unknown(self, name: str) -> str:
-        """'unknown KIND 'x'; did you mean …? valid: …' for a name this registry does not have."""
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
+    def unknown(self, name: str, extra: tuple[str, ...] = ()) -> str:
+        """'unknown KIND 'x'; did you mean …? (valid: …)' for a name this registry does not have; `extra`:
+        names a caller accepts beside the entries (e.g. 'auto')."""
+        valid = [*self.names(), *extra]
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} (valid: {', '.join(self.names())})"
+        return f"unknown {self.kind} {name!r}{hint} (valid: {', '.join(valid)})"
 
     def __contains__(self, name: object) -> bool:
         self._load()
@@ -90,7 +92,7 @@ class Registry(Generic[T]):
 
         def check(name: str) -> str:
             if name not in extra and name not in self:
-                raise ValueError(self.unknown(name) if not extra else f"{self.unknown(name)[:-1]}, {', '.join(extra)})")
+                raise ValueError(self.unknown(name, extra))
             return name
 
         return check

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from apo_planner.artifacts import Comparison
+from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.entry.recipe import load_recipe
-from apo_planner.evaluation.bfcl_setup import use_project_root
 from apo_planner.tiny import make_tiny_model
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        use_project_root(tmp / "eval" / "bfcl")
+        BENCHMARKS.get("bfcl").use_root(tmp / "eval" / "bfcl")
         evaluation_overhead(tmp, args.limit, args.max_tokens)
         constrained_overhead(tmp, args.limit)
 

@@ -6,11 +6,12 @@ import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.config import StrictConfig
 from apo_planner.serving import ServerConfig
 
@@ -151,11 +152,14 @@ class ReviewConfig(StrictConfig):
 
 
 class DecontaminationConfig(StrictConfig):
-    """Word n-gram overlap between dataset queries and the BFCL questions shipped in bfcl_eval."""
+    """Word n-gram overlap between dataset queries and the questions of the benchmarks the planner is evaluated on."""
 
     enabled: bool = True
     ngram: int = Field(8, ge=2, description="a query sharing any word n-gram with a BFCL question is removed")
-    bfcl_files: str = Field("BFCL_v4_*.json", description="glob under bfcl_eval's data folder")
+    benchmarks: list[Annotated[str, AfterValidator(BENCHMARKS.validator())]] = Field(
+        default_factory=lambda: ["bfcl"],
+        description="registered benchmarks whose questions the dataset must not contain",
+    )
 
 
 # How a build runs, not what it writes: the shards of one dataset may differ in these (each its own

@@ -31,12 +31,12 @@ def _dedupe_sorted(pairs: datasets.Dataset, stats: BuildStats) -> datasets.Datas
 
 
 def _decontaminate(pairs: datasets.Dataset, config: BuildConfig) -> tuple[datasets.Dataset, dict[str, Any]]:
-    """Remove rows whose query shares a word n-gram with a BFCL question; the report goes in stats.json."""
+    """Remove rows whose query shares a word n-gram with a benchmark's question; the report goes in stats.json."""
     settings = config.decontamination
     if not settings.enabled:
         return pairs, {"enabled": False}
-    checker = Decontaminator.from_bfcl(settings.ngram, settings.bfcl_files)
-    # every user message of the prompt: an earlier turn can carry a BFCL question as well as the last one
+    checker = Decontaminator.from_benchmarks(settings.benchmarks, settings.ngram)
+    # every user message of the prompt: an earlier turn can carry a benchmark question as well as the last one
     hits = [
         next((hit for m in prompt if m["role"] == "user" and (hit := checker.match(m["content"]))), None)
         for prompt in pairs["prompt"]
@@ -45,9 +45,10 @@ def _decontaminate(pairs: datasets.Dataset, config: BuildConfig) -> tuple[datase
     report = {
         "enabled": True,
         "ngram": settings.ngram,
-        "bfcl_questions": checker.questions,
+        "questions": sum(checker.questions.values()),
+        "benchmarks": dict(checker.questions),
         "removed": len(removed),
-        "examples": [{"id": rid, "bfcl_id": hit} for rid, hit in removed[:10]],
+        "examples": [{"id": rid, "entry": hit} for rid, hit in removed[:10]],
     }
     if removed:
         pairs = pairs.select([i for i, hit in enumerate(hits) if hit is None])

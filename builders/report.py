@@ -60,7 +60,10 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
         table.add_row("  pairs keeping every answer source", f"{sources['kept']} of {sources['pairs']}")
     decontamination = stats.get("decontamination", {})
     if decontamination.get("enabled"):
-        table.add_row(f"  decontaminated ({decontamination['ngram']}-gram vs BFCL)", str(decontamination["removed"]))
+        against = ", ".join(decontamination.get("benchmarks") or {})
+        table.add_row(
+            f"  decontaminated ({decontamination['ngram']}-gram vs {against})", str(decontamination["removed"])
+        )
     table.add_row("pairs", str(stats["pairs"]))
     for name, dist in stats.get("lengths", {}).items():
         if dist.get("n"):

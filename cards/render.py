@@ -15,6 +15,7 @@ from typing import Any
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
 from apo_planner.artifacts import Comparison, DatasetDir, EvalDir, TrainDir
+from apo_planner.benchmarks import BENCHMARKS, Benchmark
 from apo_planner.cards.recipe import RECIPE_FILE
 from apo_planner.templating import render_file
 
@@ -126,11 +127,20 @@ def dataset_card(
         source_in_checkout=isinstance(source_path, str) and not Path(source_path).is_absolute(),
         local_source=stats["source"].startswith("local:"),
         review=dataset_dir.review(),
+        decontaminated_against=_benchmark_titles(stats.get("decontamination", {}).get("benchmarks") or {}),
     )
     return DatasetCard(text)
 
 
-def _eval_results(comparison: Comparison) -> list[EvalResult]:
+def _benchmark_titles(counts: dict[str, int]) -> str:
+    """'BFCL v4 (4,461)' for each benchmark a build was decontaminated against, by its registry title."""
+    titles = [
+        f"{BENCHMARKS.get(name).title if name in BENCHMARKS else name} ({n:,})" for name, n in sorted(counts.items())
+    ]
+    return ", ".join(titles) or "no benchmark"
+
+
+def _eval_results(comparison: Comparison, bench: Benchmark) -> list[EvalResult]:
     """model-index entries; each metric's name carries the plan coverage it was measured with."""
     results = []
     coverage = comparison.coverage()
@@ -142,12 +152,12 @@ def _eval_results(comparison: Comparison) -> list[EvalResult]:
         common = {
             "task_type": "text-generation",
             "task_name": "Function calling",
-            "dataset_type": "gorilla-llm/Berkeley-Function-Calling-Leaderboard",
-            "dataset_name": f"BFCL v4 {row['category']}",
+            "dataset_type": bench.dataset_id,
+            "dataset_name": f"{bench.title} {row['category']}",
             "dataset_config": row["category"],
             "dataset_split": "test",
-            "source_name": "apo-planner eval (bfcl-eval checker)",
-            "source_url": "https://github.com/ShishirPatil/gorilla/tree/main/berkeley-function-call-leaderboard",
+            "source_name": f"apo-planner eval ({bench.checker})",
+            "source_url": bench.url,
         }
         results.append(
             EvalResult(
@@ -187,6 +197,7 @@ def model_card(
     metrics = train_dir.metrics().model_dump()
     provenance = train_dir.provenance()
     comparison = eval_dir.comparison()
+    bench = BENCHMARKS.get(comparison.benchmark)
     base_model = provenance["base_model"]["id"]  # what training recorded: a Hub id, or a local base's folder name
     trained_on = provenance["dataset"].get("version")
     dataset_version = trained_on if trained_on and trained_on != "unknown" else version
@@ -200,7 +211,7 @@ def model_card(
         language=["en"],
         pipeline_tag="text-generation",
         tags=["tool-calling", "function-calling", "planner", "apo", "dpo", "trl", *(["lora"] if adapter else [])],
-        eval_results=None if adapter else _eval_results(comparison) or None,
+        eval_results=None if adapter else _eval_results(comparison, bench) or None,
     )
     text = render_file(
         TEMPLATES / "model_card.md.jinja",
@@ -217,6 +228,8 @@ def model_card(
         provenance=provenance,
         comparison=comparison.model_dump(),
         coverage=comparison.coverage(),
+        evaluation_section=bench.card_section(comparison).strip(),
+        benchmark_title=bench.title,
         config=provenance["train_config"],
         trainer=provenance["trainer_args"],  # every DPOConfig value the run used, TRL's defaults included
         version=version,

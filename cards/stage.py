@@ -129,7 +129,8 @@ def stage(
 
     model_out = _fresh(staged.model)
     merged = _top_files(train_dir.merged, model_out)
-    _copy({**merged, eval_dir.comparison_file: model_out / "bfcl_comparison.json"}, config.model_repo_id)
+    benchmark = eval_dir.comparison().benchmark
+    _copy({**merged, eval_dir.comparison_file: model_out / f"{benchmark}_comparison.json"}, config.model_repo_id)
     _write_recipe(model_out, shipped, config.model_repo_id, version)
     model_card(train_dir, eval_dir, config.model_repo_id, adapter=False, **common).save(model_out / "README.md")
     return staged

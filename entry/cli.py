@@ -55,6 +55,16 @@ def _recipe(args: argparse.Namespace, extra: list[str]) -> Recipe:
     return load_recipe(args.recipe, [*args.overrides, *extra])
 
 
+def _point_benchmark(recipe: Recipe) -> None:
+    """Tell the recipe's benchmark where its files go, before anything imports its package (bfcl-eval reads
+    its project root once, at import)."""
+    from apo_planner.artifacts import EvalDir
+    from apo_planner.benchmarks import BENCHMARKS
+
+    bench = BENCHMARKS.get(recipe.eval.benchmark)
+    bench.use_root(EvalDir(Path(recipe.eval.output).resolve()).benchmark_root(bench.name))
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or one shard, or merge the shards), then optionally push; the Hub is checked before building."""
     from apo_planner.builders.build import build, merge_shards, parse_shard
@@ -132,9 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.categories:
         extra.append("eval.categories=[" + ",".join(args.categories.split(",")) + "]")
     recipe = _recipe(args, extra)
-    from apo_planner.evaluation.bfcl_setup import use_project_root
-
-    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    _point_benchmark(recipe)
     from apo_planner.evaluation.report import print_comparison
     from apo_planner.evaluation.run import evaluate
 
@@ -166,9 +174,7 @@ def submission_pins(recipe: Recipe) -> object:
 
 def cmd_submission(args: argparse.Namespace) -> int:
     recipe = _recipe(args, [])
-    from apo_planner.evaluation.bfcl_setup import use_project_root
-
-    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    _point_benchmark(recipe)
     from apo_planner.evaluation.submission import export
 
     folder = export(recipe.eval, submission_pins(recipe), allow_partial=args.allow_partial)
@@ -229,9 +235,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     """build -> train -> merge -> eval -> cards/stage -> push (with --push); unchanged stages skip."""
     recipe = _recipe(args, [])
-    from apo_planner.evaluation.bfcl_setup import use_project_root
-
-    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    _point_benchmark(recipe)
     from rich.console import Console
     from rich.table import Table
 
@@ -297,9 +301,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     recipe = _recipe(args, [])
-    from apo_planner.evaluation.bfcl_setup import use_project_root
-
-    use_project_root(Path(recipe.eval.output).resolve() / "bfcl")  # before anything imports bfcl-eval
+    _point_benchmark(recipe)
     from apo_planner.serving import serve
 
     roles = served_roles(recipe)
@@ -404,9 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="merged model dir (default: train.output/merged)")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("eval", help="BFCL: executor alone vs executor + planner (bfcl-eval generation + checker)")
+    p = sub.add_parser(
+        "eval", help="executor alone vs executor + planner on the recipe's benchmark (its generation + checker)"
+    )
     _add_recipe_args(p)
-    p.add_argument("--categories", help="comma-separated bfcl-eval categories or groups (default: recipe)")
+    p.add_argument("--categories", help="comma-separated categories or groups of the benchmark (default: recipe)")
     p.add_argument("--limit", type=int, help="first N entries per category (quick runs)")
     p.set_defaults(func=cmd_eval)
 

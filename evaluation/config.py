@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
 from apo_planner.plan_grammar import GrammarLimits
@@ -98,6 +99,9 @@ GATE_KEYS = {"min_planned", "submission"}  # what is decided or exported from th
 
 
 class EvalConfig(StrictConfig):
+    benchmark: Annotated[str, AfterValidator(BENCHMARKS.validator())] = Field(
+        "bfcl", description="which registered benchmark to evaluate on (`apo-planner benchmarks` lists them)"
+    )
     categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     planner_mode: Literal["fc", "prompt"] = Field(
         "fc", description="which executor entry the planner arm runs on: the FC `handler` or the `prompt_handler`"

@@ -9,11 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from apo_planner.artifacts import Comparison
+from apo_planner.benchmarks import BENCHMARKS
 
 
 def print_comparison(comparison: dict[str, Any], output: Path, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"BFCL: {comparison['baseline_model']} alone vs + planner -> {output}")
+    title = BENCHMARKS.get(comparison.get("benchmark", "bfcl")).title
+    table = Table(title=f"{title}: {comparison['baseline_model']} alone vs + planner -> {output}")
     other = comparison.get("other_mode_model")
     for column in (
         "category",

@@ -1,29 +1,29 @@
-"""`apo-planner eval`: the executor alone in both bfcl-eval modes (FC and prompt) and with the planner,
-through bfcl-eval's own generation and official checker, then the comparison reports. (The folder
-for a leaderboard PR is `apo-planner submission`, from these results.)
+"""`apo-planner eval`: the executor alone in both of its modes (FC and prompt) and with the planner, on
+the recipe's benchmark (`eval.benchmark`, BFCL by default) through the benchmark's own generation and
+official checker, then the comparison reports. (The folder for a leaderboard PR is
+`apo-planner submission`, from these results.)
 
-bfcl-eval's local-model handlers talk to an OpenAI-compatible server on /v1/completions. The stage
-starts it (`eval.executor.server`: vLLM on GPUs, `transformers serve` for tiny CPU models, or an
-external one it only checks), and the planner's server too when the planner runs behind one; both
-stop when the stage ends. The handlers, prompts, decoding and checker are the same either way.
+The stage starts the executor's OpenAI-compatible server (`eval.executor.server`: vLLM on GPUs,
+`transformers serve` for tiny CPU models, or an external one it only checks), and the planner's server
+too when the planner runs behind one; both stop when the stage ends. The benchmark's handlers, prompts,
+decoding and checker are the same either way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from apo_planner.artifacts import EvalDir
-from apo_planner.evaluation.bfcl_setup import resolve_categories, use_project_root
+from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor
 from apo_planner.evaluation.config import GATE_KEYS, EvalConfig, EvalError, ExecutorConfig
-from apo_planner.evaluation.handler import Arms, PlannerRuntime, register
+from apo_planner.evaluation.planner_arm import PlannerRuntime
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
 
@@ -32,20 +32,22 @@ from apo_planner.tiny import ensure_tiny_model
 class EvalResult:
     output: Path
     comparison: dict[str, Any]
-    arms: Arms
 
 
-def executor_model(config: ExecutorConfig) -> tuple[str | None, str]:
-    """(local model dir or None, the model id the server answers to): bfcl-eval's local handlers send
-    the local path when there is one, else the Hub id of their model config."""
-    if config.model_path:
-        model = str(Path(config.model_path).resolve())
+def benchmark(config: EvalConfig) -> Benchmark:
+    return BENCHMARKS.get(config.benchmark)
+
+
+def executor_model(config: EvalConfig) -> tuple[str | None, str]:
+    """(local model dir or None, the model id the server answers to): the benchmark's local handlers send
+    the local path when there is one, else the Hub id of their executor entry."""
+    executor = config.executor
+    if executor.model_path:
+        model = str(Path(executor.model_path).resolve())
         return model, model
-    if config.server.engine == "transformers":
+    if executor.server.engine == "transformers":
         raise EvalError("eval.executor.server.engine=transformers needs eval.executor.model_path (a local model dir)")
-    from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING
-
-    return None, MODEL_CONFIG_MAPPING[config.handler].model_name
+    return None, benchmark(config).served_model(executor.handler)
 
 
 def prepare_executor(config: ExecutorConfig) -> None:
@@ -56,7 +58,7 @@ def prepare_executor(config: ExecutorConfig) -> None:
 
 def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str]]:
     """role -> (its server settings, the model id it serves) for the servers this stage uses."""
-    _, executor = executor_model(config.executor)
+    _, executor = executor_model(config)
     roles = {"executor": (config.executor.server, executor)}
     if config.planner.backend == "openai":
         roles["planner"] = (config.planner.server, config.planner.model)
@@ -83,85 +85,41 @@ def reset_stale_results(root: Path, identity: str) -> None:
     marker.write_text(identity + "\n")
 
 
-def _limit_ids(root: Path, categories: list[str], limit: int) -> None:
-    """bfcl-eval's own subset mechanism: ids listed in PROJECT_ROOT/test_case_ids_to_generate.json."""
-    from bfcl_eval.utils import load_dataset_entry
-
-    ids = {c: [e["id"] for e in load_dataset_entry(c)[:limit]] for c in categories}
-    (root / "test_case_ids_to_generate.json").write_text(json.dumps(ids, indent=2))
-
-
-def generate(model: str, categories: list[str], root: Path, config: EvalConfig, local_model_path: str | None) -> None:
-    from bfcl_eval._llm_response_generation import main as generation_main
-
-    generation_main(
-        SimpleNamespace(
-            model=[model],
-            test_category=categories,
-            temperature=config.executor.temperature,
-            include_input_log=False,
-            exclude_state_log=False,
-            num_gpus=1,
-            num_threads=config.executor.num_threads,
-            gpu_memory_utilization=0.9,
-            backend="vllm",
-            skip_server_setup=True,
-            local_model_path=local_model_path,
-            result_dir=str(root / "result"),
-            allow_overwrite=False,
-            run_ids=config.limit is not None,
-            enable_lora=False,
-            max_lora_rank=None,
-            lora_modules=None,
-        )
-    )
-
-
-def score(models: list[str], categories: list[str], root: Path, partial: bool) -> None:
-    from bfcl_eval.eval_checker.eval_runner import main as eval_main
-
-    eval_main(models, categories, str(root / "result"), str(root / "score"), partial_eval=partial)
-
-
 def outputs(config: EvalConfig) -> list[Path]:
     """What a finished evaluation leaves for the cards: the comparison (its .md and .png beside it)."""
     return [EvalDir(Path(config.output)).comparison_file]
 
 
 def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
-    """Generate with both models (resuming what is already there), score, compare, export."""
+    """Generate every arm (resuming what is already there), score, compare, write the reports."""
+    from apo_planner.evaluation.compare import write_reports
+
+    bench = benchmark(config)
     folder = EvalDir(Path(config.output).resolve())
     output = folder.root
-    root = folder.bfcl_root  # this evaluation's result/ and score/ trees
-    project_root = use_project_root(root)
-    categories = resolve_categories(config.categories)
-    from apo_planner.evaluation.compare import compare, write_reports
-
+    root = folder.benchmark_root(bench.name)  # this evaluation's tree in the benchmark's own layout
+    bench.use_root(root)
+    categories = bench.resolve(config.categories)
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
-    arms = register(
-        config.executor.handler,
-        runtime,
-        config.executor.max_tokens,
-        prompt_executor=config.executor.prompt_handler,
-        planner_mode=config.planner_mode,
+    model_path, _ = executor_model(config)
+    e = config.executor
+    executor = Executor(
+        entry=e.handler,
+        prompt_entry=e.prompt_handler,
+        model_path=model_path,
+        max_tokens=e.max_tokens,
+        temperature=e.temperature,
+        num_threads=e.num_threads,
     )
-    if config.limit is not None:
-        _limit_ids(project_root, categories, config.limit)
+    job = EvalJob(root, categories, executor, config.planner_mode, runtime, config.limit)
+    bench.prepare(job)  # unknown executor entries fail here, before any server starts
     reset_stale_results(root, run_identity(config))
     prepare_executor(config.executor)
     with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
-        model_path, _ = executor_model(config.executor)
         urls = {role: servers.enter_context(serve(s, m, output, role)) for role, (s, m) in served_roles(config).items()}
-        executor_url = urls["executor"]
+        job.executor = dataclasses.replace(executor, base_url=urls["executor"])
         runtime.base_url = urls.get("planner", runtime.base_url)
         runtime.planner  # noqa: B018 - load it now: a planner that cannot load fails the run, not each entry
-        os.environ["REMOTE_OPENAI_BASE_URL"] = executor_url
-        if model_path:
-            os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = model_path
-        for model in arms.models:  # both executor entries share the one server: same model, other prompts
-            generate(model, categories, root, config, model_path)
-    score(arms.models, categories, root, partial=config.limit is not None)
-    comparison = compare(root, arms, categories)
-    comparison["limit"] = config.limit
+        comparison = {"benchmark": bench.name, **bench.run(job), "limit": config.limit}
     write_reports(comparison, output)
-    return EvalResult(output, comparison, arms)
+    return EvalResult(output, comparison)

@@ -21,9 +21,8 @@ from typing import Any
 from apo_planner import __version__
 from apo_planner.artifacts import Comparison, EvalDir
 from apo_planner.evaluation.config import EvalConfig, EvalError
-from apo_planner.evaluation.handler import DEFAULT_INJECTION_TEMPLATE
 from apo_planner.plan import TOOL_NAME_PATTERN, is_valid_tool_name
-from apo_planner.prompts import PLANNER_SYSTEM_PROMPT
+from apo_planner.prompts import DEFAULT_INJECTION_TEMPLATE, PLANNER_SYSTEM_PROMPT
 from apo_planner.templating import environment, render_file
 from apo_planner.tools import normalize_tool, normalize_tools
 
@@ -127,7 +126,7 @@ def export(config: EvalConfig, pinned: Pinned, *, allow_partial: bool = False) -
         _refuse_partial(config, comparison)
     entry = config.executor.handler if config.planner_mode == "fc" else config.executor.prompt_handler
     base = MODEL_CONFIG_MAPPING[entry]
-    folder = Path(config.submission.output) if config.submission.output else eval_dir.submission
+    folder = Path(config.submission.output) if config.submission.output else eval_dir.submission("bfcl")
     folder.mkdir(parents=True, exist_ok=True)
     source = handler_source(config, pinned, base)
     (folder / f"{HANDLER_MODULE}.py").write_text(source, encoding="utf-8")

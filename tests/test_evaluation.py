@@ -6,11 +6,13 @@ import json
 
 import pytest
 
+from apo_planner.benchmarks import BenchmarkError
+from apo_planner.benchmarks.bfcl import score
+from apo_planner.benchmarks.bfcl.handler import register
+from apo_planner.benchmarks.bfcl.results import registry_dir
 from apo_planner.entry.recipe import load_recipe
-from apo_planner.evaluation.compare import registry_dir
-from apo_planner.evaluation.config import EvalError
-from apo_planner.evaluation.handler import PlannerRuntime, register
-from apo_planner.evaluation.run import evaluate, score
+from apo_planner.evaluation.planner_arm import PlannerRuntime
+from apo_planner.evaluation.run import evaluate
 from apo_planner.plan import Plan, PlanStep
 from apo_planner.planner import PlanResult
 from apo_planner.serving import ServerError, served_models
@@ -22,10 +24,10 @@ CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_mul
 def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_calls(tmp_path):
     from bfcl_eval.utils import is_java, load_dataset_entry, load_ground_truth_entry
 
-    from apo_planner.evaluation.compare import compare
-    from apo_planner.evaluation.ground_truth import ground_truth_output
+    from apo_planner.benchmarks.bfcl.ground_truth import ground_truth_output
+    from apo_planner.benchmarks.bfcl.results import compare
 
-    arms = register()
+    arms = register("Qwen/Qwen3-30B-A3B-Instruct-2507-FC")
     baseline, planned = arms.baseline, arms.planner
     for name in (baseline, planned):
         for category in CATEGORIES:
@@ -139,7 +141,7 @@ def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(
             path = next((root / registry_dir(name)).glob(f"**/BFCL_v4_{category}_result.json"))
             return {r["id"]: r["result"] for r in map(json.loads, path.read_text().splitlines())}
 
-        assert outputs(result.arms.baseline) == outputs(result.arms.planner)
+        assert outputs(result.comparison["baseline_model"]) == outputs(result.comparison["planner_model"])
     fallbacks = [r["planner"]["planner"]["fallbacks"] for r in result.comparison["categories"]]
     assert fallbacks == [{"planner_error": 2}, {"planner_error": 2}]
     assert result.comparison["planner_outcomes"] == {"planner_error": 4}
@@ -151,7 +153,9 @@ def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_
         config = _eval_config(tmp_path, stub, tiny)
         result = evaluate(config, _runtime(config))
         path = next(
-            (result.output / "bfcl" / "result" / registry_dir(result.arms.planner)).glob("**/*multiple_result.json")
+            (result.output / "bfcl" / "result" / registry_dir(result.comparison["planner_model"])).glob(
+                "**/*multiple_result.json"
+            )
         )
         lines = path.read_text().splitlines()
         path.write_text("\n".join(lines[:1]) + "\n")  # as if killed after the first entry
@@ -162,9 +166,9 @@ def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_
 
 def test_unknown_categories_and_models_list_the_valid_ones(tmp_path, tiny):
     with OpenAIStub(_deterministic, model=str(tiny)) as stub:
-        with pytest.raises(EvalError, match=r"Valid categories and groups: .*simple_java"):
+        with pytest.raises(BenchmarkError, match=r"Valid categories and groups: .*simple_java"):
             evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.categories": "[simple]"}))
-        with pytest.raises(EvalError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
+        with pytest.raises(BenchmarkError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
             evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.executor.handler": "nobody/x"}))
 
 

@@ -11,8 +11,9 @@ import time
 import datasets
 import pytest
 
+from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.builders.build import build, merge_shards
-from apo_planner.builders.decontamination import Decontaminator, bfcl_questions
+from apo_planner.builders.decontamination import Decontaminator
 from apo_planner.builders.errors import ShardError
 from apo_planner.builders.shards import parse_shard
 from apo_planner.entry.cli import main
@@ -215,7 +216,7 @@ def test_merging_shards_built_differently_names_the_shard_and_what_differs(tmp_p
 
 
 def test_a_planted_bfcl_question_is_removed_and_reported(tmp_path):
-    bfcl_id, question = next(q for q in bfcl_questions("BFCL_v4_multiple.json"))
+    bfcl_id, question = next(q for q in BENCHMARKS.get("bfcl").decontamination_queries() if "multiple" in q[0])
     redundant = [("get_weather", {"city": "x"}, "r"), ("get_weather", {"city": "x"}, "r")]
     rows = [
         nemotron_row(weather_conversation(*redundant, query=question), uuid="planted"),
@@ -223,15 +224,15 @@ def test_a_planted_bfcl_question_is_removed_and_reported(tmp_path):
     ]
     result = build(_rule(tmp_path / "out", write_jsonl(tmp_path / "src.jsonl", rows)))
     report = result.stats["decontamination"]
-    assert report["removed"] == 1 and report["examples"][0]["bfcl_id"] == bfcl_id
-    assert report["bfcl_questions"] > 4000
+    assert report["removed"] == 1 and report["examples"][0]["entry"] == f"bfcl/{bfcl_id}"
+    assert report["questions"] == report["benchmarks"]["bfcl"] > 4000
     released = [r["provenance"]["source_row_id"] for s in datasets.load_dataset(str(result.output)).values() for r in s]
     assert released == ["clean"] and result.stats["pairs"] == 1
 
 
 def test_decontamination_matches_through_case_and_punctuation_changes():
     checker = Decontaminator.from_questions([("q1", "Find the area of a triangle with sides 3, 4 and 5 units!")], 6)
-    assert checker.match("please FIND the area of a triangle, with sides 3 4 and 5 units") == "q1"
+    assert checker.match("please FIND the area of a triangle, with sides 3 4 and 5 units") == "questions/q1"
     assert checker.match("find the area of a circle with radius 3") is None
 
 

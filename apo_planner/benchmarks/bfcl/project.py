@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from apo_planner.evaluation.config import EvalError
+from apo_planner.benchmarks.base import BenchmarkError
+from apo_planner.errors import MissingExtra
 
 
 def use_project_root(root: str | Path) -> Path:
@@ -40,4 +41,17 @@ def resolve_categories(names: list[str]) -> list[str]:
     try:
         return list(parse_test_category_argument(list(names)))
     except Exception as exc:
-        raise EvalError(f"{exc}. Valid categories and groups: {', '.join(valid_categories())}") from None
+        raise BenchmarkError(f"{exc}. Valid categories and groups: {', '.join(valid_categories())}") from None
+
+
+def data_dir() -> Path:
+    """bfcl_eval's packaged data folder, found without importing bfcl_eval (which needs its root set first)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtra(
+            "BFCL needs bfcl-eval (it ships the questions and the checker), which the 'eval' extra installs: "
+            "pip install 'apo-planner[eval]'"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data"

@@ -1,11 +1,10 @@
-"""The planner-augmented BFCL handler.
+"""The planner-augmented BFCL handlers and their registration in bfcl-eval.
 
 `planner_handler(base_cls)` subclasses any bfcl-eval handler class: before the executor's first
-query it asks the planner for a plan and injects the rendered plan into the first turn (system
-prompt by default; position and wording from a Jinja template). Everything else (prompt format,
-query, decoding, checking) is the base handler's own code. A planner error, timeout or
-unparseable plan makes that entry run without a plan, recorded in the entry's result metadata;
-the BFCL run never aborts.
+query it asks a plan source (`PlanSource`: the evaluation stage's planner arm) for a plan and lets it
+inject the rendered plan into the entry's first turn. Everything else (prompt format, query, decoding,
+checking) is the base handler's own code. A planner error, timeout or unparseable plan makes that entry
+run without a plan, recorded in the entry's result metadata; the BFCL run never aborts.
 
 bfcl-eval has no plugin hook: `register()` adds this run's entries to its `MODEL_CONFIG_MAPPING`
 dict in this process (names without `_`, which bfcl-eval maps back from directory names). Nothing
@@ -15,119 +14,15 @@ by `apo-planner submission` (`apo_planner.evaluation.submission`).
 
 from __future__ import annotations
 
-import copy
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from apo_planner.evaluation.config import DEFAULT_EXECUTOR, EvalError, InjectionConfig, PlannerRunConfig
-from apo_planner.templating import environment
-from apo_planner.tools import normalize_tools
+from apo_planner.benchmarks.base import BenchmarkError, PlanSource
 
-DEFAULT_INJECTION_TEMPLATE = Path(__file__).parent / "templates" / "plan_injection.jinja"
 SUFFIX = "-APOPlanner"
 
 
-class PlannerRuntime:
-    """A planner shared by all of bfcl-eval's worker threads, loaded on first use (once: a failed
-    load is remembered, so every entry falls back instead of each retrying the load)."""
-
-    def __init__(
-        self, config: PlannerRunConfig, injection: InjectionConfig, planner: Any = None, base_url: str | None = None
-    ) -> None:
-        self.config = config
-        self.injection = injection
-        self.base_url = base_url or config.server.base_url  # the eval stage sets it once its server is up
-        self._planner = planner
-        self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock() if config.backend == "transformers" else None
-        self._load_error: Exception | None = None
-        template_path = Path(injection.template) if injection.template else DEFAULT_INJECTION_TEMPLATE
-        self.template = environment().from_string(template_path.read_text(encoding="utf-8"))
-
-    @property
-    def planner(self):
-        with self._load_lock:
-            if self._load_error is not None:
-                raise self._load_error
-            if self._planner is None:
-                try:
-                    from apo_planner.planner import Planner
-
-                    c = self.config
-                    if c.backend == "openai":
-                        if not self.base_url:
-                            raise EvalError("the planner's server has no base_url (eval.planner.server)")
-                        self._planner = Planner.from_endpoint(
-                            self.base_url,
-                            c.model,
-                            tokenizer=c.tokenizer,
-                            timeout_s=c.timeout_s,
-                            max_new_tokens=c.max_new_tokens,
-                            constrained=c.constrained,
-                            limits=c.grammar_limits(),
-                            send_grammar=c.send_grammar,
-                        )
-                    else:
-                        self._planner = Planner.from_pretrained(
-                            c.model,
-                            max_new_tokens=c.max_new_tokens,
-                            constrained=c.constrained,
-                            limits=c.grammar_limits(),
-                        )
-                except Exception as exc:
-                    self._load_error = exc
-                    raise
-            return self._planner
-
-    def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]:
-        """Plan text to inject (or None) and what planning cost, for one BFCL entry."""
-        first_turn = test_entry["question"][0] if test_entry.get("question") else []
-        query = next((m.get("content", "") for m in first_turn if m.get("role") == "user"), "")
-        tools = normalize_tools(test_entry.get("function", []))
-        try:
-            planner = self.planner
-            if self._generate_lock is not None:
-                with self._generate_lock:
-                    result = planner.plan_with_details(query, tools)
-            else:
-                result = planner.plan_with_details(query, tools)
-        except Exception as exc:  # loading failed: every entry falls back, the run goes on
-            info = {
-                "plan": None,
-                "fallback": f"planner_error: {type(exc).__name__}: {exc}"[:300],
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "latency": 0.0,
-            }
-        else:
-            info = {
-                "plan": result.plan.to_text() if result.plan else None,
-                "fallback": result.error,
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "latency": round(result.latency_s, 4),
-            }
-        return info
-
-    def inject(self, test_entry: dict[str, Any], plan_text: str) -> dict[str, Any]:
-        """A copy of the entry with the rendered plan in its first turn."""
-        entry = copy.deepcopy(test_entry)
-        text = self.template.render(plan=plan_text).strip()
-        first_turn = entry["question"][0]
-        if self.injection.position == "system":
-            if first_turn and first_turn[0].get("role") == "system":
-                first_turn[0]["content"] = text + "\n\n" + first_turn[0]["content"]
-            else:
-                first_turn.insert(0, {"role": "system", "content": text})
-        else:
-            user = next(m for m in first_turn if m.get("role") == "user")
-            user["content"] = text + "\n\n" + user["content"]
-        return entry
-
-
-_RUNTIMES: dict[str, PlannerRuntime] = {}
+_RUNTIMES: dict[str, PlanSource] = {}
 _MAX_TOKENS: dict[str, int] = {}
 
 
@@ -197,7 +92,7 @@ def executor_handler(base_cls: type) -> type:
 
 def _check_name(name: str) -> str:
     if "_" in name:
-        raise EvalError(f"bfcl-eval registry names cannot contain '_' (it maps directory names back): {name!r}")
+        raise BenchmarkError(f"bfcl-eval registry names cannot contain '_' (it maps directory names back): {name!r}")
     return name
 
 
@@ -228,18 +123,18 @@ class Arms:
 
 def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
     if name not in mapping:
-        raise EvalError(f"unknown bfcl-eval model {name!r}; valid names: {', '.join(sorted(mapping))}")
+        raise BenchmarkError(f"unknown bfcl-eval model {name!r}; valid names: {', '.join(sorted(mapping))}")
     entry = mapping[name]
     if entry.is_fc_model != fc:
         key = "eval.executor.handler" if fc else "eval.executor.prompt_handler"
         mode = "FC" if fc else "prompt"
-        raise EvalError(f"{key}: bfcl-eval entry {name!r} is not a {mode}-mode entry; name the model's {mode} one")
+        raise BenchmarkError(f"{key}: bfcl-eval entry {name!r} is not a {mode}-mode entry; name the model's {mode} one")
     return entry
 
 
 def register(
-    executor: str = DEFAULT_EXECUTOR,
-    runtime: PlannerRuntime | None = None,
+    executor: str,
+    runtime: PlanSource | None = None,
     max_tokens: int | None = None,
     prompt_executor: str | None = None,
     planner_mode: str = "fc",
@@ -252,7 +147,7 @@ def register(
     if prompt_executor:
         bases["prompt"] = (prompt_executor, _entry(MODEL_CONFIG_MAPPING, prompt_executor, False))
     if planner_mode not in bases:
-        raise EvalError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
+        raise BenchmarkError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
     entries: dict[str, tuple[type, str, Any]] = {}
     names: dict[str, str] = {}
     for mode, (name, base) in bases.items():

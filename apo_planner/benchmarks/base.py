@@ -1,0 +1,112 @@
+"""What a benchmark is to apo-planner: the contract every entry of the `BENCHMARKS` registry fulfils.
+
+A benchmark owns everything that is specific to it (lm-evaluation-harness's `Task` habit): which
+categories it has, the questions the training data must not contain (decontamination), how an
+executor answers its entries alone and with a plan injected (its own generation code and official
+checker), how its result files read back, and how its results read in a model card. The evaluation
+stage is the same for every benchmark: it starts the servers, supplies the planner arm (`PlanSource`),
+and writes the comparison; builders and cards ask the registry, never a benchmark's module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from apo_planner.errors import UserError
+
+if TYPE_CHECKING:
+    from apo_planner.artifacts import Comparison
+
+
+class BenchmarkError(UserError):
+    """A benchmark asked for something it does not have (a category, an executor entry)."""
+
+
+class PlanSource(Protocol):
+    """The planner arm as a benchmark's handler sees it: a plan for an entry (or why there is none: its
+    `fallback`, counted), and the entry with the plan injected. The evaluation stage implements it."""
+
+    def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]: ...
+
+    def inject(self, test_entry: dict[str, Any], plan_text: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Executor:
+    """The executor as the eval stage serves it: the benchmark's entry names for it in each mode, where it
+    answers, and how it is asked."""
+
+    entry: str  # function-calling (FC) mode entry of the benchmark's model registry
+    prompt_entry: str | None  # the same model's prompt-mode entry (None: that arm is skipped)
+    base_url: str = ""  # OpenAI-compatible /v1 URL of the running executor server
+    model_path: str | None = None  # local model folder (tokenizer, served name); None: the Hub id
+    max_tokens: int | None = None  # cap on generated tokens (tiny CPU models)
+    temperature: float = 0.001
+    num_threads: int = 8
+
+
+@dataclass
+class EvalJob:
+    """One evaluation: which categories, which arms, where the benchmark writes its files."""
+
+    root: Path  # the benchmark's own tree under the eval folder (`EvalDir.benchmark_root`)
+    categories: list[str]
+    executor: Executor
+    planner_mode: str = "fc"  # which executor entry the planner arm runs on
+    plans: PlanSource | None = None
+    limit: int | None = None  # the first N entries of each category
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Benchmark(ABC):
+    """One benchmark. Subclass it in one module, register it with `BENCHMARKS.register(name)` (or a
+    third-party entry point in the `apo_planner.benchmarks` group), and every stage can use it."""
+
+    name: ClassVar[str]  # registry name; also the folder of its files under the eval output
+    title: ClassVar[str]  # how cards and reports name it, e.g. "BFCL v4"
+    checker: ClassVar[str]  # what scores it, e.g. "the official bfcl-eval checker"
+    module: ClassVar[str]  # the Python package it needs (checked before an evaluation starts)
+    dataset_id: ClassVar[str]  # its Hub dataset, for the model card's model-index
+    url: ClassVar[str]  # where its code and leaderboard live
+    extra: ClassVar[str] = "eval"  # the apo-planner extra that installs it
+
+    @abstractmethod
+    def use_root(self, root: Path) -> Path:
+        """Point the benchmark's package at `root` for its files, once per process before anything imports it;
+        returns the root in force."""
+
+    @abstractmethod
+    def categories(self) -> list[str]:
+        """Every category (and group of categories) a recipe may name."""
+
+    @abstractmethod
+    def resolve(self, names: list[str]) -> list[str]:
+        """Groups expanded, names checked: a `BenchmarkError` names the unknown one and lists the valid ones."""
+
+    @abstractmethod
+    def decontamination_queries(self) -> Iterator[tuple[str, str]]:
+        """(entry id, question text) for every question a training set must not contain."""
+
+    @abstractmethod
+    def served_model(self, entry: str) -> str:
+        """The model id an executor entry calls by default (what its server must serve)."""
+
+    def prepare(self, job: EvalJob) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Everything that can fail on the job's settings (unknown entries, subsets), before any server starts."""
+
+    @abstractmethod
+    def run(self, job: EvalJob) -> dict[str, Any]:
+        """Generate every arm (resuming what is there), score with the official checker, and read the results
+        back: the `Comparison` fields (arm names and one row per category)."""
+
+    @abstractmethod
+    def card_section(self, comparison: Comparison) -> str:
+        """The model card's evaluation section (Markdown) for a comparison this benchmark produced."""
+
+    def paper_table(self) -> dict[str, Any]:
+        """Published numbers to print beside this run's, keyed by category (none by default)."""
+        return {}
