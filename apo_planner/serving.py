@@ -28,6 +28,7 @@ from pydantic import Field, model_validator
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
 
+TRANSFORMERS_SERVE = [sys.executable, "-m", "transformers.cli.transformers", "serve"]
 DEFAULT_VLLM = ".venv-vllm/bin/vllm"  # `make vllm-env`: vLLM pins its own torch and transformers
 
 
@@ -66,7 +67,8 @@ class ServerConfig(StrictConfig):
 
     def command(self, model: str, served_name: str, port: int, revision: str | None = None) -> list[str]:
         """The engine's command line for `model` (at a Hub `revision`), answering as `served_name`."""
-        base = [self.executable(), "serve"]
+        # `transformers serve` through this interpreter: an installed package need not have its scripts on PATH
+        base = [self.executable(), "serve"] if self.engine == "vllm" or self.binary else TRANSFORMERS_SERVE
         address = ["--host", self.host, "--port", str(port)]
         if self.engine == "vllm":
             pinned = ["--revision", revision] if revision and not Path(model).exists() else []

@@ -5,7 +5,7 @@ Steps, each recording what it did in `stats.json` (distilabel-style provenance):
 2. abstract     each record into a trajectory or a named drop (`source_abstraction`, `num_proc` workers),
 3. synthesize   ask the synthesizer for what is not cached yet (LLM) and select the calls to keep,
 4. pair         assemble chosen/rejected plans into rows (`pairing`),
-5. finalize     dedupe, decontaminate against BFCL, split by id hash, write Hub-layout parquet (`finalize`).
+5. finalize     dedupe, decontaminate against the benchmarks, split by id hash, write Hub-layout parquet (`finalize`).
 A sharded build stops after step 4 and writes its shard (`shards`); `--merge-shards` runs step 5 on all.
 """
 

@@ -155,7 +155,7 @@ class DecontaminationConfig(StrictConfig):
     """Word n-gram overlap between dataset queries and the questions of the benchmarks the planner is evaluated on."""
 
     enabled: bool = True
-    ngram: int = Field(8, ge=2, description="a query sharing any word n-gram with a BFCL question is removed")
+    ngram: int = Field(8, ge=2, description="a query sharing any word n-gram with a benchmark question is removed")
     benchmarks: list[Annotated[str, AfterValidator(BENCHMARKS.validator())]] = Field(
         default_factory=lambda: ["bfcl"],
         description="registered benchmarks whose questions the dataset must not contain",

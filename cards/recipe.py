@@ -2,8 +2,9 @@
 
 What a person who finds the dataset or the planner on the Hub needs to run it again: the resolved
 recipe (every default filled in, overrides applied), made portable and safe to publish. Paths inside
-the apo-planner checkout become relative to it, so the recipe runs as is from any checkout (the smoke
-source is bundled under `recipes/data/`); other paths are kept, since a rebuild needs those files.
+apo-planner's shipped recipes folder (`apo_planner.recipes`: the smoke source ships under its `data/`)
+become relative to it, and the recipe loader finds them there, so the recipe runs as is wherever
+apo-planner is installed; other paths are kept, since a rebuild needs those files.
 Secrets never travel: the recipe has no token field (`train.hub_token` is refused when it is read),
 and anything that still looks like one (an `hf_…` token, a `*token`/`*secret`/`*password`/`*api_key`
 value, credentials in a URL, the token in use) is replaced before the file is written.
@@ -19,8 +20,10 @@ from typing import Any
 
 import yaml
 
+from apo_planner import recipes
+
 RECIPE_FILE = "recipe.yaml"
-SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the checkout a rebuild runs from
+SOURCE_ROOT = recipes.FOLDER  # what every installation has: paths inside it are published relative to it
 REDACTED = "<redacted>"
 
 _TOKEN = re.compile(r"\b(?:hf|api_org)_[A-Za-z0-9]{8,}")
@@ -40,7 +43,7 @@ def _portable(text: str, root: Path) -> str:
         return text
     try:
         return Path(text).resolve().relative_to(root).as_posix()
-    except ValueError:  # outside the checkout
+    except ValueError:  # outside the shipped recipes
         return text
 
 

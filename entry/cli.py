@@ -27,9 +27,8 @@ if TYPE_CHECKING:
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train": ("train", ("torch", "transformers", "trl", "peft", "accelerate")),
     "merge": ("train", ("torch", "transformers", "peft", "lm_eval")),
-    "eval": ("eval", ("bfcl_eval", "torch", "transformers", "matplotlib")),
-    "submission": ("eval", ("bfcl_eval",)),
-    "release": ("all", ("torch", "transformers", "trl", "peft", "accelerate", "lm_eval", "bfcl_eval", "matplotlib")),
+    "eval": ("eval", ("torch", "transformers", "matplotlib")),  # + the benchmark's own package (_point_benchmark)
+    "release": ("all", ("torch", "transformers", "trl", "peft", "accelerate", "lm_eval", "matplotlib")),
     "tiny-model": ("generation", ("torch", "transformers")),
     "plan": ("generation", ("transformers",)),
 }
@@ -62,6 +61,7 @@ def _point_benchmark(recipe: Recipe) -> None:
     from apo_planner.benchmarks import BENCHMARKS
 
     bench = BENCHMARKS.get(recipe.eval.benchmark)
+    require_extra(bench.extra, bench.module, what=f"the {bench.name} benchmark (eval.benchmark)")
     bench.use_root(EvalDir(Path(recipe.eval.output).resolve()).benchmark_root(bench.name))
 
 
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="first N entries per category (quick runs)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("submission", help="write a BFCL leaderboard PR folder from an eval's results")
+    p = sub.add_parser("submission", help="write a leaderboard pull-request folder (BFCL) from an eval's results")
     _add_recipe_args(p)
     p.add_argument(
         "--allow-partial", action="store_true", help="write a draft from a limited (eval.limit) or smoke evaluation"

@@ -3,7 +3,8 @@
 Each stage owns its config class (next to its code, like a TRL trainer and its config); the
 recipe only composes them. `--recipe smoke` names a recipe shipped in the package
 (`apo_planner.recipes`), a path names a file. Relative `build.source` paths resolve against the
-recipe's folder when they exist there, so shipped recipes work from any working directory.
+recipe's folder when they exist there, else against the shipped recipes' folder (where a published
+recipe's `data/…` source lives), so recipes work from any working directory.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     data = apply_overrides(read_recipe_file(path_), overrides or [])
     source = (data.get("build") or {}).get("source")
     if isinstance(source, str) and not Path(source).is_absolute() and not Path(source).exists():
-        beside = path_.parent / source
-        if beside.exists():
-            data["build"]["source"] = str(beside)
+        for folder in (path_.parent, recipes.FOLDER):  # beside the recipe, else among the shipped recipes' data
+            if (folder / source).exists():
+                data["build"]["source"] = str(folder / source)
+                break
     return Recipe.parse(data, where=f"recipe {path_}")

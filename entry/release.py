@@ -74,7 +74,7 @@ class ReleaseSummary:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
-    coverage: dict[str, PlanCoverage] = field(default_factory=dict)  # BFCL category -> entries planned
+    coverage: dict[str, PlanCoverage] = field(default_factory=dict)  # category -> entries planned
     overlong: str = ""  # training pairs dropped for exceeding train.max_length
 
 
@@ -252,7 +252,7 @@ class Release:
             "dataset": str(self.dataset.root),
             "adapter": str(self.train.adapter),
             "merged model": str(self.train.merged),
-            "BFCL comparison": str(self.eval.comparison_markdown),
+            "comparison": str(self.eval.comparison_markdown),
             "staged dataset repo": str(self.staged.dataset),
             "staged adapter repo": str(self.staged.adapter),
             "staged model repo": str(self.staged.model),

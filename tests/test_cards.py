@@ -16,7 +16,7 @@ from apo_planner.cards.stage import stage
 from apo_planner.config import RecipeError
 from apo_planner.entry.recipe import load_recipe
 from apo_planner.training.apo import trainer_arguments
-from tests.conftest import REPO, SMOKE_SOURCE
+from tests.conftest import SMOKE_SOURCE
 
 ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "training_args.bin"]
 MERGED_FILES = ["config.json", "model.safetensors", "tokenizer.json", "metrics.json", "training_provenance.json"]
@@ -212,7 +212,7 @@ def test_repo_ids_follow_one_namespace_and_a_bad_name_fails_when_the_recipe_is_r
             load_recipe(None, bad)
 
 
-def test_the_shipped_recipe_runs_from_a_checkout_and_holds_no_secret(tmp_path, monkeypatch):
+def test_the_shipped_recipe_runs_wherever_apo_planner_is_installed_and_holds_no_secret(tmp_path, monkeypatch):
     token = "hf_abcdefghijklmnopqrstuvwxyz012345"
     recipe = load_recipe(
         None,
@@ -225,18 +225,20 @@ def test_the_shipped_recipe_runs_from_a_checkout_and_holds_no_secret(tmp_path, m
     assert recipe["build"]["source"] == str(SMOKE_SOURCE)  # resolved beside the recipe: absolute in the checkout
     recipe["extra"] = {"api_key": "sk-123", "hub_token": "anything", "api_key_env": "OPENAI_API_KEY", "t": "x"}
     shipped = shippable_recipe(recipe, secrets=["sk-123"])
-    assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl.gz"
-    assert shipped["build"]["output"] == str(tmp_path / "ds")  # outside the checkout: kept as given
+    assert shipped["build"]["source"] == "data/smoke_trajectories.jsonl.gz"
+    assert shipped["build"]["output"] == str(tmp_path / "ds")  # outside the shipped recipes: kept as given
     assert shipped["build"]["llm"]["base_url"] == f"https://{REDACTED}@vllm.example/v1"
     assert shipped["eval"]["executor"]["handler"] == f"handler-{REDACTED}"
     assert shipped["extra"] == {"api_key": REDACTED, "hub_token": REDACTED, "api_key_env": "OPENAI_API_KEY", "t": "x"}
     text = recipe_yaml(shipped, "a header\nof two lines")
     assert text.startswith("# a header\n# of two lines\n") and token not in text and "sk-123" not in text
-    # as the card says: from a checkout, the shipped file is a recipe that resolves to the same run
+    # as the card says: wherever apo-planner is installed, the shipped file is a recipe that resolves to the same run
     del shipped["extra"]
     (tmp_path / "recipe.yaml").write_text(recipe_yaml(shipped))
-    monkeypatch.chdir(REPO)
-    assert load_recipe(tmp_path / "recipe.yaml").model_dump(mode="json") == shipped
+    monkeypatch.chdir(tmp_path)
+    again = load_recipe(tmp_path / "recipe.yaml").model_dump(mode="json")
+    assert again["build"]["source"] == str(SMOKE_SOURCE)  # found among the shipped recipes
+    assert shippable_recipe(again) == shipped
 
 
 def test_staging_ships_the_recipe_with_every_repo_and_the_provenance_with_the_models(artifacts, tmp_path, monkeypatch):
@@ -272,14 +274,14 @@ def test_staging_ships_the_recipe_with_every_repo_and_the_provenance_with_the_mo
     for folder in (staged.dataset, staged.adapter, staged.model):
         shipped = yaml.safe_load((folder / "recipe.yaml").read_text())
         assert shipped["release"]["namespace"] == "me" and shipped["note"] == f"pushed with {REDACTED}"
-        assert shipped["build"]["source"] == "recipes/data/smoke_trajectories.jsonl.gz"
+        assert shipped["build"]["source"] == "data/smoke_trajectories.jsonl.gz"
     assert not any(token.encode() in p.read_bytes() for p in (tmp_path / "release").rglob("*") if p.is_file())
     card = (staged.dataset / "README.md").read_text()
     assert (
         'apo-planner build --recipe "$(hf download me/apo-planner-pairs-smoke recipe.yaml --repo-type dataset '
         '--revision v1.2.0 --quiet)" --output apo-planner-pairs-smoke-v1.2.0' in card
     )
-    assert "From a checkout of [apo-planner]" in card and "`recipes/data/smoke_trajectories.jsonl.gz`" in card
+    assert "installed, which ships the source" in card and "`data/smoke_trajectories.jsonl.gz`" in card
 
 
 def test_a_model_synthesizers_agreement_with_the_rules_is_in_the_dataset_card(artifacts, tmp_path):

@@ -316,10 +316,9 @@ def _rebuild_command(card: str) -> str:
     return found.group(1)
 
 
-def _checkout(folder: Path) -> Path:
-    """A working directory as an apo-planner checkout presents it to a recipe: the bundled `recipes/`."""
+def _workdir(folder: Path) -> Path:
+    """An empty working directory: the smoke recipe and its source come from the installed package."""
     folder.mkdir()
-    (folder / "recipes").symlink_to(REPO / "recipes", target_is_directory=True)
     return folder
 
 
@@ -327,8 +326,8 @@ def test_hub_round_trip_the_dataset_cards_command_rebuilds_the_smoke_dataset_wit
     tmp_path, monkeypatch
 ):
     # Built as a user builds the smoke dataset (relative recipe, in-process tiny synthesizer), then staged and pushed.
-    monkeypatch.chdir(_checkout(tmp_path / "built-here"))
-    recipe = load_recipe("recipes/smoke.yaml", ["build.limit=24", "release.namespace=ns"])
+    monkeypatch.chdir(_workdir(tmp_path / "built-here"))
+    recipe = load_recipe("smoke", ["build.limit=24", "release.namespace=ns"])
     build(recipe.build)
     built = DatasetDir(Path(recipe.build.output).resolve())
     folder = stage_dataset(recipe.release, built, recipe.model_dump(mode="json"))
@@ -339,7 +338,7 @@ def test_hub_round_trip_the_dataset_cards_command_rebuilds_the_smoke_dataset_wit
         card = hub.repo(repo_id, "dataset").files("v0.1.0")["README.md"].decode()
         command = _rebuild_command(card)
         # ... and rebuilt elsewhere (a fresh synthesizer, an empty cache) by the card's command, as written
-        elsewhere = _checkout(tmp_path / "rebuilt-here")
+        elsewhere = _workdir(tmp_path / "rebuilt-here")
         env = _client_env(hub, tmp_path / "home")
         run = subprocess.run(["bash", "-c", command], cwd=elsewhere, env=env, capture_output=True, text=True)
         assert run.returncode == 0, f"{command}\n{run.stderr[-6000:]}"

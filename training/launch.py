@@ -53,8 +53,8 @@ def accelerate_config_path(config: TrainConfig) -> Path | None:
 
 
 def launch_command(config: TrainConfig, config_json: Path, recipe_sha256: str) -> list[str]:
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate if accelerate.exists() else "accelerate"), "launch"]
+    # accelerate's launcher through this interpreter: an installed package need not have its scripts on PATH
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
     config_file = accelerate_config_path(config)
     if config_file is not None:
         command += ["--config_file", str(config_file)]
@@ -113,7 +113,7 @@ def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -
         raise TrainingInputError(refused[0])
     if proc.returncode != 0:
         raise LaunchError(
-            f"training failed (exit {proc.returncode}; {' '.join(command[:2])} ... -m apo_planner.training.worker); "
+            f"training failed (exit {proc.returncode}; {' '.join(command[:3])} ... -m apo_planner.training.worker); "
             "last lines:\n" + "".join(tail)
         )
     return run
