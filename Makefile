@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
 export HF_HUB_DISABLE_TELEMETRY := 1
+export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's end-of-life banner on every build
 
-.PHONY: setup test release build train bench lint format vllm-env serve-synth serve-executor serve-planner clean
+.PHONY: setup test release build train bench docs lint format vllm-env serve-synth serve-executor serve-planner clean
 
 setup: $(STAMP)
 
@@ -22,9 +23,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Tests never touch the network or the user's Hub cache.
+# Tests never touch the network or the user's Hub cache. The docs build --strict first: a broken link,
+# a missing page or a page left out of mkdocs.yml's nav fails (no -q: quiet mode lets warnings pass).
 test: setup
 	$(BIN)/ruff check .
+	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --site-dir "$$site" && rm -rf "$$site"
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -48,6 +51,11 @@ bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.synthesis_limit
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.training
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.planner_overhead
+
+# The reference pages (docs/reference/) are generated from the code; then the site, into site/.
+docs: setup
+	$(BIN)/python -m apo_planner.entry.reference
+	$(BIN)/mkdocs build --strict
 
 lint: setup
 	$(BIN)/ruff check .
@@ -75,4 +83,4 @@ serve-planner: setup
 	$(BIN)/apo-planner serve planner --recipe $(RECIPE) $(foreach s,$(SET),--set $(s))
 
 clean:
-	rm -rf runs release .pytest_cache .ruff_cache
+	rm -rf runs release site .pytest_cache .ruff_cache
