@@ -24,6 +24,7 @@ from datasets.arrow_writer import ArrowWriter
 from apo_planner import __version__
 from apo_planner.artifacts import DatasetDir
 from apo_planner.builders.config import BuildConfig
+from apo_planner.builders.decontamination import Decontaminator
 from apo_planner.builders.finalize import finalize
 from apo_planner.builders.pairing import pair_rows
 from apo_planner.builders.review import ReviewSample
@@ -51,6 +52,8 @@ def outputs(config: BuildConfig) -> list[Path]:
 
 def build(config: BuildConfig, shard: tuple[int, int] | None = None) -> BuildResult:
     """Run the build stage and write `config.output` (or one shard of it)."""
+    if config.decontamination.enabled:
+        Decontaminator.require(config.decontamination.benchmarks)  # refused now, not after hours of synthesis
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="apo-build-") as tmp:

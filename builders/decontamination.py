@@ -59,6 +59,15 @@ class Decontaminator:
             self.add(BENCHMARKS.get(name).decontamination_queries(), name)
         return self
 
+    @staticmethod
+    def require(names: Iterable[str]) -> None:
+        """Before any work: each benchmark to decontaminate against must be there to read its questions."""
+        from apo_planner.benchmarks import BENCHMARKS
+
+        for name in names:
+            what = f"build.decontamination against {name} (or set build.decontamination.enabled=false)"
+            BENCHMARKS.get(name).require(what)
+
     def match(self, query: str) -> str | None:
         """`benchmark/entry id` of an entry the query overlaps with, or None."""
         for gram in ngrams(words(query), self.n):

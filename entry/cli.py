@@ -61,7 +61,7 @@ def _point_benchmark(recipe: Recipe) -> None:
     from apo_planner.benchmarks import BENCHMARKS
 
     bench = BENCHMARKS.get(recipe.eval.benchmark)
-    require_extra(bench.extra, bench.module, what=f"the {bench.name} benchmark (eval.benchmark)")
+    bench.require(f"the {bench.name} benchmark (eval.benchmark)")
     bench.use_root(EvalDir(Path(recipe.eval.output).resolve()).benchmark_root(bench.name))
 
 

@@ -100,7 +100,7 @@ GATE_KEYS = {"min_planned", "submission"}  # what is decided or exported from th
 
 class EvalConfig(StrictConfig):
     benchmark: Annotated[str, AfterValidator(BENCHMARKS.validator())] = Field(
-        "bfcl", description="which registered benchmark to evaluate on (`apo-planner benchmarks` lists them)"
+        "bfcl", description="which registered benchmark to evaluate on (docs/reference/registries.md lists them)"
     )
     categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     planner_mode: Literal["fc", "prompt"] = Field(

@@ -273,3 +273,16 @@ def test_a_user_error_from_a_library_valueerror_is_not_blamed_on_the_user(tmp_pa
 def test_a_command_whose_extra_is_missing_names_the_extra(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "trl", None)  # as if `pip install apo-planner` without [train]
     _one_error_line(capsys, ["train"], "apo-planner train needs", "pip install 'apo-planner[train]'")
+
+
+def test_a_build_without_the_benchmark_to_decontaminate_against_is_refused_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bfcl_eval" else real(name, *a))
+    source = write_jsonl(tmp_path / "src.jsonl", _rows())
+    argv = ["build", "--synthesizer", "rule", "--source", str(source), "--output", str(tmp_path / "out")]
+    _one_error_line(capsys, argv, "apo-planner[eval]", "build.decontamination.enabled=false")
+    assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from apo_planner.errors import UserError
+from apo_planner.errors import UserError, require_extra
 
 if TYPE_CHECKING:
     from apo_planner.artifacts import Comparison
@@ -106,6 +106,10 @@ class Benchmark(ABC):
     @abstractmethod
     def card_section(self, comparison: Comparison) -> str:
         """The model card's evaluation section (Markdown) for a comparison this benchmark produced."""
+
+    def require(self, what: str) -> None:
+        """Refuse, in one line naming the extra to install, a use of this benchmark without its package."""
+        require_extra(self.extra, self.module, what=what)
 
     def paper_table(self) -> dict[str, Any]:
         """Published numbers to print beside this run's, keyed by category (none by default)."""
