@@ -21,6 +21,7 @@ import orjson
 from apo_planner.builders.config import FilterConfig
 from apo_planner.builders.source_abstraction import abstract_record, abstract_source
 from apo_planner.builders.sources import TEXT_COLUMN, open_source
+from apo_planner.formats import Detection
 from benchmarks.workloads import write_corpus
 
 
@@ -50,10 +51,10 @@ def main() -> None:
         floor = _best_of(args.repeats, lambda: [orjson.loads(line) for line in lines])
         core = _best_of(
             args.repeats,
-            lambda: [abstract_record({TEXT_COLUMN: t}, "nemotron", filters, raw_text=True) for t in texts],
+            lambda: [abstract_record({TEXT_COLUMN: t}, Detection("nemotron"), filters, raw_text=True) for t in texts],
         )
         kept = sum(
-            1 for t in texts for o in abstract_record({TEXT_COLUMN: t}, "nemotron", filters, True) if o["trajectory"]
+            1 for t in texts for o in abstract_record({TEXT_COLUMN: t}, Detection("nemotron"), filters, True) if o["trajectory"]
         )
 
         source = open_source(str(path), work_dir=Path(tmp))

@@ -7,6 +7,11 @@ whether it failed) and the final answer. `filters.multi_turn` says which turns c
 (records with more than one user message are skipped). Turns that cannot teach a planner anything
 are dropped with a reason; their lengths are measured either way, so the build can report what
 its length filter removed.
+
+Results pair with their calls by id where the log has ids (`tool_call_id`, `tool_use_id`, `call_id`), and
+by order where it has none (Nemotron). A result whose id matches no call of its turn is counted
+(`orphan_result`) and attached to nothing; a call no result answers keeps `result: None` and is counted
+(`no_result`). Neither shifts the pairing of the other calls.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ from typing import Any
 import orjson
 
 from apo_planner.builders.config import FilterConfig
-from apo_planner.builders.records import Action, Conversation, DropReason, Message, RecordDropped, Trajectory
+from apo_planner.builders.records import Action, Trajectory
 from apo_planner.builders.validation import arguments_match_schema
+from apo_planner.formats.records import Conversation, DropReason, Message, RecordDropped
 from apo_planner.plan import is_valid_tool_name
 from apo_planner.prompts import context_messages
 
 _ERROR_KEYS = ("error", "errors", "exception", "error_message")
+BY_ID, BY_ORDER, ORPHAN_RESULT, NO_RESULT = "by_id", "by_order", "orphan_result", "no_result"
+PAIRING = (BY_ID, BY_ORDER, ORPHAN_RESULT, NO_RESULT)  # what stats.json's `pairing` counts
 
 
 def result_failed(result: str | None, config: FilterConfig) -> bool:
@@ -73,6 +81,7 @@ class Turn:
     drop: RecordDropped | None = None
     chars: int | None = None
     rationale_chars: list[int] = field(default_factory=list)
+    pairing: list[str] = field(default_factory=list)  # one PAIRING name per result or unanswered call
 
 
 def _spans(messages: list[Message]) -> list[tuple[int, list[Message]]]:
@@ -132,8 +141,9 @@ def _trajectory(
     )
     catalog = {t["function"]["name"]: t["function"]["parameters"] for t in conv.tools}
     actions: list[Action] = []
-    pending: dict[str, int] = {}  # tool_call_id -> action index awaiting its result
-    unanswered: list[int] = []  # action indices in call order without a result yet (the source pairs by order)
+    pending: dict[str, list[int]] = {}  # call id -> indices of the actions with that id still awaiting a result
+    unanswered: list[int] = []  # action indices in call order without a result yet
+    pairing = turn.pairing
     final_answer = ""
     for m in span:
         if m.role == "assistant":
@@ -143,20 +153,28 @@ def _trajectory(
                 for call in m.tool_calls:
                     actions.append(_action(call.name, call.arguments, rationale, catalog, config))
                     if call.id:
-                        pending[call.id] = len(actions) - 1
+                        pending.setdefault(call.id, []).append(len(actions) - 1)
                     unanswered.append(len(actions) - 1)
                 final_answer = ""
             elif m.content:
                 final_answer = m.content
         elif m.role == "tool":
-            index = pending.pop(m.tool_call_id, None) if m.tool_call_id else None
-            if index is None and unanswered:
-                index = unanswered[0]
-            if index is not None:
-                if index in unanswered:
-                    unanswered.remove(index)
-                actions[index].result = m.content
-                actions[index].failed = result_failed(m.content, config)
+            if m.tool_call_id:  # the log says which call this answers: that one, or none
+                waiting = pending.get(m.tool_call_id)
+                index = waiting.pop(0) if waiting else None
+                how = BY_ID
+            else:  # no id (Nemotron): the earliest call still awaiting one
+                index = unanswered[0] if unanswered else None
+                how = BY_ORDER
+            if index is None:
+                pairing.append(ORPHAN_RESULT)
+                continue
+            pairing.append(how)
+            unanswered.remove(index)
+            action = actions[index]
+            action.result = m.content
+            action.failed = m.failed or result_failed(m.content, config)
+    pairing.extend(NO_RESULT for _ in unanswered)
 
     final_answer = final_answer.strip()
     if not final_answer:

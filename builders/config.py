@@ -6,12 +6,13 @@ import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from apo_planner.config import StrictConfig
+from apo_planner.formats import formats
 from apo_planner.serving import ServerConfig
 
 DEFAULT_FAILURE_PATTERNS = (
@@ -172,7 +173,9 @@ class BuildConfig(StrictConfig):
     """Where trajectories come from, how they are filtered and synthesized, where the dataset goes."""
 
     source: str = Field(description="Hub dataset id, or local .jsonl/.json/.parquet files, globs or a directory")
-    format: Literal["auto", "nemotron", "openai", "sharegpt"] = "auto"
+    format: Annotated[str, AfterValidator(formats.validator("auto"))] = Field(
+        "auto", description="trajectory format (`apo-planner formats`); auto: found from the first rows' content"
+    )
     config_name: str | None = Field(None, description="Hub dataset config (Nemotron: 'default')")
     split: str = "train"
     revision: str = "main"

@@ -1,0 +1,200 @@
+"""What the formats share: row ids, JSON that may be a string, `<think>` reasoning, OpenAI-style chat
+messages (Nemotron and OpenAI chat rows hold them) and Hermes `<tool_call>` text (OpenAI chat and
+ShareGPT). Readers are liberal: arguments as a JSON string or a dict, `content: null`, several calls per
+turn, reasoning in a separate field. These run on every message of every row, so they avoid work that
+the common shapes do not need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from apo_planner.formats.records import DropReason, Message, RecordDropped, ToolCall
+
+TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+TOOL_RESPONSE_RE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
+TOOLS_BLOCK_RE = re.compile(r"<tools>\s*(.*?)\s*</tools>", re.DOTALL)
+_THINK, _END_THINK = "<think>", "</think>"
+BLOCK_TYPES = frozenset(("tool_use", "tool_result", "thinking", "redacted_thinking"))  # Anthropic content blocks
+
+
+def content_id(row: dict[str, Any]) -> str:
+    """Stable id for rows that carry none: a hash of the row's content, independent of file order."""
+    return hashlib.sha256(orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:32]
+
+
+def row_id(row: dict[str, Any], keys: tuple[str, ...] = ("uuid", "id", "conversation_id")) -> str:
+    for key in keys:
+        value = row.get(key)
+        if value is not None and value != "":
+            return str(value)
+    return content_id(row)
+
+
+def loads_maybe(value: Any, reason: DropReason, what: str) -> Any:
+    """`value` decoded when it is JSON text (exports store lists as strings), else as it is."""
+    if isinstance(value, (bytes, str)):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RecordDropped(reason, f"{what} is not JSON: {exc}") from None
+    return value
+
+
+def text(content: Any) -> str:
+    """Content as text: strings as they are, anything else as its JSON."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return orjson.dumps(content).decode()
+
+
+def content_text(content: Any) -> Any:
+    """Content parts (`[{"type": "text", "text": ...}]`) joined into one string; other content as it is
+    (the same rule as `apo_planner.prompts.content_text`, which the planner applies)."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
+
+
+def split_reasoning(content: str) -> tuple[str, str]:
+    """Separate `<think>` reasoning from visible text; an unclosed block counts as reasoning to the end.
+    Plain `find`, not a regex: real traces run to thousands of characters on every assistant message."""
+    start = content.find(_THINK)
+    if start < 0:
+        if _END_THINK in content:  # templates that open the block in the prompt leave only the close
+            reasoning, _, visible = content.partition(_END_THINK)
+            return reasoning.strip(), visible.strip()
+        return "", content.strip()
+    end = content.find(_END_THINK, start + 7)
+    if end >= 0 and content.find(_THINK, end + 8) < 0:  # one block, the common case
+        visible = content[end + 8 :] if start == 0 else content[:start] + content[end + 8 :]
+        return content[start + 7 : end].strip(), visible.strip()
+    reasoning, visible, pos = [], [], 0
+    while (start := content.find(_THINK, pos)) >= 0:
+        visible.append(content[pos:start])
+        end = content.find(_END_THINK, start)
+        reasoning.append(content[start + 7 : end if end >= 0 else len(content)].strip())
+        pos = end + 8 if end >= 0 else len(content)
+    visible.append(content[pos:])
+    return " ".join(reasoning), "".join(visible).strip()
+
+
+def hermes_calls(text_: str) -> tuple[list[ToolCall], str]:
+    """Calls written as `<tool_call>{"name":..., "arguments":...}</tool_call>`; returns them and the rest."""
+    calls = []
+    for block in TOOL_CALL_RE.findall(text_):
+        try:
+            obj = orjson.loads(block)
+        except orjson.JSONDecodeError:
+            calls.append(ToolCall(name="", arguments=block))  # malformed: the abstraction step names it
+            continue
+        if not isinstance(obj, dict):
+            calls.append(ToolCall(name="", arguments=block))
+            continue
+        arguments = obj["arguments"] if "arguments" in obj else obj.get("parameters")
+        calls.append(ToolCall(name=str(obj.get("name", "")), arguments=arguments, id=obj.get("id")))
+    return calls, TOOL_CALL_RE.sub("", text_).strip()
+
+
+def structured_calls(raw_calls: Any) -> list[ToolCall]:
+    """OpenAI `tool_calls` entries (`{id, type, function: {name, arguments}}`, or the function alone)."""
+    calls = []
+    for call in raw_calls or ():
+        if not isinstance(call, dict):
+            calls.append(ToolCall("", call))
+            continue
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = call
+        name = function.get("name")
+        arguments = function["arguments"] if "arguments" in function else function.get("parameters")
+        calls.append(ToolCall(name if isinstance(name, str) else str(name or ""), arguments, call.get("id")))
+    return calls
+
+
+def assistant_message(content: Any, raw_calls: Any, reasoning_field: Any = None) -> Message:
+    reasoning, visible = split_reasoning(content) if isinstance(content, str) else ("", "")
+    if reasoning_field and isinstance(reasoning_field, str) and reasoning_field.strip():
+        reasoning = (reasoning_field.strip() + " " + reasoning).strip()
+    calls = structured_calls(raw_calls) if raw_calls else []
+    if not calls and "<tool_call>" in visible:
+        calls, visible = hermes_calls(visible)
+    return Message("assistant", visible, reasoning, calls)
+
+
+def chat_messages(raw_messages: Any) -> list[Message]:
+    """OpenAI-style chat messages (`{role, content, tool_calls}`, `role: tool` results) as `Message`s."""
+    raw_messages = loads_maybe(raw_messages, DropReason.UNPARSEABLE_RECORD, "messages")
+    if not isinstance(raw_messages, list):
+        raise RecordDropped(DropReason.UNPARSEABLE_RECORD, "messages is not a list")
+    messages = []
+    append = messages.append
+    for m in raw_messages:
+        if not isinstance(m, dict):
+            raise RecordDropped(DropReason.UNPARSEABLE_RECORD, "a message is not an object")
+        role = m.get("role")
+        content = m.get("content")
+        if isinstance(content, list):
+            content = content_text(content)
+        if role == "assistant":
+            raw_calls = m.get("tool_calls")
+            if not raw_calls and isinstance(m.get("function_call"), dict):
+                raw_calls = [m["function_call"]]
+            append(assistant_message(content, raw_calls, m.get("reasoning_content") or m.get("reasoning")))
+        elif role == "tool" or role == "function" or role == "ipython":
+            append(Message("tool", text(content), tool_call_id=m.get("tool_call_id")))
+        elif role == "user" or role == "system":
+            append(Message(role, text(content)))
+        elif role == "developer":
+            append(Message("system", text(content)))
+    return messages
+
+
+def tools_from_system(messages: list[Message]) -> Any:
+    """The catalog a Hermes-style system prompt carries in a `<tools>` block."""
+    for m in messages:
+        if m.role == "system" and "<tools>" in m.content:
+            block = TOOLS_BLOCK_RE.search(m.content)
+            if block:
+                return parse_tools_block(block.group(1))
+    raise RecordDropped(DropReason.NO_TOOL_CATALOG, "no 'tools' column and no <tools> block")
+
+
+def parse_tools_block(block: str) -> list[Any]:
+    try:
+        parsed = orjson.loads(block)
+        return parsed if isinstance(parsed, list) else [parsed]
+    except orjson.JSONDecodeError:
+        pass
+    tools = []  # one JSON object per line, as Hermes prompts often have
+    for line in block.splitlines():
+        line = line.strip()
+        if line:
+            try:
+                tools.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                raise RecordDropped(DropReason.NO_TOOL_CATALOG, "<tools> block is not JSON") from None
+    return tools
+
+
+def has_blocks(messages: list[Any]) -> bool:
+    """Whether any message's content is a list holding an Anthropic tool_use/tool_result/thinking block."""
+    for m in messages:
+        if isinstance(m, dict):
+            content = m.get("content")
+            if isinstance(content, list):
+                for block in content:
+                    if isinstance(block, dict) and block.get("type") in BLOCK_TYPES:
+                        return True
+    return False
+
+
+def is_chat(messages: Any) -> bool:
+    """A non-empty list of `{role, ...}` messages (OpenAI chat, Nemotron and Anthropic rows all are)."""
+    return isinstance(messages, list) and bool(messages) and isinstance(messages[0], dict) and "role" in messages[0]
