@@ -36,11 +36,15 @@ def normalize_tool(tool: Any) -> dict[str, Any] | None:
     """OpenAI tool shape from any of the shapes above; None when it names no function a model can call."""
     if not isinstance(tool, dict):
         return None
-    function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    function = tool.get("function")
+    if function.__class__ is not dict and not isinstance(function, dict):
+        function = tool
     name = function.get("name")
-    if not isinstance(name, str) or not name or tool.get("type") not in _CALLABLE_TYPES:
+    if not name or name.__class__ is not str or tool.get("type") not in _CALLABLE_TYPES:
         return None
-    parameters = _schema(function)
+    parameters = function.get("parameters")
+    if parameters.__class__ is not dict:
+        parameters = _schema(function)
     out: dict[str, Any] = {
         "type": "function",
         "function": {
@@ -49,8 +53,8 @@ def normalize_tool(tool: Any) -> dict[str, Any] | None:
             "parameters": parameters if isinstance(parameters, dict) else {"type": "object", "properties": {}},
         },
     }
-    annotations = tool.get("annotations", function.get("annotations"))
-    if isinstance(annotations, dict):
+    annotations = tool.get("annotations") or function.get("annotations")
+    if annotations and isinstance(annotations, dict):
         hints = {k: annotations[k] for k in HINTS if isinstance(annotations.get(k), bool)}
         if hints:
             out["annotations"] = hints

@@ -18,14 +18,14 @@ import orjson
 
 from apo_planner.builders.abstraction import turns
 from apo_planner.builders.config import FilterConfig
-from apo_planner.builders.sources import ERROR_COLUMN, FILE_COLUMN, LINE_COLUMN, TEXT_COLUMN, Source
+from apo_planner.builders.sources import FILE_COLUMN, LINE_COLUMN, TEXT_COLUMN, Source, undecodable
 from apo_planner.formats import Detection, reader_for
 from apo_planner.formats.records import DropReason, RecordDropped
 
 ABSTRACT_FEATURES = datasets.Features(
     {
         "source_row_id": datasets.Value("string"),
-        "trajectory": datasets.Value("string"),
+        "trajectory": datasets.Value("binary"),  # the trajectory's JSON (bytes: no str in between)
         "num_actions": datasets.Value("int64"),  # the trajectory's calls (what synthesis skips below 2 without parsing)
         "drop_reason": datasets.Value("string"),
         "drop_detail": datasets.Value("string"),
@@ -59,15 +59,16 @@ def _outcome(source_row_id: str, **values: Any) -> dict[str, Any]:
 
 def _decode_line(row: dict[str, Any]) -> dict[str, Any]:
     """A raw JSON Lines row -> the record it holds, or `RecordDropped(undecodable_line)` naming the line."""
-    where = f"{row.get(FILE_COLUMN) or 'source'} line {row.get(LINE_COLUMN) or '?'}"
-    if row.get(ERROR_COLUMN):
-        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: {row[ERROR_COLUMN]}")
+    raw = row[TEXT_COLUMN]
     try:
-        record = orjson.loads(row[TEXT_COLUMN])
-    except orjson.JSONDecodeError as exc:
-        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: not JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: JSON {type(record).__name__}, not an object")
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        record = None
+    if record.__class__ is not dict:
+        where = f"{row.get(FILE_COLUMN) or 'source'} line {row.get(LINE_COLUMN) or '?'}"
+        why = undecodable(raw.encode() if isinstance(raw, str) else raw)
+        why = f"JSON {type(record).__name__}, not an object" if why == "JSON" else why
+        raise RecordDropped(DropReason.UNDECODABLE_LINE, f"{where}: {why}")
     return record
 
 
@@ -91,7 +92,7 @@ def abstract_record(
         for turn in turns(conversation, filters):
             lengths = {"trajectory_chars": turn.chars, "rationale_chars": turn.rationale_chars}
             if turn.trajectory is not None:  # orjson serialises dataclasses natively
-                payload = orjson.dumps(turn.trajectory).decode()
+                payload = orjson.dumps(turn.trajectory)
                 calls = len(turn.trajectory.actions)
                 out.append(
                     _outcome(

@@ -33,16 +33,14 @@ from apo_planner.artifacts import sha256_files
 from apo_planner.builders.errors import SourceError
 from apo_planner.formats import SAMPLE_ROWS, Detection, FormatError, detect, formats
 
-TEXT_COLUMN = "__raw_line__"
+TEXT_COLUMN = "__raw_line__"  # the line's bytes: JSON decodes them directly (no str in between)
 FILE_COLUMN = "__file__"
 LINE_COLUMN = "__line__"  # 1-based, in its file
-ERROR_COLUMN = "__error__"  # why the line's bytes are not text, when they are not
 LINE_FEATURES = datasets.Features(
     {
-        TEXT_COLUMN: datasets.Value("string"),
+        TEXT_COLUMN: datasets.Value("binary"),
         FILE_COLUMN: datasets.Value("string"),
         LINE_COLUMN: datasets.Value("int64"),
-        ERROR_COLUMN: datasets.Value("string"),
     }
 )
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -162,11 +160,20 @@ def _lines(files: list[Path], names: list[str], limit: int | None) -> Iterator[d
 
 
 def _line(raw: bytes, name: str, number: int) -> dict[str, Any]:
+    return {TEXT_COLUMN: raw, FILE_COLUMN: name, LINE_COLUMN: number}
+
+
+def undecodable(raw: bytes) -> str:
+    """Why a line's bytes are not a JSON document: not UTF-8 (where), or not JSON (what the parser said)."""
     try:
-        return {TEXT_COLUMN: raw.decode("utf-8"), FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: None}
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        error = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
-        return {TEXT_COLUMN: None, FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: error}
+        return f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON ({exc})"
+    return "JSON"
 
 
 def _read_lines(
@@ -179,7 +186,7 @@ def _read_lines(
     with ArrowWriter(features=LINE_FEATURES, path=str(path)) as writer:
         for line in _lines(files, names, limit):
             writer.write(line)
-            if len(sample) < SAMPLE_ROWS and line[TEXT_COLUMN] is not None:
+            if len(sample) < SAMPLE_ROWS:
                 try:
                     record = orjson.loads(line[TEXT_COLUMN])
                 except orjson.JSONDecodeError:
@@ -198,12 +205,10 @@ def _regroup(lines: datasets.Dataset, detection: Detection, work_dir: Path) -> d
     kept: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for line in lines:
-        row = None
-        if line[ERROR_COLUMN] is None:
-            try:
-                row = orjson.loads(line[TEXT_COLUMN])
-            except orjson.JSONDecodeError:
-                pass
+        try:
+            row = orjson.loads(line[TEXT_COLUMN])
+        except orjson.JSONDecodeError:
+            row = None
         if isinstance(row, dict):
             rows.append(row)
         else:
@@ -213,10 +218,7 @@ def _regroup(lines: datasets.Dataset, detection: Detection, work_dir: Path) -> d
         for line in kept:
             writer.write(line)
         for number, record in enumerate(fmt.records(rows), start=1):
-            text = orjson.dumps(record).decode()
-            writer.write(
-                {TEXT_COLUMN: text, FILE_COLUMN: f"{fmt.name} record", LINE_COLUMN: number, ERROR_COLUMN: None}
-            )
+            writer.write({TEXT_COLUMN: orjson.dumps(record), FILE_COLUMN: f"{fmt.name} record", LINE_COLUMN: number})
         writer.finalize()
     return datasets.Dataset.from_file(str(path))
 

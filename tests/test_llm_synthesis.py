@@ -75,9 +75,9 @@ def _llm_config(tmp_path, limit=6, **llm):
 def _answers_by_trajectory(config):
     """(number of calls, status, raw answers) for every cached answer of this build's trajectories."""
     from apo_planner.builders.source_abstraction import abstract_record
-    from apo_planner.formats import Detection
     from apo_planner.builders.sources import TEXT_COLUMN
     from apo_planner.builders.synthesis.llm import LLMSynthesizer
+    from apo_planner.formats import Detection
 
     synthesizer = LLMSynthesizer(config.llm)
     out = []

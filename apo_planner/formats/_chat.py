@@ -62,6 +62,16 @@ def content_text(content: Any) -> Any:
     return content
 
 
+def _end_of_thought(content: str, pos: int) -> int:
+    """`content.find("</think>", pos)`, by searching for '<' alone: several times faster on the thousands
+    of non-ASCII characters a reasoning trace has, where '<' is rare."""
+    while (pos := content.find("<", pos)) >= 0:
+        if content.startswith(_END_THINK, pos):
+            return pos
+        pos += 1
+    return -1
+
+
 def split_reasoning(content: str) -> tuple[str, str]:
     """Separate `<think>` reasoning from visible text; an unclosed block counts as reasoning to the end.
     Plain `find`, not a regex: real traces run to thousands of characters on every assistant message."""
@@ -71,7 +81,7 @@ def split_reasoning(content: str) -> tuple[str, str]:
             reasoning, _, visible = content.partition(_END_THINK)
             return reasoning.strip(), visible.strip()
         return "", content.strip()
-    end = content.find(_END_THINK, start + 7)
+    end = _end_of_thought(content, start + 7)
     if end >= 0 and content.find(_THINK, end + 8) < 0:  # one block, the common case
         visible = content[end + 8 :] if start == 0 else content[:start] + content[end + 8 :]
         return content[start + 7 : end].strip(), visible.strip()
@@ -119,12 +129,15 @@ def structured_calls(raw_calls: Any) -> list[ToolCall]:
 
 
 def assistant_message(content: Any, raw_calls: Any, reasoning_field: Any = None) -> Message:
-    reasoning, visible = split_reasoning(content) if isinstance(content, str) else ("", "")
+    reasoning, visible = split_reasoning(content) if content.__class__ is str else ("", "")
     if reasoning_field and isinstance(reasoning_field, str) and reasoning_field.strip():
         reasoning = (reasoning_field.strip() + " " + reasoning).strip()
-    calls = structured_calls(raw_calls) if raw_calls else []
-    if not calls and "<tool_call>" in visible:
+    if raw_calls:
+        calls = structured_calls(raw_calls)
+    elif "<tool_call>" in visible:
         calls, visible = hermes_calls(visible)
+    else:
+        calls = []
     return Message("assistant", visible, reasoning, calls)
 
 
@@ -136,21 +149,22 @@ def chat_messages(raw_messages: Any) -> list[Message]:
     messages = []
     append = messages.append
     for m in raw_messages:
-        if not isinstance(m, dict):
+        if m.__class__ is not dict and not isinstance(m, dict):
             raise RecordDropped(DropReason.UNPARSEABLE_RECORD, "a message is not an object")
-        role = m.get("role")
-        content = m.get("content")
-        if isinstance(content, list):
+        get = m.get
+        role = get("role")
+        content = get("content")
+        if content.__class__ is list:
             content = content_text(content)
         if role == "assistant":
-            raw_calls = m.get("tool_calls")
-            if not raw_calls and isinstance(m.get("function_call"), dict):
+            raw_calls = get("tool_calls")
+            if not raw_calls and isinstance(get("function_call"), dict):
                 raw_calls = [m["function_call"]]
-            append(assistant_message(content, raw_calls, m.get("reasoning_content") or m.get("reasoning")))
+            append(assistant_message(content, raw_calls, get("reasoning_content") or get("reasoning")))
         elif role == "tool" or role == "function" or role == "ipython":
-            append(Message("tool", text(content), tool_call_id=m.get("tool_call_id")))
+            append(Message("tool", content if content.__class__ is str else text(content), "", [], get("tool_call_id")))
         elif role == "user" or role == "system":
-            append(Message(role, text(content)))
+            append(Message(role, content if content.__class__ is str else text(content)))
         elif role == "developer":
             append(Message("system", text(content)))
     return messages
@@ -186,11 +200,11 @@ def parse_tools_block(block: str) -> list[Any]:
 def has_blocks(messages: list[Any]) -> bool:
     """Whether any message's content is a list holding an Anthropic tool_use/tool_result/thinking block."""
     for m in messages:
-        if isinstance(m, dict):
+        if m.__class__ is dict:  # the readers that follow name what else is wrong
             content = m.get("content")
-            if isinstance(content, list):
+            if content.__class__ is list:
                 for block in content:
-                    if isinstance(block, dict) and block.get("type") in BLOCK_TYPES:
+                    if block.__class__ is dict and block.get("type") in BLOCK_TYPES:
                         return True
     return False
 

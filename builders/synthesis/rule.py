@@ -62,7 +62,7 @@ class RuleSynthesizer:
     def close(self) -> None:
         pass
 
-    def select(self, trajectory: Trajectory, payload: str | None = None) -> Selection:
+    def select(self, trajectory: Trajectory, payload: bytes | None = None) -> Selection:
         """The rules in call order; `payload` is unused (rules read the trajectory). The caller validates,
         so a trajectory with nothing redundant is rejected there as `no_redundancy`."""
         actions = trajectory.actions
