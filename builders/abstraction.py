@@ -103,16 +103,16 @@ def _calls(span: list[Message]) -> bool:
 def turns(conv: Conversation, config: FilterConfig) -> list[Turn]:
     """Every trajectory the record holds under `config.multi_turn`, each kept or dropped with its reason;
     raises `RecordDropped` when the record as a whole has none to offer."""
-    spans = _spans(conv.messages)
-    if not spans or not any(conv.messages[u].content.strip() for u, _ in spans):
+    spans = list(enumerate(_spans(conv.messages)))[conv.history_turns :]  # (turn index, (user, messages))
+    if not spans or not any(conv.messages[u].content.strip() for _, (u, _) in spans):
         raise RecordDropped(DropReason.EMPTY_QUERY)
     if config.multi_turn == "drop" and len(spans) > 1:
         raise RecordDropped(DropReason.MULTI_TURN)
     if config.multi_turn != "each":
         spans = spans[:1]
-        if not conv.messages[spans[0][0]].content.strip():
+        if not conv.messages[spans[0][1][0]].content.strip():
             raise RecordDropped(DropReason.EMPTY_QUERY)
-    chosen = [(n, u, span) for n, (u, span) in enumerate(spans) if _calls(span)]
+    chosen = [(n, u, span) for n, (u, span) in spans if _calls(span)]
     if not chosen:
         raise RecordDropped(DropReason.NO_TOOL_CALL)
     catalog = _Catalog(conv.tools, config.check_schemas)

@@ -7,7 +7,9 @@ the common shapes do not need.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -181,20 +183,28 @@ def tools_from_system(messages: list[Message]) -> Any:
 
 
 def parse_tools_block(block: str) -> list[Any]:
+    """A `<tools>` block: one JSON list or object, or several objects one after another (Hermes prompts
+    put one per line or space-separated), or the same as a Python literal (single quotes)."""
     try:
         parsed = orjson.loads(block)
         return parsed if isinstance(parsed, list) else [parsed]
     except orjson.JSONDecodeError:
         pass
-    tools = []  # one JSON object per line, as Hermes prompts often have
-    for line in block.splitlines():
-        line = line.strip()
-        if line:
-            try:
-                tools.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                raise RecordDropped(DropReason.NO_TOOL_CATALOG, "<tools> block is not JSON") from None
-    return tools
+    decoder, tools, pos = json.JSONDecoder(), [], 0
+    try:
+        while pos < len(block):
+            obj, pos = decoder.raw_decode(block, pos)
+            tools.append(obj)
+            while pos < len(block) and block[pos] in " \t\r\n,":
+                pos += 1
+        return tools
+    except json.JSONDecodeError:
+        pass
+    try:
+        parsed = ast.literal_eval(block.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise RecordDropped(DropReason.NO_TOOL_CATALOG, "<tools> block is not JSON") from None
+    return list(parsed) if isinstance(parsed, (list, tuple)) else [parsed]
 
 
 def has_blocks(messages: list[Any]) -> bool:

@@ -205,7 +205,7 @@ class OpenTelemetryGenAI(TrajectoryFormat):
             if tool_spans:
                 raise RecordDropped(
                     DropReason.NO_MESSAGE_CONTENT,
-                    f"{len(tool_spans)} execute_tool spans but no gen_ai.input/output.messages: message content is "
+                    f"{len(tool_spans)} execute_tool span(s) but no gen_ai.input/output.messages: message content is "
                     "opt-in (e.g. OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true)",
                 )
             raise RecordDropped(DropReason.NO_GEN_AI_SPANS, "no inference span with messages and no execute_tool span")
@@ -220,7 +220,10 @@ class OpenTelemetryGenAI(TrajectoryFormat):
             messages.append(
                 Message("system", "\n".join(str(p.get("content") or "") for p in parts if isinstance(p, dict)))
             )
-        messages += _messages(attrs.get(INPUT, "[]"), skipped)
+        given = _messages(attrs.get(INPUT, "[]"), skipped)
+        first = inference[0]
+        first_input = given if first == chosen else _messages(attributes[first].get(INPUT, "[]"), Counter())
+        messages += given
         messages += _messages(attrs.get(OUTPUT, "[]"), skipped)
         self._fill_from_tool_spans(messages, [(spans[i], attributes[i]) for i in tool_spans], skipped)
         catalog = attrs.get(TOOLS) or next((a[TOOLS] for a in attributes if a.get(TOOLS)), None)
@@ -228,12 +231,19 @@ class OpenTelemetryGenAI(TrajectoryFormat):
             raise RecordDropped(DropReason.NO_TOOL_CATALOG, "no gen_ai.tool.definitions on any span")
         model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model") or ""
         return Conversation(
+            history_turns=self._history_turns(first_input),
             source_row_id=trace_id(spans[chosen]) or f"span:{spans[chosen].get('spanId', '')}",
             messages=messages,
             tools=self.tools(catalog),
             generator=str(model),
             skipped=dict(skipped),
         )
+
+    @staticmethod
+    def _history_turns(first_input: list[Message]) -> int:
+        """User turns that came before this trace: all but the last user message its first inference span
+        was sent (an app that starts a trace per request sends the conversation so far each time)."""
+        return max(sum(m.role == "user" for m in first_input) - 1, 0)
 
     @staticmethod
     def _fill_from_tool_spans(

@@ -65,7 +65,9 @@ class Message:
 @dataclass(slots=True)
 class Conversation:
     """A reader's output: chat messages, the tool catalog, and where the record came from. `skipped`
-    counts content the reader saw and did not read (images, documents, redacted thinking), by kind."""
+    counts content the reader saw and did not read (images, documents, redacted thinking), by kind.
+    `history_turns` user turns at the start are history that another record holds (a trace per request
+    re-sends the conversation so far): they are context for the later turns, not trajectories of this one."""
 
     source_row_id: str
     messages: list[Message]
@@ -74,3 +76,4 @@ class Conversation:
     license: str = ""
     category: str = ""
     skipped: dict[str, int] = field(default_factory=dict)
+    history_turns: int = 0
