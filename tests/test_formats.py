@@ -35,6 +35,7 @@ from apo_planner.formats import (
     formats,
     markdown_table,
     reader_for,
+    refresh_index,
 )
 from apo_planner.formats._chat import split_reasoning
 from apo_planner.tools import normalize_tools, read_only_hints
@@ -158,7 +159,7 @@ def test_mcp_annotations_decide_read_only_calls_and_is_error_marks_a_failed_call
 
 
 def test_multi_turn_each_gives_the_same_trajectories_in_every_format():
-    assert set(CONVERTERS) == set(formats.names())  # the generator knows every registered format
+    assert set(CONVERTERS) == set(formats.names())  # the generator writes every built-in format
     rows = list(generate(30, seed=5))
     config = FilterConfig(multi_turn="each")
 
@@ -223,6 +224,7 @@ def test_rows_claimed_by_two_formats_are_an_error_naming_both(monkeypatch, tmp_p
         def sniff(self, row):
             return "messages" in row
 
+    formats.names()  # the built-in formats loaded
     monkeypatch.setitem(formats._entries, "greedy", Greedy())
     source = write_jsonl(tmp_path / "a.jsonl", _rows("anthropic.jsonl"))
     with pytest.raises(SourceError, match=r"several trajectory formats \(anthropic, greedy\); pass --format anthropic"):
@@ -461,10 +463,40 @@ def test_apo_planner_formats_lists_every_format_with_its_rule_and_docs_page(caps
     assert "docs/formats/mcp.md" in out and (REPO / "docs" / "formats" / "mcp.md").is_file()
 
 
-def test_the_docs_table_of_formats_is_the_registrys(capsys):
-    index = (REPO / "docs" / "formats" / "index.md").read_text(encoding="utf-8")
-    assert markdown_table() in index
+def test_the_docs_table_of_formats_is_the_registrys(capsys, tmp_path):
+    index = REPO / "docs" / "formats" / "index.md"
+    assert markdown_table() in index.read_text(encoding="utf-8"), "stale: run apo_planner.formats.refresh_index"
     assert main(["formats", "--markdown"]) == 0 and capsys.readouterr().out == markdown_table()
+    stale = tmp_path / "index.md"
+    stale.write_text(index.read_text(encoding="utf-8").replace("| `otel` |", "| `otel-old` |"), encoding="utf-8")
+    assert refresh_index(stale) and stale.read_text(encoding="utf-8") == index.read_text(encoding="utf-8")
+
+
+def _json_blocks(page: Path) -> list[str]:
+    text = page.read_text(encoding="utf-8")
+    return [block.split("\n", 1)[1] for block in text.split("```")[1::2] if block.startswith(("json", "python"))]
+
+
+@pytest.mark.parametrize("name", sorted(CONVERTERS))
+def test_each_formats_docs_page_has_an_example_row_that_its_reader_reads(name):
+    [row, *_] = [json.loads(b) for b in _json_blocks(REPO / "docs" / "formats" / f"{name}.md")]
+    assert _claims(row) == [name]
+    [record] = list(formats.get(name).records([row]))
+    [turn] = turns(formats.get(name).read(record), FilterConfig())
+    assert turn.trajectory is not None and turn.trajectory.actions and turn.trajectory.final_answer
+
+
+def test_the_worked_example_of_a_new_format_runs_as_written(monkeypatch, tmp_path):
+    row, module = _json_blocks(REPO / "docs" / "extending" / "formats.md")[:2]
+    formats.names()  # the built-in formats loaded, before the copy
+    monkeypatch.setattr(formats, "_entries", dict(formats._entries))  # leave the project's registry as it was
+    exec(compile(module, "gemini.py", "exec"), {"__name__": "gemini"})
+    assert "gemini" in formats.names() and _claims(json.loads(row)) == ["gemini"]
+    source = open_source(str(write_jsonl(tmp_path / "gemini.jsonl", [json.loads(row)])), work_dir=tmp_path)
+    assert source.format == "gemini"
+    [turn] = turns(formats.get("gemini").read(json.loads(row)), FilterConfig())
+    assert [a.tool for a in turn.trajectory.actions] == ["get_weather"] and turn.trajectory.actions[0].result
+    assert turn.trajectory.actions[0].rationale == "One lookup."
 
 
 def test_a_third_party_format_registers_through_the_entry_point_group(monkeypatch):

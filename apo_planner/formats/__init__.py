@@ -24,7 +24,7 @@ import pkgutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import orjson
@@ -47,6 +47,7 @@ __all__ = [
     "formats",
     "markdown_table",
     "reader_for",
+    "refresh_index",
 ]
 
 SAMPLE_ROWS = 20  # rows of a source whose content decides its format
@@ -199,6 +200,9 @@ def reader_for(row: Mapping[str, Any], detection: Detection) -> TrajectoryFormat
     return claims[0] if claims else primary
 
 
+TABLE_START, TABLE_END = "<!-- formats-table:", "<!-- formats-table: end -->"
+
+
 def markdown_table(relative_to: str = DOCS_FOLDER) -> str:
     """The formats as a Markdown table (name, detection rule, docs link), for docs/formats/index.md; links
     to built-in pages are relative to `relative_to`."""
@@ -209,3 +213,16 @@ def markdown_table(relative_to: str = DOCS_FOLDER) -> str:
             page = str(PurePosixPath(page).relative_to(relative_to)) if page.startswith(relative_to + "/") else page
         lines.append(f"| `{name}` | {fmt.detection} | [{name}]({page}) |")
     return "\n".join(lines) + "\n"
+
+
+def refresh_index(index: Path) -> bool:
+    """Rewrite the table of formats in a docs page (between its `<!-- formats-table: ... -->` line and
+    `<!-- formats-table: end -->`) from the registry; True when it changed."""
+    text = index.read_text(encoding="utf-8")
+    start = text.index(TABLE_START)
+    start = text.index("-->", start) + len("-->\n")
+    end = text.index(TABLE_END, start)
+    new = text[:start] + markdown_table() + text[end:]
+    if new != text:
+        index.write_text(new, encoding="utf-8")
+    return new != text
