@@ -17,8 +17,6 @@ import orjson
 
 from apo_planner.formats.records import DropReason, Message, RecordDropped, ToolCall
 
-TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-TOOL_RESPONSE_RE = re.compile(r"<tool_response>\s*(.*?)\s*</tool_response>", re.DOTALL)
 TOOLS_BLOCK_RE = re.compile(r"<tools>\s*(.*?)\s*</tools>", re.DOTALL)
 _THINK, _END_THINK = "<think>", "</think>"
 BLOCK_TYPES = frozenset(("tool_use", "tool_result", "thinking", "redacted_thinking"))  # Anthropic content blocks
@@ -97,10 +95,35 @@ def split_reasoning(content: str) -> tuple[str, str]:
     return " ".join(reasoning), "".join(visible).strip()
 
 
+def _blocks(text_: str, tag: str, unclosed: bool) -> tuple[list[str], str]:
+    """The contents of every `<tag>…</tag>` in `text_` (stripped) and the text around them; an unclosed
+    block runs to the end when `unclosed`, else it is not a block. Plain `find`: a lazy regex walks every
+    character of long results."""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    blocks, rest, pos = [], [], 0
+    while (start := text_.find(opening, pos)) >= 0:
+        end = text_.find(closing, start + len(opening))
+        if end < 0 and not unclosed:
+            break
+        rest.append(text_[pos:start])
+        blocks.append(text_[start + len(opening) : end if end >= 0 else len(text_)].strip())
+        pos = end + len(closing) if end >= 0 else len(text_)
+    rest.append(text_[pos:])
+    return blocks, "".join(rest)
+
+
+def tool_responses(text_: str) -> list[str]:
+    """The results a Hermes tool turn holds: each `<tool_response>` block, else the whole turn."""
+    if "<tool_response>" not in text_:
+        return [text_.strip()]
+    return _blocks(text_, "tool_response", unclosed=False)[0] or [text_.strip()]
+
+
 def hermes_calls(text_: str) -> tuple[list[ToolCall], str]:
     """Calls written as `<tool_call>{"name":..., "arguments":...}</tool_call>`; returns them and the rest."""
     calls = []
-    for block in TOOL_CALL_RE.findall(text_):
+    found, rest = _blocks(text_, "tool_call", unclosed=True)
+    for block in found:
         try:
             obj = orjson.loads(block)
         except orjson.JSONDecodeError:
@@ -111,7 +134,7 @@ def hermes_calls(text_: str) -> tuple[list[ToolCall], str]:
             continue
         arguments = obj["arguments"] if "arguments" in obj else obj.get("parameters")
         calls.append(ToolCall(name=str(obj.get("name", "")), arguments=arguments, id=obj.get("id")))
-    return calls, TOOL_CALL_RE.sub("", text_).strip()
+    return calls, rest.strip()
 
 
 def structured_calls(raw_calls: Any) -> list[ToolCall]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from apo_planner.formats import TrajectoryFormat, formats
-from apo_planner.formats._chat import TOOL_RESPONSE_RE, assistant_message, loads_maybe, row_id, text, tools_from_system
+from apo_planner.formats._chat import assistant_message, loads_maybe, row_id, text, tool_responses, tools_from_system
 from apo_planner.formats.records import Conversation, DropReason, Message, RecordDropped
 
 ROLES = {
@@ -60,15 +60,17 @@ class ShareGPT(TrajectoryFormat):
         for turn in turns:
             if not isinstance(turn, dict):
                 raise RecordDropped(DropReason.UNPARSEABLE_RECORD, "a turn is not an object")
-            role = ROLES.get(str(turn.get("from", turn.get("role", ""))).lower())
-            value = text(turn.get("value", turn.get("content")))
+            speaker = turn["from"] if "from" in turn else turn.get("role", "")
+            role = ROLES.get(speaker.lower() if isinstance(speaker, str) else str(speaker).lower())
+            value = turn["value"] if "value" in turn else turn.get("content")
+            if value.__class__ is not str:
+                value = text(value)
             if role == "assistant":
                 messages.append(assistant_message(value, None))
             elif role == "tool":
-                responses = TOOL_RESPONSE_RE.findall(value) or [value]
-                messages.extend(Message(role="tool", content=r.strip()) for r in responses)
+                messages.extend(Message("tool", r) for r in tool_responses(value))
             elif role is not None:
-                messages.append(Message(role=role, content=value))
+                messages.append(Message(role, value))
         tools = row.get("tools")
         return Conversation(
             source_row_id=row_id(row),
