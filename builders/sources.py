@@ -198,27 +198,29 @@ def _read_lines(
 
 
 def _regroup(lines: datasets.Dataset, detection: Detection, work_dir: Path) -> datasets.Dataset:
-    """Lines of a format whose conversations span rows, as one line per conversation (`records`). The
-    whole source is held in memory while it is regrouped; lines that are not JSON objects stay as they are,
-    so each still costs one counted drop."""
+    """Lines of a format whose conversations span rows, as one line per conversation (`records`; the
+    format bounds what it holds meanwhile). Lines that are not JSON objects stay as they are, so each still
+    costs one counted drop."""
     fmt = formats.get(detection.primary)
     kept: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    for line in lines:
-        try:
-            row = orjson.loads(line[TEXT_COLUMN])
-        except orjson.JSONDecodeError:
-            row = None
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            kept.append(line)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for line in lines:
+            try:
+                row = orjson.loads(line[TEXT_COLUMN])
+            except orjson.JSONDecodeError:
+                row = None
+            if isinstance(row, dict):
+                yield row
+            else:
+                kept.append(line)
+
     path = work_dir / "source-records.arrow"
     with ArrowWriter(features=LINE_FEATURES, path=str(path)) as writer:
+        for number, record in enumerate(fmt.records(rows()), start=1):
+            writer.write({TEXT_COLUMN: orjson.dumps(record), FILE_COLUMN: f"{fmt.name} record", LINE_COLUMN: number})
         for line in kept:
             writer.write(line)
-        for number, record in enumerate(fmt.records(rows), start=1):
-            writer.write({TEXT_COLUMN: orjson.dumps(record), FILE_COLUMN: f"{fmt.name} record", LINE_COLUMN: number})
         writer.finalize()
     return datasets.Dataset.from_file(str(path))
 

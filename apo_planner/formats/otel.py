@@ -179,16 +179,17 @@ class OpenTelemetryGenAI(TrajectoryFormat):
 
     def records(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """One OTLP-shaped record per trace, in the order traces first appear; spans of one trace may come
-        from many lines and exports. Rows that hold no span are passed on as they are."""
-        traces: dict[str, list[dict[str, Any]]] = {}
+        from many lines and exports. Rows that hold no span are passed on as they are. Spans wait for the
+        rest of their trace as JSON bytes (about the file's size), each trace decoded only when it is given."""
+        traces: dict[str, list[bytes]] = {}
         for row in rows:
             if not isinstance(row, dict) or not self.sniff(row):
                 yield row
                 continue
             for span in spans_of(row):
-                traces.setdefault(trace_id(span), []).append(span)
+                traces.setdefault(trace_id(span), []).append(orjson.dumps(span))
         for spans in traces.values():
-            yield {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+            yield {"resourceSpans": [{"scopeSpans": [{"spans": orjson.loads(b"[" + b",".join(spans) + b"]")}]}]}
 
     def read(self, row: dict[str, Any]) -> Conversation:
         spans = spans_of(row)
