@@ -522,3 +522,15 @@ def test_a_third_party_format_registers_through_the_entry_point_group(monkeypatc
     assert registry.names() == ["my_logs"] and registry.get("my_logs").name == "my_logs"
     assert registry.get("my_logs").sniff({"turns": ["hi"]}) and not registry.get("my_logs").groups_rows
     assert Counter(type(f).__name__ for _, f in formats)["Logs"] == 0  # the project's registry is untouched
+
+
+def test_an_unanswered_call_and_an_orphan_result_are_counted_and_shift_nothing():
+    row = _rows("openai.jsonl")[1]  # search, booking (fails), booking again
+    messages = row["messages"]
+    failed = next(i for i, m in enumerate(messages) if m.get("tool_call_id") == "call_b1")
+    del messages[failed]  # the failed booking's result never came back
+    messages.insert(failed, {"role": "tool", "tool_call_id": "call_unknown", "content": "late"})
+    [turn] = turns(formats.get("openai").read(row), FilterConfig())
+    assert [a.result is None for a in turn.trajectory.actions] == [False, True, False]
+    assert json.loads(turn.trajectory.actions[2].result)["confirmation"] == "KRK-7781"
+    assert Counter(turn.pairing) == {"by_id": 2, "orphan_result": 1, "no_result": 1}
