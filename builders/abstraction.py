@@ -7,6 +7,11 @@ whether it failed) and the final answer. `filters.multi_turn` says which turns c
 (records with more than one user message are skipped). Turns that cannot teach a planner anything
 are dropped with a reason; their lengths are measured either way, so the build can report what
 its length filter removed.
+
+Results pair with their calls by id where the log has ids (`tool_call_id`, `tool_use_id`, `call_id`), and
+by order where it has none (Nemotron). A result whose id matches no call of its turn is counted
+(`orphan_result`) and attached to nothing; a call no result answers keeps `result: None` and is counted
+(`no_result`). Neither shifts the pairing of the other calls.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from typing import Any
 import orjson
 
 from apo_planner.builders.config import FilterConfig
-from apo_planner.builders.records import Action, Conversation, DropReason, Message, RecordDropped, Trajectory
-from apo_planner.builders.validation import arguments_match_schema
+from apo_planner.builders.records import Action, Trajectory
+from apo_planner.builders.validation import schema_validator
+from apo_planner.formats.records import Conversation, DropReason, Message, RecordDropped
 from apo_planner.plan import is_valid_tool_name
 from apo_planner.prompts import context_messages
 
-_ERROR_KEYS = ("error", "errors", "exception", "error_message")
+BY_ID, BY_ORDER, ORPHAN_RESULT, NO_RESULT = "by_id", "by_order", "orphan_result", "no_result"
+PAIRING = (BY_ID, BY_ORDER, ORPHAN_RESULT, NO_RESULT)  # what stats.json's `pairing` counts
 
 
 def result_failed(result: str | None, config: FilterConfig) -> bool:
@@ -35,14 +42,18 @@ def result_failed(result: str | None, config: FilterConfig) -> bool:
             obj = orjson.loads(stripped)
         except orjson.JSONDecodeError:
             obj = None
-        if isinstance(obj, dict):
-            status = obj.get("status")
-            return (
-                any(obj.get(k) for k in _ERROR_KEYS)
-                or (isinstance(status, str) and status.lower() in ("error", "failed", "failure"))
-                or obj.get("success") is False
+        if obj.__class__ is dict:
+            get = obj.get
+            if get("error") or get("errors") or get("exception") or get("error_message"):  # error keys
+                return True
+            status = get("status")
+            return (isinstance(status, str) and status.lower() in ("error", "failed", "failure")) or (
+                get("success") is False
             )
-    return any(p.search(stripped) for p in config.compiled_failure_patterns)
+    for pattern in config.compiled_failure_patterns:
+        if pattern.search(stripped):
+            return True
+    return False
 
 
 def _decode_arguments(raw: Any) -> dict[str, Any]:
@@ -73,6 +84,7 @@ class Turn:
     drop: RecordDropped | None = None
     chars: int | None = None
     rationale_chars: list[int] = field(default_factory=list)
+    pairing: list[str] = field(default_factory=list)  # one PAIRING name per result or unanswered call
 
 
 def _spans(messages: list[Message]) -> list[tuple[int, list[Message]]]:
@@ -82,33 +94,54 @@ def _spans(messages: list[Message]) -> list[tuple[int, list[Message]]]:
 
 
 def _calls(span: list[Message]) -> bool:
-    return any(m.role == "assistant" and m.tool_calls for m in span)
+    for m in span:
+        if m.tool_calls and m.role == "assistant":
+            return True
+    return False
 
 
 def turns(conv: Conversation, config: FilterConfig) -> list[Turn]:
     """Every trajectory the record holds under `config.multi_turn`, each kept or dropped with its reason;
     raises `RecordDropped` when the record as a whole has none to offer."""
-    spans = _spans(conv.messages)
-    if not spans or not any(conv.messages[u].content.strip() for u, _ in spans):
+    spans = list(enumerate(_spans(conv.messages)))[conv.history_turns :]  # (turn index, (user, messages))
+    if not spans or not any(conv.messages[u].content.strip() for _, (u, _) in spans):
         raise RecordDropped(DropReason.EMPTY_QUERY)
     if config.multi_turn == "drop" and len(spans) > 1:
         raise RecordDropped(DropReason.MULTI_TURN)
     if config.multi_turn != "each":
         spans = spans[:1]
-        if not conv.messages[spans[0][0]].content.strip():
+        if not conv.messages[spans[0][1][0]].content.strip():
             raise RecordDropped(DropReason.EMPTY_QUERY)
-    chosen = [(n, u, span) for n, (u, span) in enumerate(spans) if _calls(span)]
+    chosen = [(n, u, span) for n, (u, span) in spans if _calls(span)]
     if not chosen:
         raise RecordDropped(DropReason.NO_TOOL_CALL)
+    catalog = _Catalog(conv.tools, config.check_schemas)
     out = []
     for n, u, span in chosen:
         turn = Turn()
         try:
-            turn.trajectory = _trajectory(conv, u, span, n, config, turn)
+            turn.trajectory = _trajectory(conv, u, span, n, config, turn, catalog)
         except RecordDropped as drop:
             turn.drop = drop
         out.append(turn)
     return out
+
+
+class _Catalog:
+    """A conversation's tools by name, each schema's validator looked up once per conversation."""
+
+    __slots__ = ("parameters", "validators", "check")
+
+    def __init__(self, tools: list[dict[str, Any]], check: bool) -> None:
+        self.parameters = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+        self.validators: dict[str, Any] = {}
+        self.check = check
+
+    def valid(self, name: str, arguments: dict[str, Any]) -> bool:
+        validator = self.validators.get(name)
+        if validator is None:
+            validator = self.validators[name] = schema_validator(self.parameters[name])
+        return validator.is_valid(arguments)
 
 
 def abstract(conv: Conversation, config: FilterConfig) -> Trajectory:
@@ -121,42 +154,62 @@ def abstract(conv: Conversation, config: FilterConfig) -> Trajectory:
 
 
 def _trajectory(
-    conv: Conversation, user: int, span: list[Message], turn_index: int, config: FilterConfig, turn: Turn
+    conv: Conversation,
+    user: int,
+    span: list[Message],
+    turn_index: int,
+    config: FilterConfig,
+    turn: Turn,
+    catalog: _Catalog,
 ) -> Trajectory:
     """One user turn -> a trajectory; the lengths it measures land in `turn` even when it is dropped."""
     query = conv.messages[user].content.strip()
     if not query:
         raise RecordDropped(DropReason.EMPTY_QUERY, f"user turn {turn_index} is empty")
-    context = context_messages(
-        {"role": m.role, "content": m.content, "tool_calls": m.tool_calls} for m in conv.messages[:user]
+    context = (
+        context_messages(
+            {"role": m.role, "content": m.content, "tool_calls": m.tool_calls} for m in conv.messages[:user]
+        )
+        if user
+        else []
     )
-    catalog = {t["function"]["name"]: t["function"]["parameters"] for t in conv.tools}
     actions: list[Action] = []
-    pending: dict[str, int] = {}  # tool_call_id -> action index awaiting its result
-    unanswered: list[int] = []  # action indices in call order without a result yet (the source pairs by order)
+    pending: dict[str, list[int]] = {}  # call id -> indices of the actions with that id still awaiting a result
+    unanswered: list[int] = []  # action indices in call order without a result yet
+    pairing = turn.pairing
     final_answer = ""
     for m in span:
-        if m.role == "assistant":
+        role = m.role
+        if role == "assistant":
             if m.tool_calls:
-                rationale = " ".join(p for p in (m.reasoning, m.content) if p)
+                reasoning, content = m.reasoning, m.content
+                rationale = f"{reasoning} {content}" if reasoning and content else reasoning or content
                 turn.rationale_chars.append(len(rationale))  # once per message, however many calls share it
                 for call in m.tool_calls:
                     actions.append(_action(call.name, call.arguments, rationale, catalog, config))
                     if call.id:
-                        pending[call.id] = len(actions) - 1
+                        pending.setdefault(call.id, []).append(len(actions) - 1)
                     unanswered.append(len(actions) - 1)
                 final_answer = ""
             elif m.content:
                 final_answer = m.content
-        elif m.role == "tool":
-            index = pending.pop(m.tool_call_id, None) if m.tool_call_id else None
-            if index is None and unanswered:
-                index = unanswered[0]
-            if index is not None:
-                if index in unanswered:
-                    unanswered.remove(index)
-                actions[index].result = m.content
-                actions[index].failed = result_failed(m.content, config)
+        elif role == "tool":
+            if m.tool_call_id:  # the log says which call this answers: that one, or none
+                waiting = pending.get(m.tool_call_id)
+                index = waiting.pop(0) if waiting else None
+                how = BY_ID
+            else:  # no id (Nemotron): the earliest call still awaiting one
+                index = unanswered[0] if unanswered else None
+                how = BY_ORDER
+            if index is None:
+                pairing.append(ORPHAN_RESULT)
+                continue
+            pairing.append(how)
+            unanswered.remove(index)
+            action = actions[index]
+            action.result = m.content
+            action.failed = m.failed or result_failed(m.content, config)
+    pairing.extend(NO_RESULT for _ in unanswered)
 
     final_answer = final_answer.strip()
     if not final_answer:
@@ -184,14 +237,14 @@ def _trajectory(
     )
 
 
-def _action(name: str, raw_arguments: Any, rationale: str, catalog: dict[str, Any], config: FilterConfig) -> Action:
+def _action(name: str, raw_arguments: Any, rationale: str, catalog: _Catalog, config: FilterConfig) -> Action:
     if not name:
         raise RecordDropped(DropReason.MALFORMED_ARGUMENTS, "a tool call has no function name")
     if not is_valid_tool_name(name):
         raise RecordDropped(DropReason.INVALID_TOOL_NAME, f"{name[:60]!r} cannot be written in a plan")
     arguments = _decode_arguments(raw_arguments)
-    if name not in catalog:
+    if name not in catalog.parameters:
         raise RecordDropped(DropReason.UNKNOWN_TOOL, f"{name!r} is not in the tool catalog")
-    if config.check_schemas and not arguments_match_schema(arguments, catalog[name]):
+    if catalog.check and not catalog.valid(name, arguments):
         raise RecordDropped(DropReason.SCHEMA_VIOLATION, f"arguments of {name!r} violate its parameter schema")
-    return Action(tool=name, arguments=arguments, rationale=rationale, result=None, failed=False)
+    return Action(name, arguments, rationale, None, False)

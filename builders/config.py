@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.config import StrictConfig
+from apo_planner.formats import FORMATS
 from apo_planner.serving import ServerConfig
 
 DEFAULT_FAILURE_PATTERNS = (
@@ -176,7 +177,9 @@ class BuildConfig(StrictConfig):
     """Where trajectories come from, how they are filtered and synthesized, where the dataset goes."""
 
     source: str = Field(description="Hub dataset id, or local .jsonl/.json/.parquet files, globs or a directory")
-    format: Literal["auto", "nemotron", "openai", "sharegpt"] = "auto"
+    format: Annotated[str, AfterValidator(FORMATS.validator("auto"))] = Field(
+        "auto", description="trajectory format (`apo-planner formats`); auto: found from the first rows' content"
+    )
     config_name: str | None = Field(None, description="Hub dataset config (Nemotron: 'default')")
     split: str = "train"
     revision: str = "main"

@@ -13,9 +13,9 @@ from apo_planner.artifacts import DatasetDir, write_json
 from apo_planner.builders.config import BuildConfig
 from apo_planner.builders.decontamination import Decontaminator
 from apo_planner.builders.pairs import fingerprint, split_of, write_hub_layout
-from apo_planner.builders.records import DropReason
 from apo_planner.builders.stats import BuildStats, length_filters
 from apo_planner.dataset import SPLITS
+from apo_planner.formats.records import DropReason
 
 
 def _dedupe_sorted(pairs: datasets.Dataset, stats: BuildStats) -> datasets.Dataset:

@@ -13,13 +13,14 @@ from tqdm.auto import tqdm
 
 from apo_planner.builders.config import BuildConfig
 from apo_planner.builders.pairs import make_row
-from apo_planner.builders.records import DropReason, Trajectory
+from apo_planner.builders.records import Trajectory
 from apo_planner.builders.stats import BuildStats
 from apo_planner.builders.synthesis import Synthesizer
 from apo_planner.builders.synthesis.agreement import Agreement
 from apo_planner.builders.synthesis.consistency import check_consistency, unsourced_answer_values
 from apo_planner.builders.synthesis.rule import RuleSynthesizer
 from apo_planner.builders.synthesis.selection import InvalidSelection, Selection, original_plan, selected_plan
+from apo_planner.formats.records import DropReason
 
 
 def _measure_row(row: dict[str, Any], stats: BuildStats) -> None:
@@ -61,6 +62,9 @@ def pair_rows(
                 stats.trajectories_per_record[kept] += 1
             records, kept = records + 1, 0
             stats.counts["records_read"] += 1
+            if record["format"]:
+                stats.formats[record["format"]] += 1
+            stats.skipped_content.update(record["skipped"])
         if record["trajectory_chars"] is not None:
             stats.measure("trajectory_chars", record["trajectory_chars"])
         for chars in record["rationale_chars"]:
@@ -69,6 +73,7 @@ def pair_rows(
             stats.drop(record["drop_reason"], record["drop_detail"])
             continue
         stats.counts["trajectories"] += 1
+        stats.result_pairing.update(record["result_pairing"])
         kept += 1
         trajectory = Trajectory.from_dict(orjson.loads(record["trajectory"]))
         try:

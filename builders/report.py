@@ -19,9 +19,21 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("records read", str(stats["records_read"]))
+    per_format = stats.get("formats") or {}
+    if len(per_format) > 1 or stats.get("format") not in per_format:
+        for name, count in per_format.items():
+            table.add_row(f"  read as {name}", str(count))
+    for kind, count in (stats.get("skipped_content") or {}).items():
+        table.add_row(f"  content skipped: {kind}", str(count))
     for reason, count in stats["dropped"].items():
         table.add_row(f"  dropped: {reason}", str(count))
     table.add_row("trajectories", str(stats["trajectories"]))
+    pairing = stats.get("result_pairing") or {}
+    if any(pairing.values()):
+        table.add_row("  results paired by id / by order", f"{pairing.get('by_id', 0)} / {pairing.get('by_order', 0)}")
+        for name in ("orphan_result", "no_result"):
+            if pairing.get(name):
+                table.add_row(f"  {name.replace('_', ' ')}", str(pairing[name]))
     per_record = stats.get("trajectories_per_record", {})
     if per_record:
         spread = ", ".join(f"{n}: {count}" for n, count in per_record.items())

@@ -5,17 +5,22 @@ Arrow file of raw lines (decoded per record later), so one line that is not UTF-
 `arguments` that are a string in one row and a dict in the next, cannot break the whole file: it
 becomes one counted drop naming its file and line. Parquet and Hub sources keep their columns. Hub
 ids stream through `datasets` with the recipe's config, split and revision. What cannot be read at
-all (no file, an empty source, a corrupt parquet or gzip file, an unreachable Hub) is a
-`SourceError` that says what to do.
+all (no file, an empty source, a corrupt parquet or gzip file, an unreachable Hub, rows in no known
+format or claimed by several) is a `SourceError` that says what to do.
+
+The format is found from the first rows' content (`apo_planner.formats.detect`), unless `build.format`
+names one. A format whose conversations span rows (OpenTelemetry spans, grouped by trace) has a local
+JSON source regrouped here, one record per conversation, before the rows are read one by one.
 """
 
 from __future__ import annotations
 
 import glob
 import gzip
+import itertools
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,37 +31,40 @@ from datasets.arrow_writer import ArrowWriter
 
 from apo_planner.artifacts import sha256_files
 from apo_planner.builders.errors import SourceError
-from apo_planner.builders.readers import detect_format
+from apo_planner.formats import FORMATS, SAMPLE_ROWS, Detection, FormatError, detect
 
-TEXT_COLUMN = "__raw_line__"
+TEXT_COLUMN = "__raw_line__"  # the line's bytes: JSON decodes them directly (no str in between)
 FILE_COLUMN = "__file__"
 LINE_COLUMN = "__line__"  # 1-based, in its file
-ERROR_COLUMN = "__error__"  # why the line's bytes are not text, when they are not
 LINE_FEATURES = datasets.Features(
     {
-        TEXT_COLUMN: datasets.Value("string"),
+        TEXT_COLUMN: datasets.Value("binary"),
         FILE_COLUMN: datasets.Value("string"),
         LINE_COLUMN: datasets.Value("int64"),
-        ERROR_COLUMN: datasets.Value("string"),
     }
 )
 _JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet",)
 _GZIP = ".gz"  # any JSON source may be gzip-compressed: logs usually are
-_SAMPLE_RECORDS = 20  # records read to detect the format
 _FORMATS_HINT = (
-    "JSON Lines (.jsonl, .jsonl.gz), a JSON array (.json) or parquet files of Nemotron, OpenAI or ShareGPT rows"
+    "JSON Lines (.jsonl, .jsonl.gz), a JSON array or object (.json) or parquet files of trajectories "
+    "(`apo-planner formats` lists the formats read)"
 )
 
 
 @dataclass
 class Source:
     dataset: datasets.Dataset | datasets.IterableDataset
-    format: str
+    detection: Detection  # which format reads which row
     name: str  # provenance: Hub id, or "local:" + file names
     split: str
     revision: str  # Hub commit sha when resolvable, or the content hash of local files
     raw_text: bool  # rows are JSON text lines still to decode
+
+    @property
+    def format(self) -> str:
+        """The format the rows are in, or `mixed` (stats.json counts the rows each format read)."""
+        return self.detection.label
 
     @property
     def id_namespace(self) -> str:
@@ -90,25 +98,42 @@ def content_hash(files: list[Path]) -> str:
     return sha256_files(files)[:16]
 
 
-def _json_array_to_lines(path: Path, tmp_dir: Path) -> Path:
-    """A `.json` file holding one array becomes JSON Lines, so every source is read the same way."""
+def _json_to_lines(path: Path, tmp_dir: Path) -> Path:
+    """A `.json` file holding one array (or one object that spans lines, as an OTLP/JSON export does)
+    becomes JSON Lines, so every source is read the same way."""
     with _open_bytes(path) as fh:
         head = fh.read(4096).lstrip()
-    if not head.startswith(b"["):
-        return path
-    try:
+    if head.startswith(b"{") and _kind(path) == ".json" and not _first_line_is_json(path):
+        records: Any = None
         with _open_bytes(path) as fh:
-            records = orjson.loads(fh.read())
-    except orjson.JSONDecodeError as exc:
-        raise SourceError(
-            f"{path} is not valid JSON ({exc}); fix it, or write one record per line (.jsonl) so a bad record "
-            "costs only itself"
-        ) from None
+            try:
+                records = [orjson.loads(fh.read())]
+            except orjson.JSONDecodeError:
+                return path  # JSON Lines with a bad first line: that line costs itself
+    elif head.startswith(b"["):
+        try:
+            with _open_bytes(path) as fh:
+                records = orjson.loads(fh.read())
+        except orjson.JSONDecodeError as exc:
+            raise SourceError(
+                f"{path} is not valid JSON ({exc}); fix it, or write one record per line (.jsonl) so a bad "
+                "record costs only itself"
+            ) from None
+    else:
+        return path
     out = tmp_dir / (path.name.removesuffix(_GZIP).removesuffix(".json") + ".jsonl")
     with out.open("wb") as fh:
         for r in records:
             fh.write(orjson.dumps(r) + b"\n")
     return out
+
+
+def _first_line_is_json(path: Path) -> bool:
+    with _open_bytes(path) as fh:
+        try:
+            return isinstance(orjson.loads(fh.readline()), dict)
+        except orjson.JSONDecodeError:
+            return False
 
 
 def _lines(files: list[Path], names: list[str], limit: int | None) -> Iterator[dict[str, Any]]:
@@ -135,34 +160,69 @@ def _lines(files: list[Path], names: list[str], limit: int | None) -> Iterator[d
 
 
 def _line(raw: bytes, name: str, number: int) -> dict[str, Any]:
+    return {TEXT_COLUMN: raw, FILE_COLUMN: name, LINE_COLUMN: number}
+
+
+def undecodable(raw: bytes) -> str:
+    """Why a line's bytes are not a JSON document: not UTF-8 (where), or not JSON (what the parser said)."""
     try:
-        return {TEXT_COLUMN: raw.decode("utf-8"), FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: None}
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        error = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
-        return {TEXT_COLUMN: None, FILE_COLUMN: name, LINE_COLUMN: number, ERROR_COLUMN: error}
+        return f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON ({exc})"
+    return "JSON"
 
 
 def _read_lines(
     files: list[Path], names: list[str], limit: int | None, work_dir: Path
-) -> tuple[datasets.Dataset, set[str]]:
-    """The lines into one Arrow file (memory stays flat whatever the files' size), and the columns of the
-    first records, for format detection."""
-    columns: set[str] = set()
-    sampled = 0
+) -> tuple[datasets.Dataset, list[dict[str, Any]]]:
+    """The lines into one Arrow file (memory stays flat whatever the files' size), and the first records,
+    for format detection."""
+    sample: list[dict[str, Any]] = []
     path = work_dir / "source-lines.arrow"
     with ArrowWriter(features=LINE_FEATURES, path=str(path)) as writer:
         for line in _lines(files, names, limit):
             writer.write(line)
-            if sampled < _SAMPLE_RECORDS and line[TEXT_COLUMN] is not None:
+            if len(sample) < SAMPLE_ROWS:
                 try:
                     record = orjson.loads(line[TEXT_COLUMN])
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(record, dict):
-                    columns |= record.keys()
-                    sampled += 1
+                    sample.append(record)
         writer.finalize()
-    return datasets.Dataset.from_file(str(path)), columns
+    return datasets.Dataset.from_file(str(path)), sample
+
+
+def _regroup(lines: datasets.Dataset, detection: Detection, work_dir: Path) -> datasets.Dataset:
+    """Lines of a format whose conversations span rows, as one line per conversation (`records`; the
+    format bounds what it holds meanwhile). Lines that are not JSON objects stay as they are, so each still
+    costs one counted drop."""
+    fmt = FORMATS.get(detection.primary)
+    kept: list[dict[str, Any]] = []
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for line in lines:
+            try:
+                row = orjson.loads(line[TEXT_COLUMN])
+            except orjson.JSONDecodeError:
+                row = None
+            if isinstance(row, dict):
+                yield row
+            else:
+                kept.append(line)
+
+    path = work_dir / "source-records.arrow"
+    with ArrowWriter(features=LINE_FEATURES, path=str(path)) as writer:
+        for number, record in enumerate(fmt.records(rows()), start=1):
+            writer.write({TEXT_COLUMN: orjson.dumps(record), FILE_COLUMN: f"{fmt.name} record", LINE_COLUMN: number})
+        for line in kept:
+            writer.write(line)
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path))
 
 
 def open_source(
@@ -191,18 +251,17 @@ def open_source(
     return _open_hub(source, fmt, split, config_name, revision, streaming, limit)
 
 
-def _detect(columns: set[str], fmt: str, source: str) -> str:
-    if fmt != "auto":
-        return fmt
-    if not columns:
+def _detect(sample: Iterable[Any], fmt: str, source: str) -> Detection:
+    sample = list(sample)
+    if fmt == "auto" and not sample:
         raise SourceError(
             f"no line of source {source!r} is a JSON object, so its format cannot be detected; "
             f"expected {_FORMATS_HINT} (or pass --format)"
         )
     try:
-        return detect_format(columns)
-    except ValueError as exc:
-        raise SourceError(f"source {source!r}: {exc}") from None
+        return detect(sample, fmt, where=f"source {source!r}")
+    except FormatError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, work_dir: Path) -> Source:
@@ -221,13 +280,13 @@ def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, wor
                 f"cannot read parquet source {source!r} ({type(cause).__name__}: {str(cause)[:200]}); "
                 "check that every file is a complete parquet file"
             ) from None
-        columns = set(ds.column_names)
+        sample = ds.select(range(min(SAMPLE_ROWS, len(ds)))).to_list()
         raw_text = False
     else:
         work_dir.mkdir(parents=True, exist_ok=True)
         names = [f.name for f in json_files]
-        json_files = [_json_array_to_lines(f, work_dir) for f in json_files]
-        ds, columns = _read_lines(json_files, names, limit, work_dir)
+        json_files = [_json_to_lines(f, work_dir) for f in json_files]
+        ds, sample = _read_lines(json_files, names, limit, work_dir)
         raw_text = True
     if len(ds) == 0:
         raise SourceError(
@@ -236,7 +295,10 @@ def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, wor
         )
     if limit is not None and len(ds) > limit:  # JSON Lines stop reading at the limit already
         ds = ds.select(range(limit))
-    return Source(ds, _detect(columns, fmt, source), name, "train", revision, raw_text)
+    detection = _detect(sample, fmt, source)
+    if raw_text and FORMATS.get(detection.primary).groups_rows:
+        ds = _regroup(ds, detection, work_dir)
+    return Source(ds, detection, name, "train", revision, raw_text)
 
 
 def _resolve_revision(repo_id: str, revision: str) -> str:
@@ -280,11 +342,9 @@ def _open_hub(
         ds: Any = datasets.load_dataset(repo_id, name=config_name, split=split, revision=resolved, streaming=streaming)
         if limit is not None:
             ds = ds.take(limit) if streaming else ds.select(range(min(limit, len(ds))))
-        columns = ds.column_names or list((ds.features or {}).keys())
-        if not columns:
-            columns = list(next(iter(ds)).keys())
-    except StopIteration:
-        raise SourceError(f"Hub dataset {repo_id!r} split {split!r} is empty") from None
+        sample = list(itertools.islice(iter(ds), SAMPLE_ROWS)) if fmt == "auto" else [{}]
     except (OSError, ValueError) as exc:  # ConnectionError, DatasetNotFoundError, unknown split or config
         raise _hub_error(repo_id, exc) from None
-    return Source(ds, _detect(set(columns), fmt, repo_id), repo_id, split, resolved, False)
+    if not sample:
+        raise SourceError(f"Hub dataset {repo_id!r} split {split!r} is empty")
+    return Source(ds, _detect(sample, fmt, repo_id), repo_id, split, resolved, False)

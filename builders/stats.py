@@ -1,6 +1,7 @@
-"""What a build counts: records read and dropped (with examples), trajectories per source row,
-selections rejected, calls removed, synthesis work, and the length distributions the length filters
-act on. Shards count separately and merge; `as_dict` is the counting part of stats.json."""
+"""What a build counts: records read (per format) and dropped (with examples), content the readers
+skipped, how results paired with calls, trajectories per source row, selections rejected, calls removed,
+synthesis work, and the length distributions the length filters act on. Shards count separately and
+merge; `as_dict` is the counting part of stats.json."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apo_planner.builders.abstraction import PAIRING
 from apo_planner.builders.config import BuildConfig
 from apo_planner.builders.errors import BuildError
-from apo_planner.builders.records import DropReason
 from apo_planner.builders.review import ReviewSample
 from apo_planner.builders.synthesis.agreement import Agreement
+from apo_planner.formats.records import DropReason
 
 _MAX_EXAMPLES = 3
 _SUMMED = ("records_read", "trajectories", "duplicate_records", "pairs", "calls_chosen_total", "calls_rejected_total")
-_COUNTED = ("dropped", "selection_rejected", "removed_calls_by_reason", "synthesis")
+_COUNTED = ("dropped", "selection_rejected", "removed_calls_by_reason", "synthesis", "formats", "skipped_content")
 # Measured in characters (no tokenizer is known at build time; `train` measures tokens):
 LENGTHS = {
     "rationale_chars": "reasoning + text of one assistant message that made calls (counted once per message)",
@@ -67,6 +69,11 @@ class BuildStats:
     selection_rejected: Counter = field(default_factory=Counter)
     removed_calls_by_reason: Counter = field(default_factory=Counter)
     synthesis: Counter = field(default_factory=Counter)
+    formats: Counter = field(default_factory=Counter)  # source rows read by each format
+    skipped_content: Counter = field(default_factory=Counter)  # blocks readers saw and did not read, by kind
+    result_pairing: Counter = field(
+        default_factory=Counter
+    )  # kept trajectories' results: by id, by order, orphans, none
     trajectories_per_record: Counter = field(default_factory=Counter)  # kept trajectories -> source rows
     lengths: dict[str, Counter] = field(default_factory=lambda: {name: Counter() for name in LENGTHS})
     longest: Counter = field(default_factory=Counter)  # exact maximum per length
@@ -91,6 +98,7 @@ class BuildStats:
             self.counts[key] += other.get(key, 0)
         for key in _COUNTED:
             getattr(self, key).update(other.get(key, {}))
+        self.result_pairing.update(other.get("result_pairing", {}))
         self.trajectories_per_record.update({int(k): v for k, v in other.get("trajectories_per_record", {}).items()})
         for reason, examples in other.get("drop_examples", {}).items():
             for example in examples:
@@ -142,6 +150,7 @@ class BuildStats:
             **{key: self.counts[key] for key in _SUMMED},
             **{key: dict(sorted(getattr(self, key).items())) for key in _COUNTED},
             "dropped_total": sum(self.dropped.values()),
+            "result_pairing": {key: self.result_pairing[key] for key in PAIRING},
             "drop_examples": dict(sorted(self.drop_examples.items())),
             "trajectories_per_record": {str(k): v for k, v in sorted(self.trajectories_per_record.items())},
             "avg_trajectories_per_record": round(self.counts["trajectories"] / records, 4) if records else 0.0,

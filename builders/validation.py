@@ -95,6 +95,11 @@ def _validator_for(schema_json: bytes) -> _Compiled | _RequiredOnly:
         return _RequiredOnly(schema)
 
 
+def schema_validator(parameters: dict[str, Any]) -> _Compiled | _RequiredOnly:
+    """The compiled validator of a tool's `parameters` schema (cached by the schema's content)."""
+    return _validator_for(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS))
+
+
 def arguments_match_schema(arguments: dict[str, Any], parameters: dict[str, Any]) -> bool:
     """True when `arguments` satisfy the tool's `parameters` schema (required present, types right)."""
-    return _validator_for(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS)).is_valid(arguments)
+    return schema_validator(parameters).is_valid(arguments)

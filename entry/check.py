@@ -96,14 +96,35 @@ def check_source(recipe: Recipe, report: CheckReport) -> None:
             return
         stats = result.stats
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("dropped", {}).items())) or "none"
+        per_format = stats.get("formats") or {}
+        mixed = f" ({', '.join(f'{k} {v}' for k, v in per_format.items())})" if len(per_format) > 1 else ""
         report.notes.append(
-            f"source: {stats.get('records_read')} rows probed, format {stats.get('format')}, "
+            f"source: {stats.get('records_read')} rows probed, format {stats.get('format')}{mixed}, "
             f"{stats.get('trajectories')} trajectories, dropped: {dropped}"
         )
+        if b.format != "auto":
+            _check_forced_format(b.source, b.format, Path(tmp), report)
         if not stats.get("trajectories"):
             report.problems.append(f"build.source: none of the first {PROBE_ROWS} rows is usable (dropped: {dropped})")
             return
         _check_prompt_lengths(recipe, Path(tmp) / "ds", report)
+
+
+def _check_forced_format(source: str, forced: str, work_dir: Path, report: CheckReport) -> None:
+    """A forced `build.format` that the first rows' content contradicts (every row would be misread)."""
+    from apo_planner.builders.errors import SourceError
+    from apo_planner.builders.sources import open_source
+
+    try:
+        detected = open_source(source, "auto", limit=PROBE_ROWS, work_dir=work_dir / "sniff").detection
+    except SourceError:
+        return  # nothing claims the rows: the probe's drops already say what the forced reader made of them
+    found = dict(detected.found)
+    if forced not in found:
+        report.problems.append(
+            f"build.format: {forced}, but the first rows look like {', '.join(found)} "
+            f"(`apo-planner formats`); set build.format=auto or the format the rows are in"
+        )
 
 
 def _check_prompt_lengths(recipe: Recipe, dataset: Path, report: CheckReport) -> None:

@@ -196,6 +196,33 @@ def _read_tools(path: Path) -> object:
         ) from None
 
 
+def format_name(text: str) -> str:
+    """`--format`: 'auto' or a registered trajectory format (an unknown name gets a did-you-mean)."""
+    from apo_planner.formats import FORMATS
+
+    if text != "auto" and text not in FORMATS:
+        raise argparse.ArgumentTypeError(FORMATS.unknown(text).replace(" (valid: ", " (valid: auto, "))
+    return text
+
+
+def cmd_formats(args: argparse.Namespace) -> int:
+    """Every registered trajectory format, how it is recognised and where its page is."""
+    from apo_planner.formats import FORMATS, markdown_table
+
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    width = max(len(name) for name in FORMATS.names()) + 2
+    print("trajectory formats (build --format NAME; default auto: found from the first rows' content)")
+    for name, fmt in FORMATS:
+        print(f"  {name:<{width}}{fmt.detection}\n  {'':<{width}}docs: {fmt.docs_page}")
+    print(
+        "Tool catalogs, in any format and in `plan --tools`: OpenAI tools, bare functions, Anthropic input_schema "
+        "or MCP inputSchema tools (a tools/list result too): docs/formats/mcp.md"
+    )
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from apo_planner.plan_grammar import GrammarLimits
     from apo_planner.planner import Planner
@@ -203,7 +230,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     tools = normalize_tools(_read_tools(Path(args.tools)))
     if not tools:
-        raise UserError(f"--tools {args.tools} holds no tool definitions: write a JSON list of OpenAI-style tools")
+        raise UserError(
+            f"--tools {args.tools} holds no tool definitions: write a JSON list of OpenAI-style or MCP tools "
+            "(or an MCP tools/list result)"
+        )
     limits = GrammarLimits(max_steps=args.max_steps)
     constrained = not args.unconstrained
     if args.base_url:
@@ -376,7 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="trajectories -> preference dataset (parquet + stats.json)")
     _add_recipe_args(p)
     p.add_argument("--source", help="Hub dataset id, or local .jsonl/.json/.parquet files / glob / directory")
-    p.add_argument("--format", choices=["auto", "nemotron", "openai", "sharegpt"], help="log format (default: auto)")
+    p.add_argument(
+        "--format",
+        type=format_name,
+        metavar="NAME",
+        help="trajectory format, as `apo-planner formats` lists them (default auto: found from the rows' content)",
+    )
     p.add_argument("--synthesizer", choices=["llm", "rule"], help="who selects the calls to keep")
     p.add_argument("--output", help="dataset directory to write")
     p.add_argument("--limit", type=int, help="read at most N records")
@@ -424,7 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="ask a planner for a plan: --model M --query Q --tools tools.json")
     p.add_argument("--model", required=True, help="merged planner: local dir or Hub id (served name with --base-url)")
     p.add_argument("--query", required=True)
-    p.add_argument("--tools", required=True, help="JSON file with a list of tools (OpenAI style or bare functions)")
+    p.add_argument(
+        "--tools",
+        required=True,
+        help="JSON file: a list of tools (OpenAI style, bare functions, MCP inputSchema) or an MCP tools/list result",
+    )
     p.add_argument("--base-url", help="OpenAI-compatible endpoint serving the planner (e.g. vllm serve)")
     p.add_argument("--tokenizer", help="tokenizer for --base-url (default: --model)")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
@@ -463,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_args(p)
     p.add_argument("role", choices=["synthesizer", "executor", "planner"], help="which served role of the recipe")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("formats", help="list the trajectory formats build reads, how each is detected, its docs")
+    p.add_argument("--markdown", action="store_true", help="print the table docs/formats/index.md holds")
+    p.set_defaults(func=cmd_formats)
 
     p = sub.add_parser("recipe", help="print the resolved recipe (after overrides) as JSON")
     _add_recipe_args(p)

@@ -279,8 +279,19 @@ def _defined_in(_name: str, entry: Any) -> str:
 def _registries() -> list[tuple[str, str, Registry[Any], list[Column]]]:
     """(title, what it is, registry, columns) of every registry the reference lists."""
     from apo_planner.benchmarks import BENCHMARKS
+    from apo_planner.formats import FORMATS
 
     return [
+        (
+            "Trajectory formats",
+            "What `build.format` and `--format` accept (besides `auto`, which sniffs the rows). Add one: "
+            "[extending/formats.md](../extending/formats.md).",
+            FORMATS,
+            [
+                ("detected by", "detection"),
+                ("defined in", _defined_in),
+            ],
+        ),
         (
             "Benchmarks",
             "What `eval.benchmark` and `build.decontamination.benchmarks` accept. Add one: "

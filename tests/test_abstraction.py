@@ -4,12 +4,12 @@ import pytest
 
 from apo_planner.builders.abstraction import abstract, result_failed, turns
 from apo_planner.builders.config import FilterConfig
-from apo_planner.builders.readers import read_nemotron
-from apo_planner.builders.records import DropReason, RecordDropped
+from apo_planner.formats import FORMATS, DropReason, RecordDropped
 from benchmarks.workloads import generate
 from tests.conftest import WEATHER_TOOL, message, nemotron_row, tool_call, weather_conversation
 
 CONFIG = FilterConfig()
+read_nemotron = FORMATS.get("nemotron").read
 
 
 def _abstract(messages, config=CONFIG, **kw):

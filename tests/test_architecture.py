@@ -103,3 +103,35 @@ def test_the_wheel_maps_every_folder_and_lists_every_package():
         for init in (REPO / folder).rglob("*.py"):
             expected.add(_module_of(init.parent / "__init__.py"))
     assert set(tool["packages"]) == expected
+
+
+def _string_collections(tree):
+    """Every literal tuple, list, set (a `Literal[...]` too) or dict-key collection of strings in a module."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            items = node.elts
+        elif isinstance(node, ast.Dict):
+            items = [k for k in node.keys if k is not None]
+        else:
+            continue
+        strings = [i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)]
+        if strings:
+            yield node.lineno, strings
+
+
+def test_the_format_registry_is_the_only_list_of_formats():
+    """No list of trajectory-format names outside `apo_planner/formats/` (config choices, CLI choices,
+    detection order, a table of readers): everything that needs the formats asks the registry."""
+    from apo_planner.formats import FORMATS
+
+    names = set(FORMATS.names())
+    assert len(names) >= 6
+    wrong = []
+    for folder in FOLDERS:
+        for path in _sources(folder):
+            if path.is_relative_to(REPO / "apo_planner" / "formats"):
+                continue
+            for line, strings in _string_collections(ast.parse(path.read_text(encoding="utf-8"))):
+                if len(names.intersection(strings)) >= 2:
+                    wrong.append(f"{path.relative_to(REPO)}:{line} lists {sorted(names.intersection(strings))}")
+    assert not wrong, "\n".join(wrong)

@@ -77,11 +77,12 @@ def _answers_by_trajectory(config):
     from apo_planner.builders.source_abstraction import abstract_record
     from apo_planner.builders.sources import TEXT_COLUMN
     from apo_planner.builders.synthesis.llm import LLMSynthesizer
+    from apo_planner.formats import Detection
 
     synthesizer = LLMSynthesizer(config.llm)
     out = []
     for line in gzip.decompress(SMOKE_SOURCE.read_bytes()).decode().splitlines()[: config.limit]:
-        for row in abstract_record({TEXT_COLUMN: line}, "nemotron", config.filters, True):
+        for row in abstract_record({TEXT_COLUMN: line}, Detection("nemotron"), config.filters, True):
             payload = row["trajectory"]
             answer = synthesizer.cache.get(synthesizer.key(payload)) if payload else None
             if answer is not None:

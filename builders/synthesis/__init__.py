@@ -34,7 +34,7 @@ class Synthesizer(Protocol):
         """Do whatever work selection needs up front, over every abstracted record at once."""
         ...
 
-    def select(self, trajectory: Trajectory, payload: str) -> Selection:
+    def select(self, trajectory: Trajectory, payload: bytes) -> Selection:
         """The calls to keep for one trajectory (`payload` is its abstracted JSON), or InvalidSelection."""
         ...
 

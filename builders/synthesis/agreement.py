@@ -17,6 +17,7 @@ from typing import Any
 from apo_planner.builders.records import Trajectory
 from apo_planner.builders.synthesis.rule import RuleSynthesizer
 from apo_planner.builders.synthesis.selection import Selection
+from apo_planner.tools import read_only_hints
 
 _SUMMED = ("trajectories", "reference_rejected", "model_removed", "rule_removed", "both_removed")
 
@@ -49,9 +50,11 @@ class Agreement:
         self.counts["rule_removed"] += len(by_rule)
         self.counts["both_removed"] += len(by_model & set(by_rule))
         self.missed.update(reason for i, reason in by_rule.items() if i not in by_model)
+        hints = read_only_hints(trajectory.tools)
         for i in sorted(by_model - set(by_rule)):
             action = trajectory.actions[i]
-            kind = "failed" if action.failed else "read_only" if rule.is_read_only(action.tool) else "state_changing"
+            read_only = rule.is_read_only(action.tool, hints)
+            kind = "failed" if action.failed else "read_only" if read_only else "state_changing"
             self.over_removed[kind] += 1
 
     def merge(self, other: dict[str, Any]) -> None:

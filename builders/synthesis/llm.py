@@ -171,11 +171,11 @@ class LLMSynthesizer:
             "sampling_params": json.dumps(self.sampling_params, sort_keys=True),
         }
 
-    def key(self, payload: str) -> str:
+    def key(self, payload: str | bytes) -> str:
         """Cache key of one trajectory (its abstracted JSON) under this model, template, sampling and the
         consistency checks its answers had to pass (change those and the answers are asked again)."""
         return cache_key(
-            hashlib.sha256(payload.encode()).hexdigest(),
+            hashlib.sha256(payload if isinstance(payload, bytes) else payload.encode()).hexdigest(),
             self.config.model,
             self.config.revision,
             self.template_sha256,
@@ -309,7 +309,7 @@ class LLMSynthesizer:
             self.backend = OpenAIBackend(self.config.model_copy(update={"base_url": base_url}))
             yield
 
-    def select(self, trajectory: Trajectory, payload: str) -> Selection:
+    def select(self, trajectory: Trajectory, payload: bytes) -> Selection:
         """The answer `prepare` cached for this trajectory; InvalidSelection when there is none or it was invalid."""
         if len(trajectory.actions) < 2:
             raise InvalidSelection("no_redundancy")

@@ -2,8 +2,8 @@
 
 Rules, applied in call order:
 - ``retried_failure``: a failed call that a later call to the same tool retried;
-- ``repeated_verification``: a read-only call (name starts with a verification verb) repeating an
-  earlier kept call's exact arguments;
+- ``repeated_verification``: a read-only call (its MCP `readOnlyHint` says so, or, without annotations,
+  its name starts with a verification verb) repeating an earlier kept call's exact arguments;
 - ``exact_duplicate``: any other call repeating an earlier kept call's tool, arguments and result.
 """
 
@@ -19,6 +19,7 @@ import orjson
 from apo_planner.builders.config import RuleConfig
 from apo_planner.builders.records import Trajectory
 from apo_planner.builders.synthesis.selection import KeptCall, Selection, infer_dependencies, short_rationale
+from apo_planner.tools import read_only_hints
 
 BACKEND = "rule"
 
@@ -49,7 +50,10 @@ class RuleSynthesizer:
             "sampling_params": "{}",
         }
 
-    def is_read_only(self, tool: str) -> bool:
+    def is_read_only(self, tool: str, hints: dict[str, bool] | None = None) -> bool:
+        """What the catalog's MCP annotations say (`apo_planner.tools.read_only_hints`), else the name."""
+        if hints and tool in hints:
+            return hints[tool]
         return bool(self._read_only.match(tool.rsplit(".", 1)[-1]))
 
     def prepare(self, abstracted: object) -> None:
@@ -58,7 +62,7 @@ class RuleSynthesizer:
     def close(self) -> None:
         pass
 
-    def select(self, trajectory: Trajectory, payload: str | None = None) -> Selection:
+    def select(self, trajectory: Trajectory, payload: bytes | None = None) -> Selection:
         """The rules in call order; `payload` is unused (rules read the trajectory). The caller validates,
         so a trajectory with nothing redundant is rejected there as `no_redundancy`."""
         actions = trajectory.actions
@@ -67,6 +71,7 @@ class RuleSynthesizer:
             if action.failed and any(later.tool == action.tool for later in actions[i + 1 :]):
                 removed[i] = "retried_failure"
         seen: dict[bytes, int] = {}
+        hints = read_only_hints(trajectory.tools)
         for i, action in enumerate(actions):
             if i in removed:
                 continue
@@ -74,7 +79,7 @@ class RuleSynthesizer:
             earlier = seen.get(key)
             if earlier is None:
                 seen[key] = i
-            elif self.is_read_only(action.tool):
+            elif self.is_read_only(action.tool, hints):
                 removed[i] = "repeated_verification"
             elif action.result is None or action.result == actions[earlier].result:
                 removed[i] = "exact_duplicate"
