@@ -9,7 +9,8 @@ deployment, and each plan's calls (tool and arguments) are compared with the pai
 
 - exact match: the call set equals the chosen plan's;
 - precision, recall and F1 of the calls against the chosen plan;
-- redundant-call rate: the share of generated calls that the chosen plan had removed from the rejected one;
+- redundant-call rate: the share of generated calls that the chosen plan had removed from the rejected one
+  (calls beyond the chosen plan's that are among the removed ones);
 - missing-call rate: the share of the chosen plan's calls the generated plan left out;
 - average calls, beside the chosen and rejected plans' averages;
 - the share of plans that parse.
@@ -82,7 +83,9 @@ def calls(plan: Plan | None) -> Counter:
 
 
 def plan_counts(generated: Plan | None, chosen: Plan, rejected: Plan) -> list[int]:
-    """One prompt's counts (`COLUMNS`), calls compared as multisets."""
+    """One prompt's counts (`COLUMNS`), calls compared as multisets. A generated call is matched to a chosen call
+    first; only the calls left over count as redundant when they are among those the chosen plan removed (so a
+    plan that repeats a kept lookup is not charged for the lookup itself)."""
     g, c, r = calls(generated), calls(chosen), calls(rejected)
     removed = r - c
     return [
@@ -93,7 +96,7 @@ def plan_counts(generated: Plan | None, chosen: Plan, rejected: Plan) -> list[in
         sum(c.values()),
         sum(r.values()),
         sum((g & c).values()),
-        sum((g & removed).values()),
+        sum(((g - c) & removed).values()),
         sum((c - g).values()),
     ]
 
