@@ -257,7 +257,8 @@ def cmd_release(args: argparse.Namespace) -> int:
         table.add_row(f"held-out plans, base -> merged: {metric}", line)
     for sentence in summary.differences:
         table.add_row("planner vs executor alone", sentence)
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=160)).print(table)  # a log keeps whole sentences
     if not args.push:
         print("release: staged only (nothing pushed); `make release PUSH=1` uploads with HF_TOKEN")
     return 0
