@@ -188,7 +188,8 @@ def placebo_plan(tools: list[dict[str, Any]], steps: int) -> Plan | None:
 class PlaceboPlans:
     """The placebo arm's plans: for each entry, a plan as long as the planner's (`placebo_plan`), injected the
     same way; an entry the planner had no plan for gets none either. It measures what the longer prompt does
-    by itself."""
+    by itself. The planner's answers are kept for the run; an entry whose planner-arm result was resumed from
+    disk is planned again (the same plan under greedy decoding)."""
 
     def __init__(self, planner: PlannerRuntime, injection: InjectionConfig) -> None:
         self._planner = planner

@@ -29,7 +29,6 @@ PLAN_ONLY_SUFFIX = "-APOPlanOnly"  # the planner's plans scored as answers, no e
 _RUNTIMES: dict[str, PlanSource] = {}
 _MAX_TOKENS: dict[str, int] = {}
 _SEEDS: dict[str, int] = {}  # registry name -> the `seed` its requests carry (eval.seed, one per repeat)
-_STOCK: dict[str, Any] = {}  # bfcl-eval's own entries, before a seeded run re-registered them under their name
 
 
 class _CappedCompletions:
@@ -141,7 +140,7 @@ class Arms:
 def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
     if name not in mapping:
         raise BenchmarkError(f"unknown bfcl-eval model {name!r}; valid names: {', '.join(sorted(mapping))}")
-    entry = _STOCK.get(name, mapping[name])
+    entry = mapping[name]
     if entry.is_fc_model != fc:
         key = "eval.executor.handler" if fc else "eval.executor.prompt_handler"
         mode = "FC" if fc else "prompt"
@@ -161,8 +160,8 @@ def register(
 ) -> Arms:
     """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry (and one
     per `injected` plan source, same handler), with a token cap or a seed wrapped copies of the executor
-    entries (stock entries otherwise; a seeded run keeps their names), and with `plan_only` an entry that
-    only decodes and scores the planner's plans."""
+    entries under their own names (stock entries otherwise), and with `plan_only` an entry that only decodes
+    and scores the planner's plans."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
     bases = {"fc": (executor, _entry(MODEL_CONFIG_MAPPING, executor, True))}
@@ -173,14 +172,12 @@ def register(
     entries: dict[str, tuple[type, str, Any]] = {}
     names: dict[str, str] = {}
     for mode, (name, base) in bases.items():
-        names[mode] = _check_name(name if max_tokens is None else f"{name}-Max{max_tokens}")
-        if names[mode] != name or seed is not None:
-            _STOCK.setdefault(name, MODEL_CONFIG_MAPPING[name])
-            capped = f" (max {max_tokens} tokens)" if max_tokens is not None else ""
-            entries[names[mode]] = (executor_handler(base.model_handler), f"{base.display_name}{capped}", base)
-        elif name in _STOCK:  # an earlier seeded run of this process re-registered it: the stock entry again
-            MODEL_CONFIG_MAPPING[name] = _STOCK[name]
-            _SEEDS.pop(name, None)
+        capped = "" if max_tokens is None else f"-Max{max_tokens}"
+        seeded = "" if seed is None else f"-Seed{seed}"  # bfcl-eval's own entries are never changed
+        names[mode] = _check_name(name + capped + seeded)
+        if names[mode] != name:
+            cap = f" (max {max_tokens} tokens)" if max_tokens is not None else ""
+            entries[names[mode]] = (executor_handler(base.model_handler), f"{base.display_name}{cap}", base)
     name, base = bases[planner_mode]
     planned = _check_name(name + SUFFIX)
     entries[planned] = (planner_handler(base.model_handler), f"{base.display_name} + APO planner", base)
