@@ -9,6 +9,7 @@ back with `DatasetCard` / `ModelCard` before it is written. Every number comes f
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +141,26 @@ def _benchmark_titles(counts: dict[str, int]) -> str:
     return ", ".join(titles) or "no benchmark"
 
 
+def executor_name(comparison: Comparison) -> str:
+    """The executor as it ran: the served model (a Hub id at its revision, or a local folder named as one) and the
+    benchmark handler it was asked through; never the run's internal registry names (`-Max48`)."""
+    e = comparison.executor
+    if e is None:
+        return comparison.baseline_model
+    model = f"local model folder {e.model}" if e.local else f"{e.model}@{e.revision or 'main'}"
+    handler = e.handlers.get(comparison.planner_mode)
+    return f"{model} through {handler}" if handler else model
+
+
 def _eval_results(comparison: Comparison, bench: Benchmark) -> list[EvalResult]:
-    """model-index entries; each metric's name carries the plan coverage it was measured with."""
+    """model-index entries; each metric's name carries the executor and the plan coverage it was measured with."""
     results = []
     coverage = comparison.coverage()
     for row in comparison.categories:
         planner = row["planner"]
         if planner["accuracy"] is None:
             continue
-        measured = f"{comparison.baseline_model} as executor, plan coverage {coverage[row['category']]}"
+        measured = f"{executor_name(comparison)} as executor, plan coverage {coverage[row['category']]}"
         common = {
             "task_type": "text-generation",
             "task_name": "Function calling",
@@ -179,6 +191,61 @@ def _eval_results(comparison: Comparison, bench: Benchmark) -> list[EvalResult]:
     return results
 
 
+def changes_file(benchmark: str) -> str:
+    """What the model repos call the eval's changes.md (the entries the planner fixed and broke)."""
+    return f"{benchmark}_changes.md"
+
+
+_MULTI_TURN = {
+    "each": "Trained on every user turn that led to tool calls, each with the conversation's earlier turns as "
+    "context (`build.filters.multi_turn: each`).",
+    "first": "Trained on the first user turn of each conversation only (`build.filters.multi_turn: first`); "
+    "planning for later turns is untested.",
+    "drop": "Trained on single-turn conversations only (`build.filters.multi_turn: drop`); multi-turn planning "
+    "is untested.",
+}
+
+
+def limitations(recipe: Mapping[str, Any] | None, comparison: Comparison, benchmark_title: str) -> list[str]:
+    """The card's limitations, derived from the recipe that ran and the comparison it produced."""
+    out = []
+    build = (recipe or {}).get("build", {})
+    multi_turn = build.get("filters", {}).get("multi_turn")
+    if multi_turn in _MULTI_TURN:
+        out.append(_MULTI_TURN[multi_turn])
+    if build.get("synthesizer") == "rule":
+        out.append("The chosen plans were made by the rule synthesizer, not an LLM: they keep calls by fixed rules.")
+    elif build.get("llm", {}).get("tiny_model"):
+        out.append(
+            "The chosen plans were selected by a tiny random model (a smoke run): they exercise the pipeline and "
+            "carry no signal about which calls are redundant."
+        )
+    categories = [r["category"] for r in comparison.categories]
+    out.append(f"Evaluated on {benchmark_title} {', '.join(f'`{c}`' for c in categories)} only.")
+    if comparison.limit:
+        out.append(
+            f"The {benchmark_title} numbers come from a subset ({comparison.limit} entries per category), not the full "
+            "leaderboard run."
+        )
+    executor = comparison.executor
+    if executor is not None and executor.tiny:
+        out.append(
+            f"The executor was a tiny random model (`{executor.model}`): the {benchmark_title} numbers test the "
+            "pipeline, not the method."
+        )
+    ran = {a.name for a in comparison.arms}
+    missing = [name for name in ("placebo", "oracle") if name not in ran]
+    if missing:
+        out.append(
+            f"No {' or '.join(missing)} arm ran (`eval.diagnostics`): the planner's effect is not separated from "
+            + ("what a longer prompt does by itself" if "placebo" in missing else "the ceiling of plan injection")
+            + "."
+        )
+    if len(comparison.runs) <= 1:
+        out.append("One evaluation run (`eval.repeats: 1`): the serving stack's run-to-run noise is not measured.")
+    return out
+
+
 def model_card(
     train_dir: TrainDir,
     eval_dir: EvalDir,
@@ -190,21 +257,26 @@ def model_card(
     adapter_repo: str,
     license_id: str,
     version: str,
+    recipe: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """The adapter's or the merged model's card: base model and dataset from the training provenance,
-    trainer settings as the run used them, metrics, (merged model only) BFCL model-index results, each
-    with the plan coverage it was measured with, how to load it at `version` and how to rebuild it."""
+    trainer settings as the run used them, metrics (the held-out plan metrics base -> merged with their
+    intervals), (merged model only) BFCL model-index results, each with the plan coverage it was measured
+    with, the evaluation with its intervals, limitations derived from `recipe` and the comparison, how to load
+    it at `version` and how to rebuild it. A base model or executor is linked only when it is a Hub id."""
     metrics = train_dir.metrics().model_dump()
+    generation = train_dir.metrics().plan_generation
     provenance = train_dir.provenance()
     comparison = eval_dir.comparison()
     bench = BENCHMARKS.get(comparison.benchmark)
     base_model = provenance["base_model"]["id"]  # what training recorded: a Hub id, or a local base's folder name
+    base_on_hub = provenance["base_model"].get("revision") != "local"
     trained_on = provenance["dataset"].get("version")
     dataset_version = trained_on if trained_on and trained_on != "unknown" else version
     name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         model_name=name,
-        base_model=base_model,
+        base_model=base_model if base_on_hub else None,
         library_name="peft" if adapter else "transformers",
         license=license_id,
         datasets=[dataset_repo],
@@ -228,7 +300,10 @@ def model_card(
         provenance=provenance,
         comparison=comparison.model_dump(),
         coverage=comparison.coverage(),
-        evaluation_section=bench.card_section(comparison).strip(),
+        evaluation_section=bench.card_section(comparison, changes_file(bench.name)).strip(),
+        base_on_hub=base_on_hub,
+        generation=generation,
+        limitations=limitations(recipe, comparison, bench.title),
         benchmark_title=bench.title,
         config=provenance["train_config"],
         trainer=provenance["trainer_args"],  # every DPOConfig value the run used, TRL's defaults included

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from apo_planner.artifacts import STATS_FILE, DatasetDir, EvalDir, TrainDir, read_json, write_json
 from apo_planner.cards.config import ReleaseConfig
 from apo_planner.cards.recipe import RECIPE_FILE, recipe_yaml, shippable_recipe
-from apo_planner.cards.render import dataset_card, model_card, version_history
+from apo_planner.cards.render import changes_file, dataset_card, model_card, version_history
 
 VERSION_HISTORY_FILE = "version_history.json"
 # Written by the trainer beside the adapter: a pickle of TrainingArguments (the Hub flags pickles), and every
@@ -120,17 +120,29 @@ def stage(
         "adapter_repo": config.adapter_repo_id,
         "license_id": config.model_license,
         "version": version,
+        "recipe": shipped,
     }
+    benchmark = eval_dir.comparison().benchmark
+
+    def changes(folder: Path) -> dict[Path, Path]:
+        """The eval's changes.md (the card links it) and changes.json, as `<benchmark>_changes.*`."""
+        name = changes_file(benchmark)
+        found = {
+            eval_dir.changes_markdown: folder / name,
+            eval_dir.changes_file: folder / Path(name).with_suffix(".json"),
+        }
+        return {src: dest for src, dest in found.items() if src.is_file()}
+
     adapter_out = _fresh(staged.adapter)
     provenance = {train_dir.provenance_file: adapter_out / train_dir.provenance_file.name}
-    _copy({**_top_files(train_dir.adapter, adapter_out), **provenance}, config.adapter_repo_id)
+    _copy({**_top_files(train_dir.adapter, adapter_out), **provenance, **changes(adapter_out)}, config.adapter_repo_id)
     _write_recipe(adapter_out, shipped, config.adapter_repo_id, version)
     model_card(train_dir, eval_dir, config.adapter_repo_id, adapter=True, **common).save(adapter_out / "README.md")
 
     model_out = _fresh(staged.model)
     merged = _top_files(train_dir.merged, model_out)
-    benchmark = eval_dir.comparison().benchmark
-    _copy({**merged, eval_dir.comparison_file: model_out / f"{benchmark}_comparison.json"}, config.model_repo_id)
+    comparison = {eval_dir.comparison_file: model_out / f"{benchmark}_comparison.json"}
+    _copy({**merged, **comparison, **changes(model_out)}, config.model_repo_id)
     _write_recipe(model_out, shipped, config.model_repo_id, version)
     model_card(train_dir, eval_dir, config.model_repo_id, adapter=False, **common).save(model_out / "README.md")
     return staged

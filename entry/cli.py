@@ -283,7 +283,12 @@ def cmd_release(args: argparse.Namespace) -> int:
     for category, coverage in summary.coverage.items():  # every planner number is only as good as this
         table.add_row(f"plan coverage: {category}", str(coverage))
     table.add_row("training pairs over max_length", summary.overlong)
-    Console().print(table)
+    for metric, line in summary.plan_generation.items():  # what the planner learned, without any benchmark
+        table.add_row(f"held-out plans, base -> merged: {metric}", line)
+    for sentence in summary.differences:
+        table.add_row("planner vs executor alone", sentence)
+    console = Console()
+    (console if console.is_terminal else Console(width=160)).print(table)  # a log keeps whole sentences
     if not args.push:
         print("release: staged only (nothing pushed); `make release PUSH=1` uploads with HF_TOKEN")
     return 0
@@ -322,7 +327,10 @@ def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
     if recipe.build.synthesizer == "llm" and llm.server is not None:
         roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)
     output = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
-    roles |= {role: ServedRole(config, model, output) for role, (config, model) in eval_roles(recipe.eval).items()}
+    roles |= {
+        role: ServedRole(config, model, output, revision)
+        for role, (config, model, revision) in eval_roles(recipe.eval).items()
+    }
     return roles
 
 

@@ -76,6 +76,8 @@ class ReleaseSummary:
     artifacts: dict[str, str] = field(default_factory=dict)
     coverage: dict[str, PlanCoverage] = field(default_factory=dict)  # category -> entries planned
     overlong: str = ""  # training pairs dropped for exceeding train.max_length
+    plan_generation: dict[str, str] = field(default_factory=dict)  # metric -> "base -> merged (delta [95% CI])"
+    differences: list[str] = field(default_factory=list)  # the planner against each baseline, pooled: sentences
 
 
 class Release:
@@ -92,7 +94,11 @@ class Release:
         self.pusher = pusher
         self.log = log
         self.dataset = DatasetDir(Path(recipe.build.output))
-        self.train_config = recipe.train.model_copy(update={"dataset": str(self.dataset.root)})
+        p = recipe.eval.planner  # the held-out plan metric decodes exactly as the evaluated planner does
+        decoding = {"max_new_tokens": p.max_new_tokens, "constrained": p.constrained, "max_steps": p.max_steps}
+        decoding |= {"max_rationale_chars": p.max_rationale_chars, "max_value_chars": p.max_value_chars}
+        plan_eval = recipe.train.plan_eval.model_copy(update={**decoding, "max_items": p.max_items})
+        self.train_config = recipe.train.model_copy(update={"dataset": str(self.dataset.root), "plan_eval": plan_eval})
         self.train = TrainDir(Path(self.train_config.output))
         planner = recipe.eval.planner.model_copy(update={"model": str(self.train.merged)})
         self.eval_config = recipe.eval.model_copy(update={"planner": planner})
@@ -247,6 +253,19 @@ class Release:
 
     # --- what a person reads afterwards -------------------------------------------------------
 
+    def learned(self) -> tuple[dict[str, str], list[str]]:
+        """What the planner learned on the held-out prompts (base -> merged, paired intervals), and the planner
+        against each executor-alone arm pooled over the categories (each difference's sentence)."""
+        generation = self.train.metrics().plan_generation
+        lines = {}
+        for m in generation.metrics if generation else []:
+            lines[m.name] = f"{m.base} -> {m.merged} (Δ {m.delta.signed()}, 95% CI, {generation.prompts} prompts)"
+        comparison = self.eval.comparison()
+        sentences = [
+            p.sentence for b in comparison.baselines() if (p := comparison.pair("planner", b, "pooled")) is not None
+        ]
+        return lines, sentences
+
     def artifacts(self) -> dict[str, str]:
         found = {
             "dataset": str(self.dataset.root),
@@ -303,4 +322,5 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
     summary.coverage = release.eval.comparison().coverage()
     dropped, pairs = release.overlong()
     summary.overlong = f"{dropped} of {pairs} dropped (train.max_length={release.train_config.max_length})"
+    summary.plan_generation, summary.differences = release.learned()
     return summary

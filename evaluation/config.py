@@ -35,6 +35,9 @@ class ExecutorConfig(StrictConfig):
         description="the executor's server, started by the eval stage unless engine is external",
     )
     model_path: str | None = Field(None, description="local model dir (tokenizer + served name); default: Hub id")
+    revision: str | None = Field(
+        None, description="the Hub revision the executor's server loads (vLLM --revision); recorded in the card"
+    )
     tiny_model: bool = Field(False, description="create a tiny random model at model_path if absent (smoke)")
     max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens (bfcl-eval asks up to 4096)")
     temperature: float = 0.001
@@ -91,11 +94,46 @@ class SubmissionConfig(StrictConfig):
     output: str | None = Field(None, description="the folder to write (default: <eval.output>/bfcl_submission)")
 
 
+class DiagnosticsConfig(StrictConfig):
+    """The diagnostic arms, which tell a planner effect from an injection effect and a bad plan (off unless
+    the recipe turns them on; the smoke recipe does)."""
+
+    placebo: bool = Field(
+        False,
+        description="the executor with a placebo plan: as many steps as the planner's, catalog tools in "
+        "catalog order without arguments (what the longer prompt does by itself)",
+    )
+    oracle: bool = Field(
+        False,
+        description="the executor with the entry's ground-truth calls as the plan, same template and "
+        "position (the ceiling of what plan injection can do for this executor)",
+    )
+    plan_only: bool = Field(
+        False,
+        description="the planner's own plans scored as answers by the benchmark's checker, no executor "
+        "(the planner's own accuracy; costs nothing: it reads the planner arm's plans)",
+    )
+
+    @property
+    def arms(self) -> list[str]:
+        return [name for name in ("placebo", "oracle", "plan_only") if getattr(self, name)]
+
+
+class StatisticsConfig(StrictConfig):
+    """How the comparison's intervals are computed (docs/evaluate-statistics.md)."""
+
+    resamples: int = Field(2000, ge=100, description="paired-bootstrap resamples per interval")
+    seed: int = Field(0, description="the bootstrap's seed: the same results give the same intervals")
+    changes_listed: int = Field(20, ge=0, description="fixed / broken entries shown per baseline in changes.md")
+
+
 class EvalError(UserError):
     """An evaluation that cannot run as configured (an unknown category or entry, no planner server)."""
 
 
 GATE_KEYS = {"min_planned", "submission"}  # what is decided or exported from the results, not how they are made
+# what is computed from the results (or adds runs beside them), not how run 1's result files are made
+REPORT_KEYS = {"diagnostics", "repeats", "statistics"}
 
 
 class EvalConfig(StrictConfig):
@@ -110,11 +148,28 @@ class EvalConfig(StrictConfig):
         0.95, ge=0.0, le=1.0, description="the release publishes only when every category has this plan coverage"
     )
     limit: int | None = Field(None, ge=2, description="evaluate the first N entries of each category")
+    repeats: int = Field(
+        1,
+        ge=1,
+        description="run every arm this many times, run r with executor seed `seed + r - 1`; the report "
+        "shows the run-to-run spread next to the paired intervals (vLLM is not batch-invariant by default)",
+    )
+    seed: int | None = Field(
+        None, description="the executor requests' seed in run 1 (none: no seed sent; repeats > 1 then start at 0)"
+    )
+    diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    statistics: StatisticsConfig = StatisticsConfig()
     output: str = "runs/smoke/eval"
     executor: ExecutorConfig = ExecutorConfig()
     planner: PlannerRunConfig = PlannerRunConfig()
     injection: InjectionConfig = InjectionConfig()
     submission: SubmissionConfig = SubmissionConfig()
+
+    def run_seed(self, run: int) -> int | None:
+        """The seed run `run` (1-based) sends with every executor request."""
+        if self.seed is None and self.repeats == 1:
+            return None
+        return (self.seed or 0) + run - 1
 
     @model_validator(mode="after")
     def _planner_mode_has_an_entry(self) -> EvalConfig:

@@ -1,7 +1,8 @@
-"""`apo-planner eval`: the executor alone in both of its modes (FC and prompt) and with the planner, on
-the recipe's benchmark (`eval.benchmark`, BFCL by default) through the benchmark's own generation and
-official checker, then the comparison reports. (The folder for a leaderboard PR is
-`apo-planner submission`, from these results.)
+"""`apo-planner eval`: the executor alone in both of its modes (FC and prompt), with the planner, and the
+diagnostic arms the recipe turns on (`eval.diagnostics`: placebo plan, oracle plan, plan only), on the
+recipe's benchmark (`eval.benchmark`, BFCL by default) through the benchmark's own generation and official
+checker, `eval.repeats` times; then the statistics (`apo_planner.evaluation.statistics`), the comparison
+reports and changes.md. (The folder for a leaderboard PR is `apo-planner submission`, from these results.)
 
 The stage starts the executor's OpenAI-compatible server (`eval.executor.server`: vLLM on GPUs,
 `transformers serve` for tiny CPU models, or an external one it only checks), and the planner's server
@@ -20,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apo_planner.artifacts import EvalDir
-from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor
-from apo_planner.evaluation.config import GATE_KEYS, EvalConfig, EvalError, ExecutorConfig
-from apo_planner.evaluation.planner_arm import PlannerRuntime
+from apo_planner.artifacts import Comparison, EvalDir
+from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor, PlanSource
+from apo_planner.evaluation.config import GATE_KEYS, REPORT_KEYS, EvalConfig, EvalError, ExecutorConfig
+from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
+
+ARM_ORDER = ("fc", "prompt", "placebo", "planner", "oracle", "plan_only")
 
 
 @dataclass
@@ -56,12 +59,12 @@ def prepare_executor(config: ExecutorConfig) -> None:
         ensure_tiny_model(str(Path(config.model_path).resolve()))
 
 
-def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str]]:
-    """role -> (its server settings, the model id it serves) for the servers this stage uses."""
+def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str | None]]:
+    """role -> (its server settings, the model id it serves, its Hub revision) for the servers this stage uses."""
     _, executor = executor_model(config)
-    roles = {"executor": (config.executor.server, executor)}
+    roles = {"executor": (config.executor.server, executor, config.executor.revision)}
     if config.planner.backend == "openai":
-        roles["planner"] = (config.planner.server, config.planner.model)
+        roles["planner"] = (config.planner.server, config.planner.model, None)
     return roles
 
 
@@ -70,7 +73,9 @@ def run_identity(config: EvalConfig) -> str:
     name, size and time, since a re-merged planner keeps its path) and how they were asked."""
     planner = Path(config.planner.model)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in planner.glob("*") if p.is_file())
-    settings = config.model_dump(mode="json", exclude={"output", "limit", "categories", *GATE_KEYS})
+    settings = config.model_dump(
+        mode="json", exclude={"output", "limit", "categories", "seed", *GATE_KEYS, *REPORT_KEYS}
+    )
     return hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode()).hexdigest()
 
 
@@ -90,15 +95,34 @@ def outputs(config: EvalConfig) -> list[Path]:
     return [EvalDir(Path(config.output)).comparison_file]
 
 
+def executor_info(config: EvalConfig, arms: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the executor was: the model its server served (a local folder named as such, a Hub id with its
+    revision) and the benchmark's entries and handler classes it was asked through."""
+    e = config.executor
+    model_path, served = executor_model(config)
+    by_mode = {a["name"]: a for a in arms if a["name"] in ("fc", "prompt")}
+    return {
+        "model": e.model_path if model_path else served,
+        "revision": None if model_path else e.revision,
+        "local": model_path is not None,
+        "tiny": bool(model_path and e.tiny_model),
+        "engine": e.server.engine,
+        "entries": {mode: a["entry"] for mode, a in by_mode.items() if a.get("entry")},
+        "handlers": {mode: a["handler"] for mode, a in by_mode.items() if a.get("handler")},
+        "max_tokens": e.max_tokens,
+    }
+
+
 def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
-    """Generate every arm (resuming what is already there), score, compare, write the reports."""
+    """Generate every arm (resuming what is already there) in every repeat, score, compare, write the reports."""
+    from apo_planner.evaluation.changes import build_changes, counts, write_changes
     from apo_planner.evaluation.compare import write_reports
+    from apo_planner.evaluation.statistics import compute
 
     bench = benchmark(config)
     folder = EvalDir(Path(config.output).resolve())
     output = folder.root
-    root = folder.benchmark_root(bench.name)  # this evaluation's tree in the benchmark's own layout
-    bench.use_root(root)
+    bench.use_root(folder.benchmark_root(bench.name))  # the root bfcl-eval keeps for the process
     categories = bench.resolve(config.categories)
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
     model_path, _ = executor_model(config)
@@ -111,15 +135,74 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
         temperature=e.temperature,
         num_threads=e.num_threads,
     )
-    job = EvalJob(root, categories, executor, config.planner_mode, runtime, config.limit)
-    bench.prepare(job)  # unknown executor entries fail here, before any server starts
-    reset_stale_results(root, run_identity(config))
+    injected: dict[str, PlanSource] = {}
+    if config.diagnostics.placebo:
+        injected["placebo"] = PlaceboPlans(runtime, config.injection)
+    if config.diagnostics.oracle:
+        injected["oracle"] = OraclePlans(bench.oracle_plan, config.injection)
+    jobs = [
+        EvalJob(
+            folder.run_root(bench.name, run),  # this run's tree in the benchmark's own layout
+            categories,
+            executor,
+            config.planner_mode,
+            runtime,
+            config.limit,
+            injected=injected,
+            plan_only=config.diagnostics.plan_only,
+            seed=config.run_seed(run),
+            run=run,
+        )
+        for run in range(1, config.repeats + 1)
+    ]
+    bench.prepare(jobs[0])  # unknown executor entries fail here, before any server starts
+    identity = run_identity(config)
+    for job in jobs:
+        reset_stale_results(job.root, f"{identity} seed={job.seed}")
     prepare_executor(config.executor)
+    results = []
     with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
-        urls = {role: servers.enter_context(serve(s, m, output, role)) for role, (s, m) in served_roles(config).items()}
-        job.executor = dataclasses.replace(executor, base_url=urls["executor"])
+        urls = {
+            role: servers.enter_context(serve(s, m, output, role, revision=r))
+            for role, (s, m, r) in served_roles(config).items()
+        }
         runtime.base_url = urls.get("planner", runtime.base_url)
         runtime.planner  # noqa: B018 - load it now: a planner that cannot load fails the run, not each entry
-        comparison = {"benchmark": bench.name, **bench.run(job), "limit": config.limit}
+        for job in jobs:
+            job.executor = dataclasses.replace(executor, base_url=urls["executor"])
+            if hasattr(runtime, "reset"):
+                runtime.reset()  # each run plans again
+            if job.run > 1:
+                bench.prepare(job)  # this run's seed
+            results.append(bench.run(job))
+    entries = [r.pop("entries", {}) for r in results]
+    order = {name: i for i, name in enumerate(ARM_ORDER)}  # the decomposition's order, whatever the benchmark's
+    results[0]["arms"] = sorted(results[0].get("arms", []), key=lambda a: order.get(a["name"], len(order)))
+    comparison = Comparison.model_validate(
+        {
+            "benchmark": bench.name,
+            **results[0],
+            "limit": config.limit,
+            "executor": executor_info(config, results[0].get("arms", [])),
+            "runs": [{"run": j.run, "seed": j.seed, "entries": run} for j, run in zip(jobs, entries, strict=True)],
+        }
+    )
+    baseline = config.planner_mode
+    other = comparison.other_mode if comparison.other_mode_model else None
+    s = config.statistics
+    arm_order = [a for a in ARM_ORDER if any(arm.name == a for arm in comparison.arms)]
+    statistics = compute(
+        [run.entries for run in comparison.runs],
+        arm_order,
+        categories,
+        baseline,
+        other,
+        bench,
+        resamples=s.resamples,
+        seed=s.seed,
+    )
+    changes = build_changes(comparison, bench, jobs[0].root)
+    comparison = comparison.model_copy(update={"statistics": statistics, "changes": counts(changes)})
+    write_changes(changes, output, bench.title, s.changes_listed)
     write_reports(comparison, output)
-    return EvalResult(output, comparison)
+    return EvalResult(output, comparison.model_dump(mode="json"))

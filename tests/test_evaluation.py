@@ -97,6 +97,9 @@ def _eval_config(tmp_path, stub, tiny, **extra):
         "eval.executor.tiny_model": False,
         "eval.executor.max_tokens": 32,
         "eval.executor.num_threads": 2,
+        "eval.diagnostics.placebo": "false",  # the diagnostic arms are tests/test_known_answers.py's
+        "eval.diagnostics.oracle": "false",
+        "eval.diagnostics.plan_only": "false",
         **extra,
     }
     return load_recipe(None, [f"{k}={v}" for k, v in sets.items()]).eval
@@ -123,7 +126,8 @@ def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(
     ):
         assert (result.output / name).is_file(), name
     markdown = (result.output / "comparison.md").read_text()
-    assert "| multiple | 2 |" in markdown and "alone, prompt mode" in markdown
+    assert "| multiple | 2 | 0.0 [0.0, 65.76] (" in markdown and "executor alone (prompt)" in markdown
+    assert "changes.md" in markdown and (result.output / "changes.json").is_file()
     assert all(r["other_mode"]["entries"] == 2 for r in rows)  # the prompt-mode arm ran on the same server
     for r in rows:  # the planner arm's cost per entry includes the planner's
         p = r["planner"]

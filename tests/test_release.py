@@ -43,6 +43,12 @@ def test_release_runs_every_stage_stages_loadable_repos_and_a_rerun_does_no_work
     row = comparison.categories[0]
     assert row["planner"]["executor_input_tokens"] > row["baseline"]["executor_input_tokens"]
     assert "plan coverage: multiple" in out and "2/2 planned" in out
+    # what the planner learned (held-out plans, base -> merged with paired intervals) and every difference
+    generation = json.loads((tmp_path / "train" / "metrics.json").read_text())["plan_generation"]
+    assert generation["prompts"] == 2 and generation["decoding"]["max_steps"] == 2  # eval.planner's decoding
+    assert "held-out plans, base -> merged: exact_match" in out and "95% CI, 2 prompts" in out
+    for pair in comparison.statistics.pairs:
+        assert pair.delta_accuracy.signed() in out and f"{pair.p_value:g}" in out
     staged = tmp_path / "release" / "apo-planner"
     ds = datasets.load_dataset(str(staged / "apo-planner-pairs-smoke"))
     assert ds["train"].num_rows > 0
@@ -101,6 +107,7 @@ def _tiny_release(tmp_path, *extra):
         f"train.base_model={tmp_path / 'tiny'}",
         "train.max_steps=1",
         "train.preference_eval=false",
+        "train.plan_eval.limit=2",
         f"eval.output={tmp_path / 'eval'}",
         "eval.limit=2",
         "eval.categories=[multiple]",

@@ -155,7 +155,16 @@ def test_artifacts_record_metrics_provenance_and_preference_accuracy(trained, pa
     metrics = json.loads((result.output / "metrics.json").read_text())
     accuracy = metrics["preference_accuracy"]
     assert set(accuracy) == {"base", "merged"} and 0 <= accuracy["merged"]["acc"] <= 1
-    assert accuracy["merged"]["pairs"] == min(4, len(datasets.load_dataset(str(pairs_dir))["test"]))
+    test_rows = len(datasets.load_dataset(str(pairs_dir))["test"])
+    assert accuracy["merged"]["pairs"] == min(4, test_rows)
+    # what the planner learned: base and merged each wrote a plan per held-out prompt, decoded as deployed
+    generation = metrics["plan_generation"]
+    assert generation["prompts"] == min(16, test_rows) and generation["decoding"]["constrained"] is True
+    names = [m["name"] for m in generation["metrics"]]
+    assert names[:7] == ["parse_rate", "exact_match", "precision", "recall", "f1", "redundant_rate", "missing_rate"]
+    for m in generation["metrics"]:
+        assert m["delta"]["low"] <= m["delta"]["value"] <= m["delta"]["high"]
+    assert generation["reference"] == {"avg_calls_chosen": 1.0, "avg_calls_rejected": 2.0}
     assert metrics["lengths"]["train"]["max"] <= config.max_length
     provenance = json.loads((result.output / "training_provenance.json").read_text())
     stats = json.loads((pairs_dir / "stats.json").read_text())

@@ -56,6 +56,25 @@ class LoraSettings(StrictConfig):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class PlanEvalSettings(StrictConfig):
+    """The generation metric `merge` computes (`apo_planner.training.plan_quality`): base and merged planner write a
+    plan for every held-out prompt, decoded as deployed (the release takes the decoding from `eval.planner`)."""
+
+    enabled: bool = Field(True, description="score base and merged planner's own plans on the test split")
+    limit: int | None = Field(None, gt=0, description="at most this many test prompts")
+    max_new_tokens: int = Field(512, gt=0)
+    constrained: bool = Field(True, description="decode under the catalog's plan grammar, as deployed")
+    max_steps: int = Field(8, gt=0)
+    max_rationale_chars: int = Field(200, gt=0)
+    max_value_chars: int = Field(64, gt=0)
+    max_items: int = Field(16, gt=0)
+    resamples: int = Field(2000, ge=100, description="paired-bootstrap resamples for base -> merged")
+    seed: int = 0
+
+    def decoding(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"enabled", "limit", "resamples", "seed"})
+
+
 GATE_KEYS = {"max_overlong_fraction"}  # what the release decides with the run, not how it trains
 
 
@@ -97,8 +116,16 @@ class TrainConfig(StrictConfig):
     max_overlong_fraction: float = Field(
         0.05, ge=0.0, le=1.0, description="the release stops before publishing when more pairs than this are dropped"
     )
-    preference_eval: bool = Field(True, description="lm-eval preference accuracy of base and merged model")
+    preference_eval: bool = Field(
+        True,
+        description="lm-eval log-likelihood preference of base and merged model (favours the shorter, chosen plan "
+        "by construction: a sanity check, not a measure of learning; see plan_eval)",
+    )
     preference_eval_limit: int | None = Field(None, gt=0, description="evaluate at most this many test pairs")
+    plan_eval: PlanEvalSettings = Field(
+        default_factory=PlanEvalSettings,
+        description="base and merged planner write plans for the test prompts, scored against chosen/rejected",
+    )
 
     @property
     def trainer_settings(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     tokenizer.save_pretrained(str(output))
     if config.preference_eval:
         _preference_eval(config, tokenizer, output)
+    if config.plan_eval.enabled:
+        _plan_eval(config, output)
     for src in (run.metrics_file, run.provenance_file):
         if src.is_file():
             shutil.copy(src, output / src.name)
@@ -45,8 +47,42 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     return output
 
 
+def _plan_eval(config: TrainConfig, merged: Path) -> None:
+    """Base and merged planner write a plan for every held-out prompt (the deployment decoding); the generation
+    metrics with base -> merged paired intervals go into metrics.json as `plan_generation`."""
+    from apo_planner.dataset import load_preference_dataset
+    from apo_planner.plan_grammar import GrammarLimits
+    from apo_planner.planner import Planner
+    from apo_planner.training.plan_quality import plan_generation
+
+    settings = config.plan_eval
+    run = TrainDir(Path(config.output))
+    metrics = read_json(run.metrics_file, "train") if run.metrics_file.is_file() else {}
+    test = load_preference_dataset(config.dataset, revision=config.dataset_revision).get("test")
+    if test is None or len(test) == 0:
+        metrics["plan_generation"] = None
+        write_json(run.metrics_file, metrics)
+        return
+    rows = list(test.select(range(min(settings.limit or len(test), len(test)))))
+    limits = GrammarLimits(
+        max_steps=settings.max_steps,
+        max_rationale_chars=settings.max_rationale_chars,
+        max_string_chars=settings.max_value_chars,
+        max_items=settings.max_items,
+    )
+    common = {"max_new_tokens": settings.max_new_tokens, "constrained": settings.constrained, "limits": limits}
+    revision = None if Path(config.base_model).is_dir() else config.base_revision
+    base = Planner.from_pretrained(config.base_model, revision=revision, dtype=config.dtype, **common)
+    planner = Planner.from_pretrained(str(merged), dtype=config.dtype, **common)
+    result = plan_generation(base, planner, rows, settings.decoding(), settings.resamples, settings.seed)
+    metrics["plan_generation"] = result.model_dump(mode="json")
+    write_json(run.metrics_file, metrics)
+
+
 def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
-    """Preference accuracy of base and merged model on the held-out pairs, into metrics.json."""
+    """lm-eval's log-likelihood preference of base and merged model on the held-out pairs, into metrics.json. The
+    rejected plan is the longer one, so raw log-likelihood prefers the chosen plan by construction (a random model
+    already scores near 1.0): a check that the task runs, not a measure of learning (`plan_generation` is)."""
     from apo_planner.training.apo import load_pairs
     from apo_planner.training.preference_eval import preference_accuracy, write_task
 

@@ -1,9 +1,16 @@
-"""Preference accuracy as an lm-eval task: does the model prefer the efficient plan?
+"""Log-likelihood preference as an lm-eval task: does the model give the efficient plan a higher
+log-likelihood than the redundant one?
+
+What it is, and is not: the rejected plan is the longer one (it keeps the calls the chosen plan removed), so a
+sum of token log-likelihoods favours the chosen plan by construction; a random base model already scores
+near 1.0, and so does every trained model. It stays as a check that the planner's prompt and plans render
+and score through lm-eval; what the planner learned is measured by `apo_planner.training.plan_quality` (the
+planner writing plans, scored against chosen and rejected).
 
 The test pairs are rendered once with the planner's chat template (system prompt, query and
 tools, generation prompt) into a parquet file; a task YAML rendered from a Jinja template points
 lm-eval at it by absolute path. lm-eval's Python API then scores any model on it: base and
-merged, side by side in `metrics.json`.
+merged, side by side in `metrics.json` (`preference_accuracy`).
 """
 
 from __future__ import annotations

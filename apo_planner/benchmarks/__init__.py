@@ -9,11 +9,30 @@ entry point in the `apo_planner.benchmarks` group); see docs/extending/benchmark
 
 from __future__ import annotations
 
-from apo_planner.benchmarks.base import Benchmark, BenchmarkError, EvalJob, Executor, PlanSource
+from apo_planner.benchmarks.base import (
+    ARM_LABELS,
+    DIAGNOSTIC_ARMS,
+    Benchmark,
+    BenchmarkError,
+    EntryDetail,
+    EvalJob,
+    Executor,
+    PlanSource,
+)
 from apo_planner.registry import Registry
 
 BENCHMARKS: Registry[Benchmark] = Registry(
     "benchmark", "apo_planner.benchmarks", builtins=("apo_planner.benchmarks.bfcl",)
 )
 
-__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "EvalJob", "Executor", "PlanSource"]
+__all__ = [
+    "ARM_LABELS",
+    "BENCHMARKS",
+    "DIAGNOSTIC_ARMS",
+    "Benchmark",
+    "BenchmarkError",
+    "EntryDetail",
+    "EvalJob",
+    "Executor",
+    "PlanSource",
+]

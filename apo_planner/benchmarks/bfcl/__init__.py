@@ -4,7 +4,9 @@ Generation is bfcl-eval's own (`_llm_response_generation.main`, its local-model 
 the executor's OpenAI-compatible server on /v1/completions), scoring is its official checker
 (`eval_checker.eval_runner.main`), and results land in its own layout under the eval folder's
 `bfcl/` tree (`result/`, `score/`). The planner arm is a subclass of the executor's own handler
-(`handler.py`) registered in bfcl-eval's model table for this process.
+(`handler.py`) registered in bfcl-eval's model table for this process; the oracle and placebo arms are the
+same subclass with another plan source. The plan-only arm writes the planner arm's plans as answers
+(`ground_truth.calls_output`, the anchor's path) under its own registry name, and the checker scores them.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from apo_planner.benchmarks import BENCHMARKS
-from apo_planner.benchmarks.base import Benchmark, BenchmarkError, EvalJob
+from apo_planner.benchmarks.base import ORACLE, PLAN_ONLY, Benchmark, BenchmarkError, EntryDetail, EvalJob
 from apo_planner.benchmarks.bfcl import project
 from apo_planner.templating import render_file
 
 if TYPE_CHECKING:
     from apo_planner.artifacts import Comparison
+    from apo_planner.plan import Plan
 
 TEMPLATES = Path(__file__).parent / "templates"
 DATA_FILES = "BFCL_v4_*.json"  # the question files shipped inside bfcl_eval/data
@@ -83,6 +86,9 @@ class BFCL(Benchmark):
             job.executor.max_tokens,
             prompt_executor=job.executor.prompt_entry,
             planner_mode=job.planner_mode,
+            injected=job.injected,
+            plan_only=job.plan_only,
+            seed=job.seed,
         )
         if job.limit is not None:
             from bfcl_eval.utils import load_dataset_entry
@@ -93,7 +99,7 @@ class BFCL(Benchmark):
         job.extra["arms"] = arms
 
     def run(self, job: EvalJob) -> dict[str, Any]:
-        from apo_planner.benchmarks.bfcl.results import compare
+        from apo_planner.benchmarks.bfcl.results import compare, read_results
 
         if "arms" not in job.extra:
             self.prepare(job)
@@ -101,17 +107,111 @@ class BFCL(Benchmark):
         os.environ["REMOTE_OPENAI_BASE_URL"] = job.executor.base_url
         if job.executor.model_path:
             os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = job.executor.model_path
-        for model in arms.models:  # both executor entries share the one server: same model, other prompts
-            _generate(model, job)
-        score(arms.models, job.categories, job.root, partial=job.limit is not None)
+        for model in arms.models:  # every executor entry shares the one server: same model, other prompts
+            oracle = model == arms.injected.get(ORACLE)
+            categories = [c for c in job.categories if not oracle or self.supports(ORACLE, c)]
+            if categories:
+                _generate(model, job, categories)
+        if arms.plan_only:
+            for category in (c for c in job.categories if self.supports(PLAN_ONLY, c)):
+                rows = read_results(job.root, arms.planner, category)
+                self.score_plans(job, arms.plan_only, category, {str(r["id"]): r.get("planner") or {} for r in rows})
+        scored = [*arms.models, *([arms.plan_only] if arms.plan_only else [])]
+        score(scored, job.categories, job.root, partial=job.limit is not None)
         return compare(job.root, arms, job.categories)
 
-    def card_section(self, comparison: Comparison) -> str:
+    def supports(self, arm: str, category: str) -> bool:
+        """The oracle and plan-only arms need single-turn ground-truth calls (not relevance, multi-turn, agentic
+        or format-sensitivity categories)."""
+        if arm not in (ORACLE, PLAN_ONLY):
+            return True
+        from bfcl_eval.utils import is_agentic, is_format_sensitivity, is_multi_turn, is_relevance_or_irrelevance
+
+        checks = (is_agentic, is_format_sensitivity, is_multi_turn, is_relevance_or_irrelevance)
+        return not any(check(category) for check in checks)
+
+    def oracle_plan(self, test_entry: dict[str, Any]) -> Plan | None:
+        from bfcl_eval.utils import extract_test_category_from_id
+
+        from apo_planner.plan import Plan, PlanStep
+
+        category = extract_test_category_from_id(test_entry["id"])
+        if not self.supports(ORACLE, category):
+            return None
+        truth = _truth(category).get(str(test_entry["id"]))
+        if not truth:
+            return None
+        steps = [PlanStep(tool=name, arguments=arguments) for name, arguments in truth]
+        return Plan(steps=steps)
+
+    def score_plans(self, job: EvalJob, model: str, category: str, plans: dict[str, dict[str, Any]]) -> None:
+        """Each plan's calls written as the Qwen FC executor would answer them (`calls_output`, the ground-truth
+        anchor's path), with the planner's tokens and latency, into `model`'s result file; the checker scores it
+        with the rest. An entry without a plan answers nothing (and fails)."""
+        from bfcl_eval.utils import get_directory_structure_by_category, is_java
+
+        from apo_planner.benchmarks.bfcl.ground_truth import calls_output, java_arguments
+        from apo_planner.benchmarks.bfcl.results import registry_dir
+        from apo_planner.plan import PlanParseError, parse_plan
+
+        functions = _functions(category)
+        lines = []
+        for entry_id, info in plans.items():
+            calls = []
+            if info.get("plan"):
+                try:
+                    plan = parse_plan(info["plan"])
+                except PlanParseError:
+                    plan = None
+                for step in plan.steps if plan else ():
+                    arguments = dict(step.arguments)
+                    if is_java(category):
+                        arguments = java_arguments(step.tool, arguments, functions.get(entry_id, []))
+                    calls.append((step.tool, arguments))
+            lines.append(
+                {
+                    "id": entry_id,
+                    "result": calls_output(calls),
+                    "latency": 0.0,  # no executor: the entry's time is the planner's (in `planner`)
+                    "input_token_count": 0,
+                    "output_token_count": 0,
+                    "planner": info,
+                }
+            )
+        folder = job.root / "result" / registry_dir(model) / get_directory_structure_by_category(category)
+        folder.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        (folder / f"BFCL_v4_{category}_result.json").write_text(text, encoding="utf-8")
+
+    def entry_details(self, root: Path, model: str, category: str) -> dict[str, EntryDetail]:
+        from apo_planner.benchmarks.bfcl.results import entry_details
+
+        return entry_details(root, model, category)
+
+    def category_size(self, category: str) -> int | None:
+        from bfcl_eval.utils import load_dataset_entry
+
+        try:
+            return len(load_dataset_entry(category, include_prereq=False, include_language_specific_hint=False))
+        except Exception:
+            return None
+
+    def card_section(self, comparison: Comparison, changes_link: str | None = None) -> str:
+        from apo_planner.artifacts import POOLED
+        from apo_planner.benchmarks.base import ARM_LABELS
+
         return render_file(
             TEMPLATES / "card_section.md.jinja",
             trim=True,
-            comparison=comparison.model_dump(),
+            comparison=comparison,
+            stats=comparison.statistics,
+            arms=comparison.reported_arms(),
+            scopes=comparison.scopes(),
+            baselines=comparison.baselines(),
+            labels=ARM_LABELS,
+            pooled=POOLED,
             coverage=comparison.coverage(),
+            changes_link=changes_link,
         )
 
     def paper_table(self) -> dict[str, Any]:
@@ -120,13 +220,43 @@ class BFCL(Benchmark):
         return PAPER_TABLE
 
 
-def _generate(model: str, job: EvalJob) -> None:
+_FUNCTIONS: dict[str, dict[str, list[dict[str, Any]]]] = {}
+_TRUTH: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]] = {}
+
+
+def _functions(category: str) -> dict[str, list[dict[str, Any]]]:
+    """id -> the entry's function docs as bfcl-eval ships them (without its language hints, which rewrite
+    Java and JavaScript types to "string"): what the ground-truth anchor writes values by."""
+    if category not in _FUNCTIONS:
+        from bfcl_eval.utils import load_dataset_entry
+
+        entries = load_dataset_entry(category, include_prereq=False, include_language_specific_hint=False)
+        _FUNCTIONS[category] = {str(e["id"]): e.get("function", []) for e in entries}
+    return _FUNCTIONS[category]
+
+
+def _truth(category: str) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """id -> the ground-truth calls as the anchor writes them (`ground_truth.ground_truth_calls`)."""
+    if category not in _TRUTH:
+        from bfcl_eval.utils import is_java, load_ground_truth_entry
+
+        from apo_planner.benchmarks.bfcl.ground_truth import ground_truth_calls
+
+        functions = _functions(category)
+        _TRUTH[category] = {
+            str(g["id"]): ground_truth_calls(g["ground_truth"], functions.get(str(g["id"]), []), is_java(category))
+            for g in load_ground_truth_entry(category)
+        }
+    return _TRUTH[category]
+
+
+def _generate(model: str, job: EvalJob, categories: list[str]) -> None:
     from bfcl_eval._llm_response_generation import main as generation_main
 
     generation_main(
         SimpleNamespace(
             model=[model],
-            test_category=job.categories,
+            test_category=categories,
             temperature=job.executor.temperature,
             include_input_log=False,
             exclude_state_log=False,

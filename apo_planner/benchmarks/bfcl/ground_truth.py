@@ -2,7 +2,9 @@
 
 `ground_truth_output` writes a possible answer the way a Qwen FC executor would answer
 (`<tool_call>\\n{json}\\n</tool_call>` blocks), so feeding it through the same decode-and-check
-path as real outputs must score (near) 100% and count exactly the ground-truth calls.
+path as real outputs must score (near) 100% and count exactly the ground-truth calls. The oracle arm's
+plan carries the same calls (`ground_truth_calls`), and the plan-only arm writes a planner's plan the same
+way (`calls_output`).
 Optional parameters (those whose options include "") are left out; otherwise the first option
 is used. Java values are written as Java source, the form bfcl-eval's Java checker parses.
 """
@@ -73,9 +75,13 @@ def _java_value(value: Any, spec: dict[str, Any]) -> str:
     return _java_scalar(value, java_type)
 
 
-def ground_truth_output(ground_truth: list[dict[str, Any]], functions: list[dict[str, Any]], java: bool) -> str:
+def ground_truth_calls(
+    ground_truth: list[dict[str, Any]], functions: list[dict[str, Any]], java: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """(function name, arguments) of each ground-truth call, as the anchor writes them: what the oracle arm's
+    plan carries, so an executor that follows it exactly answers exactly the anchor's output."""
     docs = {f["name"]: f for f in functions}
-    blocks = []
+    calls = []
     for call in ground_truth:
         ((name, params),) = call.items()
         required = set(docs.get(name, {}).get("parameters", {}).get("required", []))
@@ -90,5 +96,27 @@ def ground_truth_output(ground_truth: list[dict[str, Any]], functions: list[dict
             arguments[param] = (
                 _java_value(value, docs[name]["parameters"]["properties"][param]) if java else _unwrap(value)
             )
-        blocks.append("<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>")
-    return "\n".join(blocks)
+        calls.append((name, arguments))
+    return calls
+
+
+def java_arguments(name: str, arguments: dict[str, Any], functions: list[dict[str, Any]]) -> dict[str, Any]:
+    """A plan's JSON arguments for a Java function as the checker reads them (Java source strings), by the
+    function's own parameter types; strings are taken as already written in Java."""
+    properties = next((f for f in functions if f["name"] == name), {}).get("parameters", {}).get("properties", {})
+    return {
+        k: v if isinstance(v, str) or k not in properties else _java_value(v, properties[k])
+        for k, v in arguments.items()
+    }
+
+
+def calls_output(calls: list[tuple[str, dict[str, Any]]]) -> str:
+    """Calls written the way a Qwen FC executor answers (`<tool_call>` blocks)."""
+    return "\n".join(
+        "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
+        for name, arguments in calls
+    )
+
+
+def ground_truth_output(ground_truth: list[dict[str, Any]], functions: list[dict[str, Any]], java: bool) -> str:
+    return calls_output(ground_truth_calls(ground_truth, functions, java))

@@ -14,27 +14,36 @@ by `apo-planner submission` (`apo_planner.evaluation.submission`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apo_planner.benchmarks.base import BenchmarkError, PlanSource
 
 SUFFIX = "-APOPlanner"
+# The diagnostic arms that run the executor with another plan injected (the evaluation stage's oracle and
+# placebo plan sources), each under its own registry name.
+INJECTED_SUFFIXES = {"oracle": "-APOOracle", "placebo": "-APOPlacebo"}
+PLAN_ONLY_SUFFIX = "-APOPlanOnly"  # the planner's plans scored as answers, no executor (never generates)
 
 
 _RUNTIMES: dict[str, PlanSource] = {}
 _MAX_TOKENS: dict[str, int] = {}
+_SEEDS: dict[str, int] = {}  # registry name -> the `seed` its requests carry (eval.seed, one per repeat)
 
 
 class _CappedCompletions:
-    """`client.completions` whose `create` never asks for more than `cap` new tokens."""
+    """`client.completions` whose `create` never asks for more than `cap` new tokens, and carries `seed`."""
 
-    def __init__(self, completions: Any, cap: int) -> None:
+    def __init__(self, completions: Any, cap: int | None, seed: int | None = None) -> None:
         self._completions = completions
         self._cap = cap
+        self._seed = seed
 
     def create(self, **kwargs: Any) -> Any:
-        kwargs["max_tokens"] = min(kwargs.get("max_tokens") or self._cap, self._cap)
+        if self._cap is not None:
+            kwargs["max_tokens"] = min(kwargs.get("max_tokens") or self._cap, self._cap)
+        if self._seed is not None:
+            kwargs.setdefault("seed", self._seed)
         return self._completions.create(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -42,19 +51,20 @@ class _CappedCompletions:
 
 
 class _CappedClient:
-    def __init__(self, client: Any, cap: int) -> None:
+    def __init__(self, client: Any, cap: int | None, seed: int | None = None) -> None:
         self._client = client
-        self.completions = _CappedCompletions(client.completions, cap)
+        self.completions = _CappedCompletions(client.completions, cap, seed)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
 def _cap_client(handler: Any) -> None:
-    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models)."""
-    cap = _MAX_TOKENS.get(handler.registry_name)
-    if cap is not None and hasattr(handler, "client"):
-        handler.client = _CappedClient(handler.client, cap)
+    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models). A
+    repeated evaluation (`eval.repeats`) also sends each run's seed."""
+    cap, seed = _MAX_TOKENS.get(handler.registry_name), _SEEDS.get(handler.registry_name)
+    if (cap is not None or seed is not None) and hasattr(handler, "client"):
+        handler.client = _CappedClient(handler.client, cap, seed)
 
 
 def planner_handler(base_cls: type) -> type:
@@ -99,12 +109,17 @@ def _check_name(name: str) -> str:
 @dataclass(frozen=True)
 class Arms:
     """The registry names of one evaluation's arms: the executor alone in FC mode, the executor alone
-    in prompt mode (None when skipped), and the planner in front of the executor in `planner_mode`."""
+    in prompt mode (None when skipped), the planner in front of the executor in `planner_mode`, the
+    diagnostic arms with another plan injected there (`injected`: oracle, placebo), and the planner's plans
+    scored without an executor (`plan_only`)."""
 
     fc: str
     prompt: str | None
     planner: str
     planner_mode: str = "fc"
+    injected: dict[str, str] = field(default_factory=dict)  # arm -> registry name
+    plan_only: str | None = None
+    entries: dict[str, str] = field(default_factory=dict)  # mode -> bfcl-eval's own entry it runs
 
     @property
     def baseline(self) -> str:
@@ -118,7 +133,8 @@ class Arms:
 
     @property
     def models(self) -> list[str]:
-        return [m for m in (self.fc, self.prompt, self.planner) if m]
+        """Every entry that generates (the executor answers)."""
+        return [m for m in (self.fc, self.prompt, self.planner, *self.injected.values()) if m]
 
 
 def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
@@ -138,9 +154,14 @@ def register(
     max_tokens: int | None = None,
     prompt_executor: str | None = None,
     planner_mode: str = "fc",
+    injected: dict[str, PlanSource] | None = None,
+    plan_only: bool = False,
+    seed: int | None = None,
 ) -> Arms:
-    """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry and,
-    with a token cap, capped copies of the executor entries (stock entries otherwise)."""
+    """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry (and one
+    per `injected` plan source, same handler), with a token cap or a seed wrapped copies of the executor
+    entries under their own names (stock entries otherwise), and with `plan_only` an entry that only decodes
+    and scores the planner's plans."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
     bases = {"fc": (executor, _entry(MODEL_CONFIG_MAPPING, executor, True))}
@@ -151,16 +172,23 @@ def register(
     entries: dict[str, tuple[type, str, Any]] = {}
     names: dict[str, str] = {}
     for mode, (name, base) in bases.items():
-        names[mode] = _check_name(name if max_tokens is None else f"{name}-Max{max_tokens}")
+        capped = "" if max_tokens is None else f"-Max{max_tokens}"
+        seeded = "" if seed is None else f"-Seed{seed}"  # bfcl-eval's own entries are never changed
+        names[mode] = _check_name(name + capped + seeded)
         if names[mode] != name:
-            entries[names[mode]] = (
-                executor_handler(base.model_handler),
-                f"{base.display_name} (max {max_tokens} tokens)",
-                base,
-            )
+            cap = f" (max {max_tokens} tokens)" if max_tokens is not None else ""
+            entries[names[mode]] = (executor_handler(base.model_handler), f"{base.display_name}{cap}", base)
     name, base = bases[planner_mode]
     planned = _check_name(name + SUFFIX)
     entries[planned] = (planner_handler(base.model_handler), f"{base.display_name} + APO planner", base)
+    diagnostic = {arm: _check_name(name + INJECTED_SUFFIXES[arm]) for arm in injected or {}}
+    for arm, entry_name in diagnostic.items():
+        entries[entry_name] = (planner_handler(base.model_handler), f"{base.display_name} + {arm} plan", base)
+    scored = _check_name(names[planner_mode] + PLAN_ONLY_SUFFIX) if plan_only else None
+    if scored:  # plans are written as Qwen FC answers (the ground-truth anchor's format): decoded by that handler
+        from bfcl_eval.model_handler.local_inference.qwen_fc import QwenFCHandler
+
+        entries[scored] = (QwenFCHandler, "APO planner's plans, no executor", base)
     for entry_name, (handler, display, base) in entries.items():
         MODEL_CONFIG_MAPPING[entry_name] = ModelConfig(
             model_name=base.model_name,
@@ -171,11 +199,25 @@ def register(
             model_handler=handler,
             input_price=None,
             output_price=None,
-            is_fc_model=base.is_fc_model,
+            is_fc_model=True if entry_name == scored else base.is_fc_model,
             underscore_to_dot=base.underscore_to_dot,
         )
         if max_tokens is not None:
             _MAX_TOKENS[entry_name] = max_tokens
+        if seed is not None:
+            _SEEDS[entry_name] = seed
+        else:
+            _SEEDS.pop(entry_name, None)
     if runtime is not None:
         _RUNTIMES[planned] = runtime
-    return Arms(fc=names["fc"], prompt=names.get("prompt"), planner=planned, planner_mode=planner_mode)
+    for arm, source in (injected or {}).items():
+        _RUNTIMES[diagnostic[arm]] = source
+    return Arms(
+        fc=names["fc"],
+        prompt=names.get("prompt"),
+        planner=planned,
+        planner_mode=planner_mode,
+        injected=diagnostic,
+        plan_only=scored,
+        entries={mode: name for mode, (name, _) in bases.items()},
+    )
