@@ -24,6 +24,7 @@ import orjson
 from apo_planner.builders.errors import SourceError
 from apo_planner.builders.records import Conversation, DropReason, Message, RecordDropped, ToolCall
 from apo_planner.prompts import content_text
+from apo_planner.reasoning import split_reasoning
 from apo_planner.tools import normalize_tool
 
 FORMATS = ("nemotron", "openai", "sharegpt")
@@ -94,24 +95,6 @@ def _tool_catalog(raw: Any) -> list[dict[str, Any]]:
     if not tools:
         raise RecordDropped(DropReason.NO_TOOL_CATALOG, "no usable tool definitions")
     return tools
-
-
-def split_reasoning(content: str) -> tuple[str, str]:
-    """Separate `<think>` reasoning from visible text; an unclosed block counts as reasoning to the end.
-    Plain `find`, not a regex: real traces run to thousands of characters on every assistant message."""
-    if "<think>" not in content:
-        if "</think>" in content:  # templates that open the block in the prompt leave only the close
-            reasoning, _, visible = content.partition("</think>")
-            return reasoning.strip(), visible.strip()
-        return "", content.strip()
-    reasoning, visible, pos = [], [], 0
-    while (start := content.find("<think>", pos)) >= 0:
-        visible.append(content[pos:start])
-        end = content.find("</think>", start)
-        reasoning.append(content[start + len("<think>") : end if end >= 0 else len(content)].strip())
-        pos = end + len("</think>") if end >= 0 else len(content)
-    visible.append(content[pos:])
-    return " ".join(reasoning), "".join(visible).strip()
 
 
 def _hermes_calls(text: str) -> tuple[list[ToolCall], str]:

@@ -285,10 +285,12 @@ def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
 
     roles = {}
     llm = recipe.build.llm
-    if recipe.build.synthesizer == "llm" and llm.server is not None:
-        roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)
+    if recipe.build.synthesizer == "llm" and getattr(llm, "server", None) is not None:
+        roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)  # pinned by serve
     output = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
-    roles |= {role: ServedRole(config, model, output) for role, (config, model) in eval_roles(recipe.eval).items()}
+    roles |= {
+        role: ServedRole(config, model, output, rev) for role, (config, model, rev) in eval_roles(recipe.eval).items()
+    }
     return roles
 
 
@@ -311,6 +313,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         }.get(args.role, "")
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
     config, model, workdir, revision = roles[args.role]
+    if args.role == "synthesizer":  # pinned as the build pins it (the eval's roles come pinned)
+        from apo_planner.pinning import LOCAL, pin_model
+
+        revision = pin_model(model, revision or "main", "build.llm.revision")
+        revision = None if revision == LOCAL else revision
     if args.role == "executor":
         from apo_planner.evaluation.run import prepare_executor
 

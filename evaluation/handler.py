@@ -38,10 +38,9 @@ class PlannerRuntime:
     ) -> None:
         self.config = config
         self.injection = injection
-        self.base_url = base_url or config.server.base_url  # the eval stage sets it once its server is up
+        self.base_url = base_url  # the eval stage sets it once the planner's server is up
         self._planner = planner
         self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock() if config.backend == "transformers" else None
         self._load_error: Exception | None = None
         template_path = Path(injection.template) if injection.template else DEFAULT_INJECTION_TEMPLATE
         self.template = environment().from_string(template_path.read_text(encoding="utf-8"))
@@ -55,27 +54,7 @@ class PlannerRuntime:
                 try:
                     from apo_planner.planner import Planner
 
-                    c = self.config
-                    if c.backend == "openai":
-                        if not self.base_url:
-                            raise EvalError("the planner's server has no base_url (eval.planner.server)")
-                        self._planner = Planner.from_endpoint(
-                            self.base_url,
-                            c.model,
-                            tokenizer=c.tokenizer,
-                            timeout_s=c.timeout_s,
-                            max_new_tokens=c.max_new_tokens,
-                            constrained=c.constrained,
-                            limits=c.grammar_limits(),
-                            send_grammar=c.send_grammar,
-                        )
-                    else:
-                        self._planner = Planner.from_pretrained(
-                            c.model,
-                            max_new_tokens=c.max_new_tokens,
-                            constrained=c.constrained,
-                            limits=c.grammar_limits(),
-                        )
+                    self._planner = Planner.from_config(self.config, base_url=self.base_url)
                 except Exception as exc:
                     self._load_error = exc
                     raise
@@ -87,12 +66,7 @@ class PlannerRuntime:
         query = next((m.get("content", "") for m in first_turn if m.get("role") == "user"), "")
         tools = normalize_tools(test_entry.get("function", []))
         try:
-            planner = self.planner
-            if self._generate_lock is not None:
-                with self._generate_lock:
-                    result = planner.plan_with_details(query, tools)
-            else:
-                result = planner.plan_with_details(query, tools)
+            result = self.planner.plan_with_details(query, tools)  # an in-process model queues on its own lock
         except Exception as exc:  # loading failed: every entry falls back, the run goes on
             info = {
                 "plan": None,
@@ -129,37 +103,56 @@ class PlannerRuntime:
 
 _RUNTIMES: dict[str, PlannerRuntime] = {}
 _MAX_TOKENS: dict[str, int] = {}
+_SAMPLING: dict[str, tuple[Any, str]] = {}  # registry name -> (ExecutorConfig, its server's api)
+_STOCK: dict[str, Any] = {}  # the stock bfcl-eval entries this process replaced, by name
 
 
-class _CappedCompletions:
-    """`client.completions` whose `create` never asks for more than `cap` new tokens."""
+class _ExecutorCompletions:
+    """`client.completions` whose `create` never asks for more than `cap` new tokens and states every sampling
+    field: bfcl-eval sends only the temperature, and a server's defaults must not pick the rest."""
 
-    def __init__(self, completions: Any, cap: int) -> None:
+    def __init__(self, completions: Any, cap: int | None, executor: Any, api: str) -> None:
         self._completions = completions
         self._cap = cap
+        self._executor = executor
+        self._api = api
 
     def create(self, **kwargs: Any) -> Any:
-        kwargs["max_tokens"] = min(kwargs.get("max_tokens") or self._cap, self._cap)
+        from apo_planner.generation import sampling_fields
+
+        wanted = kwargs.get("max_tokens") or self._cap or 4096
+        kwargs["max_tokens"] = min(wanted, self._cap) if self._cap else wanted
+        sampling = self._executor.sampling(kwargs["max_tokens"])
+        stated = sampling_fields(sampling, self._api, "completions")
+        stated["temperature"] = kwargs.get("temperature", sampling.temperature)  # bfcl-eval's own
+        kwargs["extra_body"] = {**stated, **(kwargs.get("extra_body") or {})}  # bfcl's stop_token_ids kept
         return self._completions.create(**kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._completions, name)
 
 
-class _CappedClient:
-    def __init__(self, client: Any, cap: int) -> None:
+class _ExecutorClient:
+    def __init__(self, client: Any, cap: int | None, executor: Any, api: str) -> None:
         self._client = client
-        self.completions = _CappedCompletions(client.completions, cap)
+        self.completions = _ExecutorCompletions(client.completions, cap, executor, api)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
-def _cap_client(handler: Any) -> None:
-    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models)."""
+def _wrap_client(handler: Any) -> None:
+    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models). Every
+    request also states the recipe's sampling fields (`eval.executor`)."""
     cap = _MAX_TOKENS.get(handler.registry_name)
-    if cap is not None and hasattr(handler, "client"):
-        handler.client = _CappedClient(handler.client, cap)
+    sampling = _SAMPLING.get(handler.registry_name)
+    if hasattr(handler, "client") and (cap is not None or sampling is not None):
+        executor, api = sampling if sampling is not None else (None, "openai")
+        if executor is None:  # a cap without sampling settings (a caller of `register` without them)
+            from apo_planner.evaluation.config import ExecutorConfig
+
+            executor = ExecutorConfig()
+        handler.client = _ExecutorClient(handler.client, cap, executor, api)
 
 
 def planner_handler(base_cls: type) -> type:
@@ -184,12 +177,13 @@ def planner_handler(base_cls: type) -> type:
 
 
 def executor_handler(base_cls: type) -> type:
-    """The executor alone, through the same query path (only the max_tokens cap differs from stock)."""
+    """The executor alone, through the same query path (only the max_tokens cap and the stated sampling fields
+    differ from stock)."""
 
     class ExecutorHandler(base_cls):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            _cap_client(self)
+            _wrap_client(self)
 
     ExecutorHandler.__name__ = f"Capped{base_cls.__name__}"
     return ExecutorHandler
@@ -243,26 +237,29 @@ def register(
     max_tokens: int | None = None,
     prompt_executor: str | None = None,
     planner_mode: str = "fc",
+    sampling: tuple[Any, str] | None = None,
 ) -> Arms:
     """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry and,
-    with a token cap, capped copies of the executor entries (stock entries otherwise)."""
+    with a token cap, capped copies of the executor entries (stock entries otherwise). `sampling`:
+    (`ExecutorConfig`, its server's api), whose fields every executor request states (the stock entries'
+    names then run through that client too)."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
-    bases = {"fc": (executor, _entry(MODEL_CONFIG_MAPPING, executor, True))}
+    stock = {name: _STOCK.get(name, MODEL_CONFIG_MAPPING.get(name)) for name in (executor, prompt_executor) if name}
+    mapping = {**MODEL_CONFIG_MAPPING, **{k: v for k, v in stock.items() if v is not None}}
+    bases = {"fc": (executor, _entry(mapping, executor, True))}
     if prompt_executor:
-        bases["prompt"] = (prompt_executor, _entry(MODEL_CONFIG_MAPPING, prompt_executor, False))
+        bases["prompt"] = (prompt_executor, _entry(mapping, prompt_executor, False))
     if planner_mode not in bases:
         raise EvalError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
     entries: dict[str, tuple[type, str, Any]] = {}
     names: dict[str, str] = {}
     for mode, (name, base) in bases.items():
         names[mode] = _check_name(name if max_tokens is None else f"{name}-Max{max_tokens}")
-        if names[mode] != name:
-            entries[names[mode]] = (
-                executor_handler(base.model_handler),
-                f"{base.display_name} (max {max_tokens} tokens)",
-                base,
-            )
+        if names[mode] != name or sampling is not None:
+            _STOCK.setdefault(name, base)
+            display = base.display_name if max_tokens is None else f"{base.display_name} (max {max_tokens} tokens)"
+            entries[names[mode]] = (executor_handler(base.model_handler), display, base)
     name, base = bases[planner_mode]
     planned = _check_name(name + SUFFIX)
     entries[planned] = (planner_handler(base.model_handler), f"{base.display_name} + APO planner", base)
@@ -281,6 +278,8 @@ def register(
         )
         if max_tokens is not None:
             _MAX_TOKENS[entry_name] = max_tokens
+        if sampling is not None:
+            _SAMPLING[entry_name] = sampling
     if runtime is not None:
         _RUNTIMES[planned] = runtime
     return Arms(fc=names["fc"], prompt=names.get("prompt"), planner=planned, planner_mode=planner_mode)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +24,7 @@ from apo_planner.artifacts import EvalDir
 from apo_planner.evaluation.bfcl_setup import resolve_categories, use_project_root
 from apo_planner.evaluation.config import GATE_KEYS, EvalConfig, EvalError, ExecutorConfig
 from apo_planner.evaluation.handler import Arms, PlannerRuntime, register
+from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, pin_served, snapshot_path
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
 
@@ -54,13 +55,37 @@ def prepare_executor(config: ExecutorConfig) -> None:
         ensure_tiny_model(str(Path(config.model_path).resolve()))
 
 
-def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str]]:
-    """role -> (its server settings, the model id it serves) for the servers this stage uses."""
-    _, executor = executor_model(config.executor)
-    roles = {"executor": (config.executor.server, executor)}
-    if config.planner.backend == "openai":
-        roles["planner"] = (config.planner.server, config.planner.model)
+def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str | None]]:
+    """role -> (its server settings, the model id it serves, the commit it serves: None for a local folder or a
+    server someone else runs) for the servers this stage uses, pinned before anything starts."""
+    local, executor = executor_model(config.executor)
+    started = config.executor.server.engine != "external"
+    revision = pin_served(local or executor, config.executor.revision, started, "eval.executor.revision")
+    roles = {"executor": (config.executor.server, executor, _commit(revision))}
+    planner = config.planner
+    if planner.backend == "openai" and planner.server is not None:
+        revision = pin_served(planner.model, planner.revision, planner.started, "eval.planner.revision")
+        roles["planner"] = (planner.server, planner.model, _commit(revision))
     return roles
+
+
+def _commit(revision: str) -> str | None:
+    return revision if SHA.match(revision) else None
+
+
+def executor_record(config: EvalConfig, revision: str | None) -> dict[str, Any]:
+    """What comparison.json says about the executor: the model, the commit it was served at, and the sampling
+    it ran with, as requested and as the engine runs it (vLLM raises bfcl's temperature 0.001 to 0.01)."""
+    e = config.executor
+    local, served = executor_model(e)
+    sampling = e.sampling(e.max_tokens or 4096)  # bfcl-eval asks for what is left of the context, up to 4096
+    engine = "vllm" if e.dialect == "vllm" else ("transformers" if e.server.engine == "transformers" else None)
+    return {
+        "model": served,
+        "revision": revision or (LOCAL if local else e.revision + UNVERIFIED),
+        "api": e.dialect,
+        "sampling": {"requested": asdict(sampling), "effective": sampling.effective(engine)},
+    }
 
 
 def run_identity(config: EvalConfig) -> str:
@@ -144,24 +169,29 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
         config.executor.max_tokens,
         prompt_executor=config.executor.prompt_handler,
         planner_mode=config.planner_mode,
+        sampling=(config.executor, config.executor.dialect),
     )
     if config.limit is not None:
         _limit_ids(project_root, categories, config.limit)
     reset_stale_results(root, run_identity(config))
     prepare_executor(config.executor)
+    roles = served_roles(config)  # every revision pinned before any server starts
     with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
-        model_path, _ = executor_model(config.executor)
-        urls = {role: servers.enter_context(serve(s, m, output, role)) for role, (s, m) in served_roles(config).items()}
+        model_path, served = executor_model(config.executor)
+        urls = {role: servers.enter_context(serve(s, m, output, role, revision=r)) for role, (s, m, r) in roles.items()}
         executor_url = urls["executor"]
         runtime.base_url = urls.get("planner", runtime.base_url)
         runtime.planner  # noqa: B018 - load it now: a planner that cannot load fails the run, not each entry
         os.environ["REMOTE_OPENAI_BASE_URL"] = executor_url
-        if model_path:
-            os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = model_path
+        revision = roles["executor"][2]
+        tokenizer = model_path or (snapshot_path(served, revision) if revision else None)  # the served commit's
+        if tokenizer:
+            os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = str(tokenizer)
         for model in arms.models:  # both executor entries share the one server: same model, other prompts
             generate(model, categories, root, config, model_path)
     score(arms.models, categories, root, partial=config.limit is not None)
     comparison = compare(root, arms, categories)
     comparison["limit"] = config.limit
+    comparison["executor"] = executor_record(config, roles["executor"][2])
     write_reports(comparison, output)
     return EvalResult(output, comparison, arms)

@@ -3,8 +3,9 @@ import json
 import pytest
 
 from apo_planner.builders.errors import SourceError
-from apo_planner.builders.readers import detect_format, read_nemotron, read_openai, read_sharegpt, split_reasoning
+from apo_planner.builders.readers import detect_format, read_nemotron, read_openai, read_sharegpt
 from apo_planner.builders.records import DropReason, RecordDropped
+from apo_planner.reasoning import split_reasoning
 from tests.conftest import WEATHER_TOOL, nemotron_row, tool_call
 
 
