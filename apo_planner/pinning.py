@@ -27,7 +27,8 @@ class PinError(UserError):
 
 
 def is_local(path_or_id: str | Path) -> bool:
-    return Path(path_or_id).exists()
+    """A folder (or a path spelled as one, still to be made), not a Hub id."""
+    return Path(path_or_id).exists() or str(path_or_id).startswith(("/", "./", "../", "~"))
 
 
 def local_snapshot(repo_id: str, revision: str, repo_type: RepoType = "model") -> str | None:

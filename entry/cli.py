@@ -276,7 +276,7 @@ class ServedRole(NamedTuple):
     config: ServerConfig
     model: str
     workdir: Path  # where its log goes: where its stage writes it
-    revision: str | None = None
+    revision: str | None = None  # the recipe's; `serve` pins it to a commit as the role's stage does
 
 
 def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
@@ -286,7 +286,7 @@ def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
     roles = {}
     llm = recipe.build.llm
     if recipe.build.synthesizer == "llm" and getattr(llm, "server", None) is not None:
-        roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)  # pinned by serve
+        roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)
     output = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
     roles |= {
         role: ServedRole(config, model, output, rev) for role, (config, model, rev) in eval_roles(recipe.eval).items()
@@ -313,11 +313,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         }.get(args.role, "")
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
     config, model, workdir, revision = roles[args.role]
-    if args.role == "synthesizer":  # pinned as the build pins it (the eval's roles come pinned)
-        from apo_planner.pinning import LOCAL, pin_model
+    from apo_planner.pinning import SHA, pin_served
 
-        revision = pin_model(model, revision or "main", "build.llm.revision")
-        revision = None if revision == LOCAL else revision
+    key = "build.llm.revision" if args.role == "synthesizer" else f"eval.{args.role}.revision"
+    revision = pin_served(model, revision or "main", config.engine != "external", key)  # as its stage pins it
+    revision = revision if SHA.match(revision) else None
     if args.role == "executor":
         from apo_planner.evaluation.run import prepare_executor
 

@@ -55,22 +55,21 @@ def prepare_executor(config: ExecutorConfig) -> None:
         ensure_tiny_model(str(Path(config.model_path).resolve()))
 
 
-def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str | None]]:
-    """role -> (its server settings, the model id it serves, the commit it serves: None for a local folder or a
-    server someone else runs) for the servers this stage uses, pinned before anything starts."""
-    local, executor = executor_model(config.executor)
-    started = config.executor.server.engine != "external"
-    revision = pin_served(local or executor, config.executor.revision, started, "eval.executor.revision")
-    roles = {"executor": (config.executor.server, executor, _commit(revision))}
+def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str]]:
+    """role -> (its server settings, the model id it serves, the recipe's revision of it) for the servers this
+    stage uses (`pin_role` turns the revision into the commit the server is started at)."""
+    _, executor = executor_model(config.executor)
+    roles = {"executor": (config.executor.server, executor, config.executor.revision)}
     planner = config.planner
     if planner.backend == "openai" and planner.server is not None:
-        revision = pin_served(planner.model, planner.revision, planner.started, "eval.planner.revision")
-        roles["planner"] = (planner.server, planner.model, _commit(revision))
+        roles["planner"] = (planner.server, planner.model, planner.revision)
     return roles
 
 
-def _commit(revision: str) -> str | None:
-    return revision if SHA.match(revision) else None
+def pin_role(role: str, server: ServerConfig, model: str, revision: str) -> str | None:
+    """The commit a role's server is started at: None for a local folder or a server someone else runs."""
+    pinned = pin_served(model, revision, server.engine != "external", f"eval.{role}.revision")
+    return pinned if SHA.match(pinned) else None
 
 
 def executor_record(config: EvalConfig, revision: str | None) -> dict[str, Any]:

@@ -12,10 +12,12 @@ import asyncio
 import json
 import threading
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from apo_planner.errors import UserError
 from apo_planner.generation import BACKENDS
 from apo_planner.generation.base import Backend, Generation, GenerationRequest, Identity, Sampling
 from apo_planner.generation.config import BackendConfig
@@ -24,8 +26,8 @@ from apo_planner.pinning import LOCAL, is_local, pin_model
 SERVER_KEYS = ("base_url", "server", "api", "structured_output", "api_key_env", "max_retries", "health_retry_s")
 
 
-class BackendError(Exception):
-    """Base of what a backend raises for the user (each stage wraps it in its own error)."""
+class BackendError(UserError):
+    """A model that cannot be reached or loaded, as the user can fix it (stages may wrap it in their own)."""
 
 
 class TransformersConfig(BackendConfig):
@@ -80,6 +82,8 @@ class TransformersBackend(Backend):
 
         self.pin()
         revision = None if is_local(self.config.model) else self._revision
+        if revision is None and not Path(self.config.model).is_dir():
+            raise BackendError(f"model {self.config.model!r}: no such folder; give a model folder or a Hub id")
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.config.model, revision=revision)
             model = AutoModelForCausalLM.from_pretrained(self.config.model, revision=revision, dtype=self.config.dtype)
