@@ -1,7 +1,7 @@
 """`backend: transformers`: the model in this process, decoding under xgrammar.
 
 For small local models and CPU runs (the smoke recipe, tests, `Planner.from_pretrained`). A JSON schema
-compiles with `any_whitespace=False` (the rule vLLM is started with too), an EBNF grammar as it is; each is
+compiles without free whitespace (compact, the rule vLLM is started with too), an EBNF grammar as it is; each is
 compiled once and masks the logits at every step. One generation at a time: the model is not re-entrant,
 so threads (bfcl's workers) and tasks (the synthesizer's) queue on a lock.
 """
@@ -23,6 +23,10 @@ from apo_planner.generation.base import Backend, Generation, GenerationRequest, 
 from apo_planner.generation.config import BackendConfig
 from apo_planner.pinning import LOCAL, is_local, pin_model
 
+# JSON without free whitespace, in the one form vLLM's `disable_any_whitespace` compiles it to (vLLM 0.33
+# passes exactly these to xgrammar): the served and the in-process path accept the same strings
+# (`make contract` compares them token by token).
+JSON_SEPARATORS = (",", ":")
 SERVER_KEYS = ("base_url", "server", "api", "structured_output", "api_key_env", "max_retries", "health_retry_s")
 
 
@@ -108,7 +112,7 @@ class TransformersBackend(Backend):
         key = json.dumps(constraint.value, sort_keys=True) if constraint.kind == "json" else constraint.value
         if key not in self._compiled:
             self._compiled[key] = (
-                compiler.compile_json_schema(key, any_whitespace=False)
+                compiler.compile_json_schema(key, any_whitespace=False, separators=JSON_SEPARATORS)
                 if constraint.kind == "json"
                 else compiler.compile_grammar(key)
             )

@@ -56,7 +56,7 @@ class OpenAIConfig(BackendConfig):
     server: ServerConfig | None = Field(
         None,
         description="the role's own server, started by the stage while it has requests to send (vllm or "
-        "transformers; its URL replaces base_url); none: use base_url as it is",
+        "transformers; its URL replaces base_url; external: only checked); none: use base_url as it is",
     )
     api: Literal["auto", "vllm", "openai"] = Field(
         "auto",
@@ -98,8 +98,6 @@ class OpenAIConfig(BackendConfig):
     def _coherent(self) -> OpenAIConfig:
         if not self.base_urls or not all(self.base_urls):
             raise ValueError("base_url: give a server URL or a non-empty list of them (e.g. http://node1:8000/v1)")
-        if self.server is not None and self.server.engine == "external":
-            raise ValueError("server.engine external: set base_url to the running server instead of a server section")
         if self.server is not None and self.server.engine == "transformers" and self.dialect == "vllm":
             raise ValueError("api vllm: transformers serve takes only the OpenAI API's fields; set api: openai")
         if self.dialect == "openai" and self.structured_output == "structured_outputs":
@@ -149,12 +147,12 @@ class OpenAIBackend(Backend):
 
     @contextlib.contextmanager
     def served(self, workdir: Path, role: str) -> Iterator[None]:
-        """The role's own server (`server`), pinned and downloaded first, for the duration of the block."""
+        """The role's own server (`server`), pinned and downloaded first, for the duration of the block (an
+        `external` one is only checked: it must answer and serve the model)."""
         c = self.config
-        if not c.started:
+        if c.server is None:
             yield
             return
-        assert c.server is not None
         self.pin()
         revision = None if self._revision == LOCAL else self._revision
         with serve(c.server, c.model, workdir, role, revision=revision) as base_url:
