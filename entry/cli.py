@@ -208,6 +208,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             constrained=constrained,
             limits=limits,
             send_grammar=not args.no_server_grammar,
+            api=args.api,
         )
     else:
         planner = Planner.from_pretrained(args.model, revision=args.revision, constrained=constrained, limits=limits)
@@ -440,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-server-grammar",
         action="store_true",
         help="with --base-url: do not send the grammar (for servers without vLLM's structured_outputs)",
+    )
+    p.add_argument(
+        "--api",
+        choices=["auto", "vllm", "openai"],
+        default="auto",
+        help="with --base-url: what the server understands (vllm: every sampling field and structured_outputs; "
+        "openai: the OpenAI API's fields only, e.g. transformers serve; default vllm)",
     )
     p.set_defaults(func=cmd_plan)
 

@@ -55,6 +55,8 @@ def _fails_after(first_good: int):
 
 
 def test_two_servers_one_failing_build_the_same_dataset_as_one_server(tmp_path):
+    """Routing and retries lose and duplicate nothing. (The stubs answer as a function of the request; vLLM
+    promises that only when it runs batch-invariant: `server.batch_invariant`, docs/vllm.md.)"""
     with OpenAIStub(_healthy) as alone:
         single = build(_config(tmp_path, "single", [alone.base_url])).stats
     with OpenAIStub(_healthy) as good, OpenAIStub(_fails_after(3)) as failing:

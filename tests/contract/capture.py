@@ -88,7 +88,11 @@ def capture_argv(model_folder: Path) -> list[dict[str, Any]]:
     for name in ("paper", "smoke"):
         recipe = load_recipe(name, [])
         for role, served in served_roles(recipe).items():
-            served = served._replace(model=str(model_folder)) if is_local(served.model) or "runs/" in served.model else served
+            served = (
+                served._replace(model=str(model_folder))
+                if is_local(served.model) or "runs/" in served.model
+                else served
+            )
             config = served.config
             if config.engine != "vllm":  # the smoke stand-in, as the paper recipe would serve it
                 config = config.model_copy(update={"engine": "vllm", "binary": "vllm"})
@@ -172,7 +176,7 @@ def capture_planner(tokenizer: Path) -> list[dict[str, Any]]:
     from apo_planner.tools import normalize_tools
 
     config = load_recipe(PAPER, [f"eval.planner.model={tokenizer}"]).eval.planner
-    reply = '1. f({})\n   why: r'
+    reply = "1. f({})\n   why: r"
     with Recorder(lambda body, n: reply, str(tokenizer)) as stub:
         planner = Planner.from_config(config, base_url=stub.base_url)
         for entry in _bfcl_entries(load_recipe(PAPER, []).eval.categories, 1):
@@ -284,7 +288,9 @@ def capture_grammars() -> list[dict[str, Any]]:
         arguments = {k: _value(properties.get(k, {})) for k in order}  # the grammar keeps the schema's order
         plan = render_plan(Plan(steps=[PlanStep(tool=first["name"], arguments=arguments, rationale="needed")]))
         seen[grammar] = {"category": entry["id"].rsplit("_", 1)[0], "grammar": grammar, "plan": plan}
-        seen[grammar]["outside"] = render_plan(Plan(steps=[PlanStep(tool="not_in_catalog_x", arguments={}, rationale="r")]))
+        seen[grammar]["outside"] = render_plan(
+            Plan(steps=[PlanStep(tool="not_in_catalog_x", arguments={}, rationale="r")])
+        )
     return list(seen.values())
 
 

@@ -30,7 +30,9 @@ REPORT: dict[str, object] = {}  # measurements, written to DIR/report.json at th
 @pytest.fixture(scope="session")
 def captured() -> Path:
     if not (CAPTURED / "bodies.jsonl").is_file():
-        pytest.fail(f"nothing captured in {CAPTURED}: run `python -m tests.contract.capture {CAPTURED}` (make contract)")
+        pytest.fail(
+            f"nothing captured in {CAPTURED}: run `python -m tests.contract.capture {CAPTURED}` (make contract)"
+        )
     return CAPTURED
 
 

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
-
 SAMPLED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
 VOCAB = 151936  # Qwen3's embedding rows (config.json vocab_size), what vLLM hands xgrammar
 
@@ -62,7 +60,9 @@ def test_every_roles_argv_parses_and_builds_engine_args_as_vllm_serve_would(capt
         assert engine.served_model_name in (role["model"], [role["model"]]), role
         so = engine.structured_outputs_config
         assert so.backend == "xgrammar" and so.disable_any_whitespace, role  # the in-process JSON rule
-    report["argv"] = [f"{r['recipe']}/{r['role']} (batch_invariant={r['env'].get('VLLM_BATCH_INVARIANT')})" for r in roles]
+    report["argv"] = [
+        f"{r['recipe']}/{r['role']} (batch_invariant={r['env'].get('VLLM_BATCH_INVARIANT')})" for r in roles
+    ]
 
 
 def test_the_batch_invariant_knob_is_what_vllm_reads(captured, monkeypatch):
@@ -228,6 +228,11 @@ def test_the_selection_schema_compiles_served_exactly_as_in_process(captured, to
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             ours = all(matcher.accept_token(i) for i in ids) and matcher.accept_token(tokenizer.eos_token_id)
             assert vllm_says == ours == (text == item["compact"]), (item["num_actions"], text)
-        padded_by_default += _accepts(loose.compile_grammar(StructuredOutputOptions.JSON, schema), tokenizer, item["padded"])
+        padded_by_default += _accepts(
+            loose.compile_grammar(StructuredOutputOptions.JSON, schema), tokenizer, item["padded"]
+        )
     assert padded_by_default == len(schemas)  # what the whitespace config prevents
-    report["selection_schemas"] = {"num_actions": [s["num_actions"] for s in schemas], "padded_without_config": padded_by_default}
+    report["selection_schemas"] = {
+        "num_actions": [s["num_actions"] for s in schemas],
+        "padded_without_config": padded_by_default,
+    }
