@@ -214,7 +214,7 @@ def check_devices(
         servers["build.llm.server"] = llm_server  # runs alone, during the build
     servers["eval.executor.server"] = recipe.eval.executor.server
     planner_server = getattr(recipe.eval.planner, "server", None)
-    if recipe.eval.planner.backend == "openai" and planner_server is not None:
+    if planner_server is not None:
         servers["eval.planner.server"] = planner_server
     driver_checked: set[str] = set()
     for key, server in servers.items():

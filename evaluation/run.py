@@ -61,7 +61,7 @@ def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str]]
     _, executor = executor_model(config.executor)
     roles = {"executor": (config.executor.server, executor, config.executor.revision)}
     planner = config.planner
-    if planner.backend == "openai" and planner.server is not None:
+    if getattr(planner, "server", None) is not None:  # a backend with a server of its own
         roles["planner"] = (planner.server, planner.model, planner.revision)
     return roles
 
