@@ -33,7 +33,7 @@ from apo_planner.generation.base import Api, Backend, Generation, GenerationRequ
 from apo_planner.generation.config import BackendConfig
 from apo_planner.generation.inprocess import BackendError
 from apo_planner.generation.pool import ServerPool, StatusError, redact_url, retryable
-from apo_planner.pinning import LOCAL, pin_served
+from apo_planner.pinning import SHA, pin_served
 from apo_planner.serving import ServerConfig, serve
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class OpenAIBackend(Backend):
             yield
             return
         self.pin()
-        revision = None if self._revision == LOCAL else self._revision
+        revision = self._revision if self._revision and SHA.match(self._revision) else None
         with serve(c.server, c.model, workdir, role, revision=revision) as base_url:
             self.urls, self._down = [base_url], set()
             self._next_url = itertools.cycle([0])
