@@ -17,7 +17,7 @@ from apo_planner.generation import BACKENDS, Constraint, GenerationRequest, Samp
 from apo_planner.generation.base import VLLM_ONLY_FIELDS
 from apo_planner.pinning import PinError, local_snapshot, resolve
 from apo_planner.serving import VLLM_STRUCTURED_OUTPUTS, ServerConfig
-from tests.conftest import REPO, hub_env
+from tests.conftest import REPO, WEATHER_TOOL, hub_env
 from tests.support.hub import Commit, HubRepo, HubStub
 
 PAPER = REPO / "recipes" / "paper.yaml"
@@ -186,3 +186,43 @@ def test_a_vllm_role_downloads_its_pinned_snapshot_before_the_server_starts(tmp_
         out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
     assert "weights were there" in out.stdout, out.stdout + out.stderr
     assert f"--revision {sha}" in out.stdout
+
+
+def test_in_process_json_is_compact_as_vllms_disable_any_whitespace_so_there_is_one_json_grammar():
+    import xgrammar as xgr
+
+    from apo_planner.builders.synthesis.llm import selection_schema
+    from apo_planner.generation.inprocess import JSON_SEPARATORS
+    from apo_planner.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer))
+    schema = json.dumps(selection_schema(3, 40))  # as the backend compiles it: the served order of keys
+    answer = {"keep": [{"index": 0, "rationale": "r", "depends_on": []}]}
+
+    def accepted(text):
+        matcher = xgr.GrammarMatcher(
+            compiler.compile_json_schema(schema, any_whitespace=False, separators=JSON_SEPARATORS)
+        )
+        return all(matcher.accept_token(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    compact = json.dumps(answer, separators=(",", ":"))
+    assert accepted(compact) and not accepted(json.dumps(answer)) and not accepted(compact.replace(":", ":  ", 1))
+
+
+def test_reasoning_is_split_once_for_readers_the_planner_context_and_plan_parsing():
+    from apo_planner.builders.readers import read_openai
+    from apo_planner.plan import parse_plan
+    from apo_planner.prompts import context_messages
+    from apo_planner.reasoning import split_reasoning
+
+    text = "<think>check the city</think>It is sunny."
+    assert split_reasoning(text) == ("check the city", "It is sunny.")
+    assert split_reasoning("opened in the prompt</think>answer") == ("opened in the prompt", "answer")
+    assert context_messages([{"role": "assistant", "content": text}]) == [
+        {"role": "assistant", "content": "It is sunny."}
+    ]
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": text}]
+    row = {"messages": messages, "tools": [WEATHER_TOOL]}
+    assert read_openai(row).messages[-1].content == "It is sunny."
+    assert parse_plan("<think>plan it</think>\n1. f({})\n   why: r").tools == ["f"]

@@ -109,7 +109,8 @@ class TransformersBackend(Backend):
         from xgrammar.contrib.hf import LogitsProcessor
 
         compiler = self._loaded[2]
-        key = json.dumps(constraint.value, sort_keys=True) if constraint.kind == "json" else constraint.value
+        # the schema as sent to a server: key order is the order properties are generated in
+        key = json.dumps(constraint.value) if constraint.kind == "json" else constraint.value
         if key not in self._compiled:
             self._compiled[key] = (
                 compiler.compile_json_schema(key, any_whitespace=False, separators=JSON_SEPARATORS)
