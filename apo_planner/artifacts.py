@@ -262,10 +262,12 @@ class ComparisonStats(_Record):
 
 class ExecutorInfo(_Record):
     """The executor that actually ran: the model its server served (with revision, or named as a local folder)
-    and the benchmark entries and handler classes it was asked through."""
+    and the benchmark entries and handler classes it was asked through, and the sampling it ran with."""
 
     model: str
-    revision: str | None = None
+    revision: str | None = None  # the commit it was served at; `local` for a folder; marked when unverified
+    api: str | None = None  # the dialect its requests spoke (vllm: top_k/min_p stated too)
+    sampling: dict[str, Any] = {}  # requested (every field stated) and effective (as the engine runs them)
     local: bool = False  # a local folder, not a Hub id
     tiny: bool = False  # a tiny random model made for the smoke run
     engine: str | None = None

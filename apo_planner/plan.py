@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from apo_planner.reasoning import visible_text
+
 # Tool names may carry dots and dashes (BFCL uses `math.factorial`), never whitespace or the
 # parentheses that delimit arguments in the text form.
 TOOL_NAME_PATTERN = r"^[^\s(){}\[\]]+$"
@@ -199,12 +201,11 @@ def parse_plan(text: str) -> Plan:
         raise PlanParseError(str(exc)) from exc
 
 
-_THINK_RE = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
 _FENCE_RE = re.compile(r"^\s*```[\w-]*\n(.*?)\n```\s*$", re.DOTALL)
 
 
 def _strip_wrappers(text: str) -> str:
-    text = _THINK_RE.sub("", text, count=1)
+    text = visible_text(text)
     fenced = _FENCE_RE.match(text)
     return fenced.group(1) if fenced else text
 

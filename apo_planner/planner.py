@@ -1,30 +1,65 @@
 """The planner at inference: a model that turns (query, tools) into a `Plan`.
 
 Two ways to run the released planner, one prompt format (`apo_planner.prompts.planner_prompt`,
-rendered by the planner's own chat template with the tools, exactly as in training):
-- `Planner.from_pretrained(path_or_hub_id)`: transformers, in process;
-- `Planner.from_endpoint(base_url, model)`: an OpenAI-compatible server (`vllm serve MERGED_DIR`),
-  called on `/v1/completions` with the prompt rendered locally, so the server cannot re-template it.
+rendered by the planner's own chat template with the tools, exactly as in training), both through the
+generation layer (`apo_planner.generation`):
+- `Planner.from_pretrained(path_or_hub_id)`: `backend: transformers`, in process;
+- `Planner.from_endpoint(base_url, model)`: `backend: openai`, an OpenAI-compatible server
+  (`vllm serve MERGED_DIR`) called on `/v1/completions` with the prompt rendered locally, so the server
+  cannot re-template it. Its requests are built by the same code as the synthesizer's.
 
 Both decode under the catalog's plan grammar by default (`apo_planner.plan_grammar`): xgrammar in
 process, vLLM's `structured_outputs.grammar` through an endpoint. A constrained plan always parses
 and names only catalog tools; every answer is validated anyway, since not every server enforces a
-grammar (`transformers serve` ignores it).
+grammar (`transformers serve` refuses the field: send `structured_output: none` there).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field
+
+from apo_planner.generation import Backend, Constraint, Generation, GenerationRequest, RoleSettings, Sampling
+from apo_planner.generation import make_backend as _make_backend
+from apo_planner.pinning import SHA
 from apo_planner.plan import Plan, PlanParseError, parse_plan
 from apo_planner.plan_grammar import GrammarLimits, grammar_key, plan_grammar
 from apo_planner.prompts import planner_prompt
+from apo_planner.serving import ServerConfig
 from apo_planner.tools import tool_names
+
+__all__ = ["Generation", "PlanResult", "Planner", "PlannerConfig"]
+
+
+class PlannerConfig(RoleSettings):
+    """The planner as a recipe section (`eval.planner`): its backend (`backend` and that backend's keys) and
+    how it plans. Plans are greedy; every request states that with all its sampling fields."""
+
+    default_backend: ClassVar[str] = "transformers"
+    backend_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "openai": {"server": ServerConfig(engine="vllm", port=8001)}  # the eval stage serves the merged model
+    }
+
+    model: str = Field("runs/smoke/train/merged", description="merged planner dir or Hub id")
+    tokenizer: str | None = Field(None, description="openai: where the prompt's tokenizer comes from (default: model)")
+    max_new_tokens: int = Field(512, gt=0)
+    constrained: bool = Field(True, description="decode under the plan grammar of the entry's tool catalog")
+    max_steps: int = Field(8, gt=0, description="most steps a constrained plan may have")
+    max_rationale_chars: int = Field(200, gt=0, description="longest `why:` line of a constrained plan")
+    max_value_chars: int = Field(64, gt=0, description="longest string argument of a constrained plan")
+    max_items: int = Field(16, gt=0, description="most items of an array or object argument of a constrained plan")
+
+    def grammar_limits(self) -> GrammarLimits:
+        return GrammarLimits(
+            max_steps=self.max_steps,
+            max_rationale_chars=self.max_rationale_chars,
+            max_string_chars=self.max_value_chars,
+            max_items=self.max_items,
+        )
 
 
 @dataclass
@@ -39,39 +74,43 @@ class PlanResult:
     latency_s: float
 
 
-@dataclass
-class Generation:
-    """What one engine call returned; `truncated` when it stopped at `max_new_tokens`."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    truncated: bool = False
-
-
-# (prompt, max_new_tokens, grammar EBNF or None) -> Generation
-Generate = Callable[[str, int, str | None], Generation]
-
-
 class Planner:
-    """A tokenizer (for the prompt) and an engine; `constrained` decodes under the catalog's grammar."""
+    """A tokenizer (for the prompt) and a generation backend; `constrained` decodes under the catalog's grammar."""
 
     def __init__(
         self,
         tokenizer: Any,
-        generate: Generate,
+        backend: Backend,
         max_new_tokens: int = 512,
         constrained: bool = True,
         limits: GrammarLimits | None = None,
     ) -> None:
         self.tokenizer = tokenizer
-        self._generate = generate
+        self.backend = backend
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
         self.limits = limits or GrammarLimits()
         self._grammars: dict[str, str] = {}
 
     # --- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: PlannerConfig, base_url: str | None = None) -> Planner:
+        """The planner a recipe section describes. `base_url`: the server the stage started for it (openai)."""
+        backend = _make_backend(config)
+        if base_url is not None:
+            backend.urls = [base_url]
+        backend.pin()
+        tokenizer = getattr(backend, "tokenizer", None)  # in process: the model's own, loaded with it
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            source = config.tokenizer or config.model
+            pinned = backend.identity().revision  # the served model's commit, when the stage pinned it
+            local = config.tokenizer is not None or Path(source).exists()
+            revision = None if local else pinned if SHA.match(pinned) else config.revision
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        return cls(tokenizer, backend, config.max_new_tokens, config.constrained, config.grammar_limits())
 
     @classmethod
     def from_pretrained(
@@ -84,48 +123,20 @@ class Planner:
         constrained: bool = True,
         limits: GrammarLimits | None = None,
     ) -> Planner:
-        """Load a merged planner (local dir or Hub id) with transformers; grammars compile with xgrammar
-        once per catalog (BFCL repeats catalogs) and mask the logits at every step."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        revision = None if Path(model).is_dir() else revision
-        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-        lm = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        lm.to(device).eval()
-        compiled: dict[str, Any] = {}
-        compiler: list[Any] = []
-
-        def processors(grammar: str | None) -> list[Any]:
-            if grammar is None:
-                return []
-            import xgrammar as xgr
-            from xgrammar.contrib.hf import LogitsProcessor
-
-            if not compiler:
-                info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=lm.config.vocab_size)
-                compiler.append(xgr.GrammarCompiler(info))
-            if grammar not in compiled:
-                compiled[grammar] = compiler[0].compile_grammar(grammar)
-            return [LogitsProcessor(compiled[grammar])]  # stateful: a fresh one per generation
-
-        def generate(prompt: str, max_new_tokens: int, grammar: str | None) -> Generation:
-            inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
-            with torch.no_grad():
-                out = lm.generate(
-                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors(grammar)
-                )
-            new = out[0, inputs["input_ids"].shape[1] :]
-            ended = len(new) > 0 and int(new[-1]) in _eos_ids(lm, tokenizer)
-            return Generation(
-                tokenizer.decode(new, skip_special_tokens=True),
-                inputs["input_ids"].shape[1],
-                len(new),
-                truncated=len(new) >= max_new_tokens and not ended,
-            )
-
-        return cls(tokenizer, generate, max_new_tokens, constrained, limits)
+        """Load a merged planner (local dir or Hub id, pinned to its commit) with transformers; grammars
+        compile with xgrammar once per catalog (BFCL repeats catalogs) and mask the logits at every step."""
+        config = PlannerConfig.of(
+            backend="transformers",
+            model=str(model),
+            revision=revision or "main",
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+            constrained=constrained,
+        )
+        planner = cls.from_config(config)
+        planner.limits = limits or planner.limits
+        return planner
 
     @classmethod
     def from_endpoint(
@@ -140,37 +151,30 @@ class Planner:
         constrained: bool = True,
         limits: GrammarLimits | None = None,
         send_grammar: bool = True,
+        api: str = "auto",
     ) -> Planner:
         """A planner served by vLLM (or any OpenAI-compatible server with /v1/completions).
 
         With `send_grammar`, a constrained request carries vLLM's `structured_outputs: {"grammar": EBNF}`;
-        turn it off for servers that reject unknown fields (the answer is still validated)."""
-        import openai
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(tokenizer or model)
-        client = openai.OpenAI(
+        turn it off for servers that reject unknown fields (the answer is still validated). `api openai`: a
+        server that takes only the OpenAI API's fields (`transformers serve`)."""
+        config = PlannerConfig.of(
+            backend="openai",
             base_url=base_url,
-            api_key=os.environ.get(api_key_env) or "EMPTY",
-            timeout=timeout_s,
+            server=None,
+            model=model,
+            tokenizer=str(tokenizer) if tokenizer else None,
+            api=api,
+            api_key_env=api_key_env,
+            timeout_s=timeout_s,
             max_retries=max_retries,
+            max_new_tokens=max_new_tokens,
+            constrained=constrained,
+            structured_output="structured_outputs" if send_grammar else "none",
         )
-
-        def generate(prompt: str, max_new_tokens: int, grammar: str | None) -> Generation:
-            extra = {"structured_outputs": {"grammar": grammar}} if grammar is not None and send_grammar else None
-            response = client.completions.create(
-                model=model, prompt=prompt, max_tokens=max_new_tokens, temperature=0.0, extra_body=extra
-            )
-            usage = response.usage
-            choice = response.choices[0]
-            return Generation(
-                choice.text or "",
-                usage.prompt_tokens if usage else 0,
-                usage.completion_tokens if usage else 0,
-                truncated=choice.finish_reason == "length",
-            )
-
-        return cls(tok, generate, max_new_tokens, constrained, limits)
+        planner = cls.from_config(config)
+        planner.limits = limits or planner.limits
+        return planner
 
     # --- planning -------------------------------------------------------------------------
 
@@ -203,7 +207,13 @@ class Planner:
         except ValueError as exc:
             return PlanResult(None, "", f"no_usable_tool: {exc}"[:300], 0, 0, time.perf_counter() - started)
         try:
-            out = self._generate(self.render_prompt(query, tools, context), self.max_new_tokens, grammar)
+            out = self.backend.generate(
+                GenerationRequest(
+                    Sampling(max_tokens=self.max_new_tokens),  # greedy, every field stated
+                    prompt=self.render_prompt(query, tools, context),
+                    constraint=Constraint.grammar(grammar) if grammar is not None else None,
+                )
+            )
         except Exception as exc:  # the server or the model failed; the caller decides what to do
             return PlanResult(
                 None, "", f"planner_error: {type(exc).__name__}: {exc}"[:300], 0, 0, time.perf_counter() - started
@@ -231,11 +241,3 @@ class Planner:
         if result.plan is None:
             raise ValueError(result.error)
         return result.plan
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids

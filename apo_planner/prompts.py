@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from apo_planner.plan import Plan
+from apo_planner.reasoning import visible_text
 
 # How a plan reaches an executor: the text put before its first turn (`eval.injection.template` overrides it).
 DEFAULT_INJECTION_TEMPLATE = Path(__file__).parent / "templates" / "plan_injection.jinja"
@@ -23,18 +24,6 @@ PLANNER_SYSTEM_PROMPT = (
     "is not needed. Write one numbered line per call, `N. tool_name({json arguments})`, followed by "
     "` after K` when it needs the result of step K, and an indented `why:` line giving the reason."
 )
-
-
-def _visible(text: str) -> str:
-    """Assistant text without `<think>` reasoning (an unclosed block runs to the end; a lone `</think>`
-    closes reasoning that a chat template opened in the prompt)."""
-    out, pos = [], 0
-    while (start := text.find("<think>", pos)) >= 0:
-        out.append(text[pos:start])
-        end = text.find("</think>", start)
-        pos = end + len("</think>") if end >= 0 else len(text)
-    out.append(text[pos:])
-    return "".join(out).split("</think>")[-1].strip()
 
 
 def content_text(content: Any) -> Any:
@@ -59,7 +48,7 @@ def context_messages(messages: Iterable[Mapping[str, Any]] | None) -> list[dict[
             or (role == "assistant" and m.get("tool_calls"))
         ):
             continue
-        text = _visible(content) if role == "assistant" else content.strip()
+        text = visible_text(content) if role == "assistant" else content.strip()
         if text:
             out.append({"role": role, "content": text})
     return out

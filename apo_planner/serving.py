@@ -30,6 +30,12 @@ from apo_planner.errors import UserError
 
 TRANSFORMERS_SERVE = [sys.executable, "-m", "transformers.cli.transformers", "serve"]
 DEFAULT_VLLM = ".venv-vllm/bin/vllm"  # `make vllm-env`: vLLM pins its own torch and transformers
+# JSON schemas compile without free whitespace, as in process (xgrammar `any_whitespace=False`): vLLM's
+# default lets a served model pad JSON with whitespace up to max_tokens. vLLM 0.33 accepts
+# disable_any_whitespace only with the xgrammar or guidance backend, hence the explicit backend (xgrammar
+# compiled every BFCL plan grammar under `auto` without a fallback; see docs/vllm.md).
+VLLM_STRUCTURED_OUTPUTS = '{"backend": "xgrammar", "disable_any_whitespace": true}'
+OWNED_ARGS = ("--revision", "--served-model-name", "--structured-outputs-config")  # set from the recipe's keys
 
 
 class ServerError(UserError):
@@ -50,11 +56,24 @@ class ServerConfig(StrictConfig):
     binary: str | None = Field(None, description=f"engine executable (vllm default: {DEFAULT_VLLM})")
     startup_timeout_s: float = Field(1200.0, gt=0, description="how long loading the model may take")
     check_model_id: bool = Field(True, description="refuse a server whose /v1/models does not list the model")
+    batch_invariant: bool = Field(
+        False,
+        description="vllm: start with VLLM_BATCH_INVARIANT=1, so a seeded request gives the same tokens whatever it "
+        "is batched with (bit-reproducible runs, at a throughput cost); off, outputs may depend on the batch",
+    )
 
     @model_validator(mode="after")
     def _external_needs_url(self) -> ServerConfig:
         if self.engine == "external" and not self.base_url:
             raise ValueError("engine external needs base_url (e.g. http://localhost:8000/v1)")
+        if self.batch_invariant and self.engine != "vllm":
+            raise ValueError("batch_invariant is a setting of the vllm engine (VLLM_BATCH_INVARIANT=1)")
+        owned = [a for a in self.args if a.split("=", 1)[0].split(".", 1)[0] in OWNED_ARGS]
+        if owned:
+            raise ValueError(
+                f"args {owned}: apo-planner sets these itself (the role's model and revision, and the JSON "
+                "whitespace rule shared with the in-process path)"
+            )
         return self
 
     def executable(self) -> str:
@@ -72,8 +91,18 @@ class ServerConfig(StrictConfig):
         address = ["--host", self.host, "--port", str(port)]
         if self.engine == "vllm":
             pinned = ["--revision", revision] if revision and not Path(model).exists() else []
-            return [*base, model, *pinned, "--served-model-name", served_name, *address, *self.args]
+            shared = ["--structured-outputs-config", VLLM_STRUCTURED_OUTPUTS]
+            return [*base, model, *pinned, "--served-model-name", served_name, *address, *shared, *self.args]
         return [*base, model, *address, *self.args]
+
+    def environment(self) -> dict[str, str]:
+        """What the engine's process gets beside this process's environment."""
+        env = {}
+        if self.devices:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in self.devices)
+        if self.engine == "vllm":  # explicit either way: an inherited VLLM_BATCH_INVARIANT must not decide
+            env["VLLM_BATCH_INVARIANT"] = "1" if self.batch_invariant else "0"
+        return env
 
 
 def free_port() -> int:
@@ -152,7 +181,9 @@ def serve(
     """A ready server for `model` for the duration of the block; yields its /v1 base URL.
 
     `served_name` is the id clients send (default: `model` as given); an external server must list it.
-    `revision` pins a Hub model's commit, tag or branch (vLLM; a local folder has none).
+    `revision` is the Hub model's commit (`apo_planner.pinning.resolve`; a local folder has none): vLLM serves
+    it after the whole snapshot is downloaded into the cache the server reads, so `startup_timeout_s` counts
+    loading only.
     """
     model = str(model)
     name = served_name or model
@@ -173,9 +204,7 @@ def serve(
     if config.engine == "vllm" and not Path(executable).exists():
         raise ServerError(f"{role}: vLLM not found at {executable}; run `make vllm-env` (CUDA machine) or set binary")
     workdir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if config.devices:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in config.devices)
+    env = dict(os.environ) | config.environment()
     if config.engine == "transformers":  # its /v1/models lists the HF cache, which must exist
         hf_home = workdir / f"{role}-hf_home"
         (hf_home / "hub").mkdir(parents=True, exist_ok=True)
@@ -188,6 +217,10 @@ def serve(
     if served_models(base_url, timeout_s=2.0) is not None:
         raise ServerError(f"{role}: something already answers at {base_url}; stop it or pick another port")
     command = config.command(model, name, port, revision)
+    if config.engine == "vllm" and revision and not Path(model).exists():
+        from apo_planner.pinning import download
+
+        download(model, revision)  # GBs: before the startup clock, not inside startup_timeout_s
     with log.open("w") as out:
         out.write(f"# apo-planner {role} server at {base_url}: {' '.join(command)}\n")
         out.flush()

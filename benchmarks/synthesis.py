@@ -92,11 +92,11 @@ def main() -> None:
         with transformers_server(model, tmp / "server") as base_url:
             real_one = _report(
                 "transformers serve (tiny, CPU), concurrency 1",
-                *_run(real, tmp, "real", base_url, str(model), 1, max_tokens=32, max_attempts=1),
+                *_run(real, tmp, "real", base_url, str(model), 1, max_tokens=32, max_attempts=1, api="openai"),
             )
             real_many = _report(
                 "transformers serve (tiny, CPU), concurrency 4",
-                *_run(real, tmp, "real", base_url, str(model), 4, max_tokens=32, max_attempts=1),
+                *_run(real, tmp, "real", base_url, str(model), 4, max_tokens=32, max_attempts=1, api="openai"),
             )
 
     print(f"client ceiling, concurrency {n} vs 1: {many / one:.2f}x ({many:.0f} req/s)")

@@ -29,7 +29,7 @@ import orjson
 from apo_planner.builders.records import Trajectory
 from apo_planner.builders.source_abstraction import abstract_source
 from apo_planner.builders.sources import open_source
-from apo_planner.builders.synthesis.llm import LLMSynthesizer, _seed, selection_schema
+from apo_planner.builders.synthesis.llm import LLMSynthesizer
 from apo_planner.entry.recipe import load_recipe
 from benchmarks.latency_server import LatencyServer
 from benchmarks.workloads import write_corpus
@@ -52,15 +52,12 @@ def _synthesizer(stub: LatencyServer, concurrency: int, cache: Path) -> LLMSynth
 def _bodies(abstracted, synthesizer: LLMSynthesizer) -> list[bytes]:
     """The first request (b) sends per trajectory, fully built by its own backend: (a) does none of this work
     on the clock."""
-    c = synthesizer.config
     bodies = []
     for payload, calls in zip(abstracted["trajectory"], abstracted["num_actions"], strict=True):
         if payload is None or calls < 2:
             continue
         trajectory = Trajectory.from_dict(orjson.loads(payload))
-        schema = selection_schema(len(trajectory.actions), c.plan_rationale_max_chars)
-        seed = _seed(synthesizer.key(payload), 0, c.seed)
-        bodies.append(synthesizer.backend.request_body(synthesizer.prompt(trajectory), schema, seed, c.temperature))
+        bodies.append(synthesizer.backend.request_body(synthesizer.request(synthesizer.key(payload), trajectory)))
     return bodies
 
 

@@ -6,15 +6,15 @@ import hashlib
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field
 
 from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.config import StrictConfig
 from apo_planner.formats import FORMATS
-from apo_planner.serving import ServerConfig
+from apo_planner.generation import RoleSettings, Sampling
 
 DEFAULT_FAILURE_PATTERNS = (
     r"(?i)^\s*[\[{(]?\s*\"?(error|exception|traceback|failed|failure)\b",
@@ -74,66 +74,43 @@ class RuleConfig(StrictConfig):
     rationale_max_chars: int = Field(240, gt=0)
 
 
-class LLMConfig(StrictConfig):
-    """The LLM synthesizer: which model, how it is reached, how it samples, how hard to retry."""
+class LLMConfig(RoleSettings):
+    """The LLM synthesizer: its backend (`backend` and that backend's keys: `apo_planner.generation`), how it
+    samples, how hard it retries, where its answers are cached. Every request states all its sampling fields
+    (top_k 0 and min_p 0 are vLLM's neutral values), so a server's own defaults never apply."""
 
-    backend: Literal["openai", "transformers"] = "openai"
+    default_backend: ClassVar[str] = "openai"
+
     model: str = Field("Qwen/Qwen3-30B-A3B-Instruct-2507", description="served model name, Hub id or local dir")
-    revision: str = "main"
-    tiny_model: bool = Field(False, description="create a tiny random model at `model` if absent (offline smoke)")
-    base_url: str | list[str] = Field(
-        "http://localhost:8000/v1",
-        description="openai: the server someone else runs (no `server`), or a list of servers serving the same "
-        "model: each request goes to the one with the fewest in flight; one that fails is taken out and probed later",
-    )
-    health_retry_s: float = Field(
-        30.0, gt=0, description="longest wait before a server taken out after a failure is probed (GET /models) again"
-    )
-    server: ServerConfig | None = Field(
-        None,
-        description="openai: the synthesizer's server, started by the build while it has requests to send "
-        "(vllm or transformers; its URL replaces base_url); none: use base_url as it is",
-    )
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key (never the key)")
-    structured_output: Literal["structured_outputs", "response_format", "none"] = Field(
-        "structured_outputs",
-        description="vLLM's `structured_outputs` extra body, OpenAI's `response_format`, or none (validate only)",
-    )
     template: str | None = Field(None, description="Jinja prompt template (default: the bundled select_calls.jinja)")
     temperature: float = Field(0.0, ge=0.0)
     retry_temperature: float = Field(0.7, ge=0.0, description="temperature of the 2nd and later attempts")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="0: no top-k (stated in every request, so Qwen's default 20 never applies)")
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
     max_tokens: int = Field(1024, gt=0)
     seed: int = 0
     max_attempts: int = Field(3, ge=1, description="model answers per trajectory before an invalid one is dropped")
-    concurrency: int = Field(32, ge=1)
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(4, ge=0, description="retries of a failed request (timeouts, 5xx, 429), with backoff")
     cache: str = Field("runs/synthesis-cache.sqlite", description="persistent answer cache shared by re-runs")
     max_result_chars: int = Field(600, gt=0)
     max_rationale_chars: int = Field(400, gt=0)
     max_answer_chars: int = Field(800, gt=0)
     plan_rationale_max_chars: int = Field(200, gt=0)
 
-    @property
-    def base_urls(self) -> list[str]:
-        """`base_url` as a list (one server or many), in the recipe's order, without repeats."""
-        urls = [self.base_url] if isinstance(self.base_url, str) else self.base_url
-        return list(dict.fromkeys(url.rstrip("/") for url in urls))
+    def sampling(self, temperature: float, seed: int = 0) -> Sampling:
+        """Every sampling field of one request at `temperature` (first attempts and retries differ only there)."""
+        return Sampling(
+            max_tokens=self.max_tokens,
+            temperature=temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            seed=seed,
+        )
 
     def server_workdir(self) -> Path:
         """Where the synthesizer's server writes its log: next to the answer cache it fills."""
         return Path(self.cache).resolve().parent / "servers"
-
-    @model_validator(mode="after")
-    def _server_fits_backend(self) -> LLMConfig:
-        if not self.base_urls or not all(self.base_urls):
-            raise ValueError("base_url: give a server URL or a non-empty list of them (e.g. http://node1:8000/v1)")
-        if self.server is not None and self.backend != "openai":
-            raise ValueError("server needs backend openai (backend transformers runs the model in process)")
-        if self.server is not None and self.server.engine == "external":
-            raise ValueError("server.engine external: set base_url to the running server instead of a server section")
-        return self
 
 
 class ConsistencyConfig(StrictConfig):
@@ -192,7 +169,7 @@ class BuildConfig(StrictConfig):
     test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     filters: FilterConfig = FilterConfig()
     rule: RuleConfig = RuleConfig()
-    llm: LLMConfig = LLMConfig()
+    llm: LLMConfig.section() = LLMConfig.default()
     consistency: ConsistencyConfig = ConsistencyConfig()
     decontamination: DecontaminationConfig = DecontaminationConfig()
     review: ReviewConfig = ReviewConfig()

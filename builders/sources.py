@@ -302,13 +302,14 @@ def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, wor
 
 
 def _resolve_revision(repo_id: str, revision: str) -> str:
-    """Pin the commit a build read, so provenance names data that cannot move under it."""
-    try:
-        from huggingface_hub import HfApi
+    """Pin the commit a build reads before it reads anything, so provenance names data that cannot move
+    under it (offline: the local snapshot's commit; neither is one line naming build.revision)."""
+    from apo_planner.pinning import PinError, resolve
 
-        return HfApi().dataset_info(repo_id, revision=revision).sha or revision
-    except Exception:  # offline, gated or unknown: keep the name the recipe gave
-        return revision
+    try:
+        return resolve(repo_id, revision, "dataset", "build.revision")
+    except PinError as exc:
+        raise SourceError(f"build.source {repo_id}: {exc}") from None
 
 
 def _hub_error(repo_id: str, exc: Exception) -> SourceError:

@@ -172,29 +172,92 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def check_devices(recipe: Recipe, report: CheckReport, gpus: Callable[[], int] | None = None) -> None:
-    """GPUs the recipe assigns exist, each engine is installed, and roles running together do not share GPUs."""
+# The oldest NVIDIA driver each CUDA major release runs on (Linux; NVIDIA's CUDA compatibility table).
+MIN_DRIVER = {13: 580, 12: 525, 11: 450}
+
+
+def nvidia_driver() -> str | None:
+    """The driver version nvidia-smi reports (None: no nvidia-smi, or it cannot talk to a driver)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[0].strip() if lines else None
+
+
+def torch_cuda(vllm_executable: str) -> str | None:
+    """The CUDA version the vLLM environment's torch was built for, read from its `torch/version.py` (no
+    import: that environment's torch is GBs and needs the driver this check is about)."""
+    venv = Path(vllm_executable).resolve().parent.parent
+    for version_file in sorted(venv.glob("lib/python3*/site-packages/torch/version.py")):
+        match = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([\d.]+)['\"]", version_file.read_text(), re.M)
+        if match:
+            return match.group(1)
+    return None
+
+
+def driver_problem(driver: str | None, cuda: str | None) -> str | None:
+    """Why the driver cannot run that CUDA build, or None (unknown versions are not a problem here)."""
+    if not driver or not cuda:
+        return None
+    need = MIN_DRIVER.get(int(cuda.split(".")[0]))
+    have = int(driver.split(".")[0]) if driver.split(".")[0].isdigit() else None
+    if need is None or have is None or have >= need:
+        return None
+    return (
+        f"the vLLM environment's torch is built for CUDA {cuda}, which needs NVIDIA driver {need} or newer, and "
+        f"nvidia-smi reports driver {driver}: update the driver, or install a vLLM build for the CUDA this "
+        "driver runs (docs/vllm.md)"
+    )
+
+
+def check_devices(
+    recipe: Recipe,
+    report: CheckReport,
+    gpus: Callable[[], int] | None = None,
+    driver: Callable[[], str | None] = nvidia_driver,
+    cuda: Callable[[str], str | None] = torch_cuda,
+) -> None:
+    """GPUs the recipe assigns exist, each engine is installed and its CUDA build runs on this driver, and roles
+    running together do not share GPUs."""
     visible = (gpus or _gpu_count)()
     servers = {}
-    if recipe.build.synthesizer == "llm" and recipe.build.llm.server is not None:
-        servers["build.llm.server"] = recipe.build.llm.server  # runs alone, during the build
+    llm_server = getattr(recipe.build.llm, "server", None)
+    if recipe.build.synthesizer == "llm" and llm_server is not None:
+        servers["build.llm.server"] = llm_server  # runs alone, during the build
     servers["eval.executor.server"] = recipe.eval.executor.server
-    if recipe.eval.planner.backend == "openai":
-        servers["eval.planner.server"] = recipe.eval.planner.server
+    planner_server = getattr(recipe.eval.planner, "server", None)
+    if planner_server is not None:
+        servers["eval.planner.server"] = planner_server
+    driver_checked: set[str] = set()
     for key, server in servers.items():
         if server.engine == "vllm":
-            if not Path(server.executable()).exists():
+            executable = server.executable()
+            if not Path(executable).exists():
                 report.problems.append(
-                    f"{key}: engine vllm but {server.executable()} does not exist; run `make vllm-env` "
+                    f"{key}: engine vllm but {executable} does not exist; run `make vllm-env` "
                     "(a CUDA machine) or set its binary"
                 )
+            elif executable not in driver_checked:
+                driver_checked.add(executable)
+                problem = driver_problem(driver(), cuda(executable))
+                if problem:
+                    report.problems.append(f"{key}: {problem}")
             if visible == 0:
                 report.problems.append(f"{key}: engine vllm needs a GPU and none is visible")
         wanted = [d for d in server.devices if d >= visible]
         if wanted and visible:
             report.problems.append(f"{key}.devices {server.devices}: only GPUs 0..{visible - 1} are visible")
     shared = set(recipe.eval.executor.server.devices) & set(
-        recipe.eval.planner.server.devices if "eval.planner.server" in servers else []
+        servers["eval.planner.server"].devices if "eval.planner.server" in servers else []
     )
     if shared:
         report.problems.append(

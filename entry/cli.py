@@ -244,6 +244,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             constrained=constrained,
             limits=limits,
             send_grammar=not args.no_server_grammar,
+            api=args.api,
         )
     else:
         planner = Planner.from_pretrained(args.model, revision=args.revision, constrained=constrained, limits=limits)
@@ -315,7 +316,7 @@ class ServedRole(NamedTuple):
     config: ServerConfig
     model: str
     workdir: Path  # where its log goes: where its stage writes it
-    revision: str | None = None
+    revision: str | None = None  # the recipe's; `serve` pins it to a commit as the role's stage does
 
 
 def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
@@ -324,7 +325,7 @@ def served_roles(recipe: Recipe) -> dict[str, ServedRole]:
 
     roles = {}
     llm = recipe.build.llm
-    if recipe.build.synthesizer == "llm" and llm.server is not None:
+    if recipe.build.synthesizer == "llm" and getattr(llm, "server", None) is not None:
         roles["synthesizer"] = ServedRole(llm.server, llm.model, llm.server_workdir(), llm.revision)
     output = Path(recipe.eval.output)  # the eval stage logs its servers in its output folder
     roles |= {
@@ -351,6 +352,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         }.get(args.role, "")
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
     config, model, workdir, revision = roles[args.role]
+    from apo_planner.pinning import SHA, pin_served
+
+    key = "build.llm.revision" if args.role == "synthesizer" else f"eval.{args.role}.revision"
+    revision = pin_served(model, revision or "main", config.engine != "external", key)  # as its stage pins it
+    revision = revision if SHA.match(revision) else None
     if args.role == "executor":
         from apo_planner.evaluation.run import prepare_executor
 
@@ -484,6 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-server-grammar",
         action="store_true",
         help="with --base-url: do not send the grammar (for servers without vLLM's structured_outputs)",
+    )
+    p.add_argument(
+        "--api",
+        choices=["auto", "vllm", "openai"],
+        default="auto",
+        help="with --base-url: what the server understands (vllm: every sampling field and structured_outputs; "
+        "openai: the OpenAI API's fields only, e.g. transformers serve; default vllm)",
     )
     p.set_defaults(func=cmd_plan)
 

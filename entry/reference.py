@@ -189,10 +189,27 @@ def _summary(model: type[BaseModel]) -> str:
     return inspect.cleandoc(doc).split("\n\n", 1)[0].replace("\n", " ") if doc else ""
 
 
+def _fields(model: type[BaseModel]) -> dict[str, tuple[Any, list[str] | None]]:
+    """name -> (field, the backends it belongs to, or None for all) of a section. A role's section
+    (`RoleSettings`: `build.llm`, `eval.planner`) holds its own keys and those of the backend its `backend`
+    key names, so every registered backend's keys are listed, each marked with the backends it is for."""
+    from apo_planner.generation import BACKENDS
+    from apo_planner.generation.config import RoleSettings
+
+    if not (isinstance(model, type) and issubclass(model, RoleSettings)):
+        return {name: (field, None) for name, field in model.model_fields.items()}
+    names = BACKENDS.names()
+    merged: dict[str, tuple[Any, list[str]]] = {}
+    for backend in names:
+        for name, field in model.with_backend(backend).model_fields.items():
+            merged.setdefault(name, (field, []))[1].append(backend)
+    return {name: (field, None if len(on) == len(names) else on) for name, (field, on) in merged.items()}
+
+
 def _sections(model: type[BaseModel], path: str) -> Iterator[tuple[str, type[BaseModel]]]:
     """(key path, model) of `model` and of every section nested in it, depth first, in field order."""
     yield path, model
-    for name, field in model.model_fields.items():
+    for name, (field, _) in _fields(model).items():
         nested = [m for m in _members(field.annotation) if _is_model(m)]
         for sub in nested:
             suffix = f"[{sub.__name__}]" if len(nested) > 1 else ""
@@ -247,11 +264,12 @@ def recipe_page() -> str:
         if summary:
             lines += [summary, ""]
         lines += ["| key | type | default | description |", "|---|---|---|---|"]
-        for name, field in model.model_fields.items():
+        for name, (field, backends) in _fields(model).items():
             full = f"{key}.{name}" if path != "recipe" else name
+            only = f"(backend {' or '.join(backends)}) " if backends else ""
             lines.append(
                 f"| `{full}` | {_field_type(path, name, field.annotation)} | {_default(field)} "
-                f"| {_cell(field.description or '')} |"
+                f"| {_cell(only + (field.description or ''))} |"
             )
         if path == "recipe.train":
             lines += _train_note()
@@ -276,12 +294,27 @@ def _defined_in(_name: str, entry: Any) -> str:
     return f"`{cls.__module__}`"
 
 
+def _first_line(doc: str | None) -> str:
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
 def _registries() -> list[tuple[str, str, Registry[Any], list[Column]]]:
     """(title, what it is, registry, columns) of every registry the reference lists."""
     from apo_planner.benchmarks import BENCHMARKS
     from apo_planner.formats import FORMATS
+    from apo_planner.generation import BACKENDS
 
     return [
+        (
+            "Generation backends",
+            "What `build.llm.backend` and `eval.planner.backend` accept; each adds its own keys to the section "
+            "(see the recipe reference). Add one: [extending/backends.md](../extending/backends.md).",
+            BACKENDS,
+            [
+                ("what it is", lambda _n, e: _first_line(e.__doc__)),
+                ("defined in", _defined_in),
+            ],
+        ),
         (
             "Trajectory formats",
             "What `build.format` and `--format` accept (besides `auto`, which sniffs the rows). Add one: "

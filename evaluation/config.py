@@ -9,7 +9,8 @@ from pydantic import AfterValidator, Field, model_validator
 from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
-from apo_planner.plan_grammar import GrammarLimits
+from apo_planner.generation import Sampling
+from apo_planner.planner import PlannerConfig
 from apo_planner.serving import ServerConfig
 
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
@@ -35,44 +36,48 @@ class ExecutorConfig(StrictConfig):
         description="the executor's server, started by the eval stage unless engine is external",
     )
     model_path: str | None = Field(None, description="local model dir (tokenizer + served name); default: Hub id")
-    revision: str | None = Field(
-        None, description="the Hub revision the executor's server loads (vLLM --revision); recorded in the card"
-    )
     tiny_model: bool = Field(False, description="create a tiny random model at model_path if absent (smoke)")
+    revision: str = Field(
+        "main",
+        description="the executor's Hub revision: resolved to its commit before the stage starts, served at that sha "
+        "(`vllm serve --revision`), its tokenizer read from that snapshot, and recorded in comparison.json",
+    )
     max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens (bfcl-eval asks up to 4096)")
-    temperature: float = 0.001
+    temperature: float = Field(
+        0.001, ge=0.0, description="bfcl-eval's; vLLM raises a temperature below 0.01 to 0.01 (recorded as such)"
+    )
+    # bfcl-eval sends only the temperature; vLLM's default `--generation-config auto` filled in the rest from
+    # the model's generation_config.json (Qwen3-30B-A3B-Instruct-2507: top_p 0.8, top_k 20), and so did the
+    # leaderboard's runs. Stated in every request here instead, so no server's defaults decide them.
+    top_p: float = Field(0.8, gt=0.0, le=1.0, description="stated in every executor request")
+    top_k: int = Field(20, ge=0, description="stated in every executor request (vllm api; 0: off)")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="stated in every executor request (vllm api)")
+    seed: int = Field(0, description="stated in every executor request")
+    api: Literal["auto", "vllm", "openai"] = Field(
+        "auto", description="what the executor's server understands (auto: openai for transformers serve, else vllm)"
+    )
     num_threads: int = Field(8, gt=0)
 
+    @property
+    def dialect(self) -> str:
+        if self.api != "auto":
+            return self.api
+        return "openai" if self.server.engine == "transformers" else "vllm"
 
-class PlannerRunConfig(StrictConfig):
-    """The planner in front of the executor, decoding under the catalog's plan grammar by default."""
-
-    model: str = Field("runs/smoke/train/merged", description="merged planner dir or Hub id")
-    backend: Literal["transformers", "openai"] = Field(
-        "transformers", description="transformers: in process; openai: behind `server` (started by the eval stage)"
-    )
-    server: ServerConfig = Field(
-        default_factory=lambda: ServerConfig(engine="vllm", port=8001), description="the planner's server (openai)"
-    )
-    tokenizer: str | None = None
-    max_new_tokens: int = Field(512, gt=0)
-    timeout_s: float = Field(120.0, gt=0)
-    constrained: bool = Field(True, description="decode under the plan grammar of the entry's tool catalog")
-    send_grammar: bool = Field(
-        True, description="openai backend: send the grammar as vLLM `structured_outputs` (off for servers without)"
-    )
-    max_steps: int = Field(8, gt=0, description="most steps a constrained plan may have")
-    max_rationale_chars: int = Field(200, gt=0, description="longest `why:` line of a constrained plan")
-    max_value_chars: int = Field(64, gt=0, description="longest string argument of a constrained plan")
-    max_items: int = Field(16, gt=0, description="most items of an array or object argument of a constrained plan")
-
-    def grammar_limits(self) -> GrammarLimits:
-        return GrammarLimits(
-            max_steps=self.max_steps,
-            max_rationale_chars=self.max_rationale_chars,
-            max_string_chars=self.max_value_chars,
-            max_items=self.max_items,
+    def sampling(self, max_tokens: int) -> Sampling:
+        """Every sampling field of an executor request (bfcl-eval's temperature and token budget)."""
+        return Sampling(
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            seed=self.seed,
         )
+
+
+# The planner in front of the executor: the core's planner section (its backend's keys, the grammar bounds).
+PlannerRunConfig = PlannerConfig
 
 
 class InjectionConfig(StrictConfig):
@@ -151,25 +156,20 @@ class EvalConfig(StrictConfig):
     repeats: int = Field(
         1,
         ge=1,
-        description="run every arm this many times, run r with executor seed `seed + r - 1`; the report "
+        description="run every arm this many times, run r with executor seed `executor.seed + r - 1`; the report "
         "shows the run-to-run spread next to the paired intervals (vLLM is not batch-invariant by default)",
-    )
-    seed: int | None = Field(
-        None, description="the executor requests' seed in run 1 (none: no seed sent; repeats > 1 then start at 0)"
     )
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     statistics: StatisticsConfig = StatisticsConfig()
     output: str = "runs/smoke/eval"
     executor: ExecutorConfig = ExecutorConfig()
-    planner: PlannerRunConfig = PlannerRunConfig()
+    planner: PlannerRunConfig.section() = PlannerRunConfig.default()
     injection: InjectionConfig = InjectionConfig()
     submission: SubmissionConfig = SubmissionConfig()
 
-    def run_seed(self, run: int) -> int | None:
-        """The seed run `run` (1-based) sends with every executor request."""
-        if self.seed is None and self.repeats == 1:
-            return None
-        return (self.seed or 0) + run - 1
+    def run_seed(self, run: int) -> int:
+        """The seed run `run` (1-based) states in every executor request (`executor.seed` in run 1)."""
+        return self.executor.seed + run - 1
 
     @model_validator(mode="after")
     def _planner_mode_has_an_entry(self) -> EvalConfig:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from apo_planner.evaluation.config import EvalError, InjectionConfig, PlannerRunConfig
+from apo_planner.evaluation.config import InjectionConfig, PlannerRunConfig
 from apo_planner.plan import Plan, PlanStep
 from apo_planner.prompts import DEFAULT_INJECTION_TEMPLATE
 from apo_planner.templating import environment
@@ -68,10 +68,9 @@ class PlannerRuntime:
     ) -> None:
         self.config = config
         self.injection = injection
-        self.base_url = base_url or config.server.base_url  # the eval stage sets it once its server is up
+        self.base_url = base_url  # the eval stage sets it once the planner's server is up
         self._planner = planner
         self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock() if config.backend == "transformers" else None
         self._load_error: Exception | None = None
         self._injection = Injection(injection)
         self.template = self._injection.template
@@ -92,27 +91,7 @@ class PlannerRuntime:
                 try:
                     from apo_planner.planner import Planner
 
-                    c = self.config
-                    if c.backend == "openai":
-                        if not self.base_url:
-                            raise EvalError("the planner's server has no base_url (eval.planner.server)")
-                        self._planner = Planner.from_endpoint(
-                            self.base_url,
-                            c.model,
-                            tokenizer=c.tokenizer,
-                            timeout_s=c.timeout_s,
-                            max_new_tokens=c.max_new_tokens,
-                            constrained=c.constrained,
-                            limits=c.grammar_limits(),
-                            send_grammar=c.send_grammar,
-                        )
-                    else:
-                        self._planner = Planner.from_pretrained(
-                            c.model,
-                            max_new_tokens=c.max_new_tokens,
-                            constrained=c.constrained,
-                            limits=c.grammar_limits(),
-                        )
+                    self._planner = Planner.from_config(self.config, base_url=self.base_url)
                 except Exception as exc:
                     self._load_error = exc
                     raise
@@ -134,12 +113,7 @@ class PlannerRuntime:
     def _plan(self, test_entry: dict[str, Any]) -> dict[str, Any]:
         query, tools = entry_request(test_entry)
         try:
-            planner = self.planner
-            if self._generate_lock is not None:
-                with self._generate_lock:
-                    result = planner.plan_with_details(query, tools)
-            else:
-                result = planner.plan_with_details(query, tools)
+            result = self.planner.plan_with_details(query, tools)  # an in-process model queues on its own lock
         except Exception as exc:  # loading failed: every entry falls back, the run goes on
             info = _no_plan(f"planner_error: {type(exc).__name__}: {exc}"[:300])
         else:

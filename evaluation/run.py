@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from apo_planner.artifacts import Comparison, EvalDir
 from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor, PlanSource
 from apo_planner.evaluation.config import GATE_KEYS, REPORT_KEYS, EvalConfig, EvalError, ExecutorConfig
 from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime
+from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, pin_served, snapshot_path
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
 
@@ -59,13 +60,21 @@ def prepare_executor(config: ExecutorConfig) -> None:
         ensure_tiny_model(str(Path(config.model_path).resolve()))
 
 
-def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str | None]]:
-    """role -> (its server settings, the model id it serves, its Hub revision) for the servers this stage uses."""
+def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str]]:
+    """role -> (its server settings, the model id it serves, the recipe's revision of it) for the servers this
+    stage uses (`pin_role` turns the revision into the commit the server is started at)."""
     _, executor = executor_model(config)
     roles = {"executor": (config.executor.server, executor, config.executor.revision)}
-    if config.planner.backend == "openai":
-        roles["planner"] = (config.planner.server, config.planner.model, None)
+    planner = config.planner
+    if getattr(planner, "server", None) is not None:  # a backend with a server of its own
+        roles["planner"] = (planner.server, planner.model, planner.revision)
     return roles
+
+
+def pin_role(role: str, server: ServerConfig, model: str, revision: str) -> str | None:
+    """The commit a role's server is started at: None for a local folder or a server someone else runs."""
+    pinned = pin_served(model, revision, server.engine != "external", f"eval.{role}.revision")
+    return pinned if SHA.match(pinned) else None
 
 
 def run_identity(config: EvalConfig) -> str:
@@ -95,15 +104,20 @@ def outputs(config: EvalConfig) -> list[Path]:
     return [EvalDir(Path(config.output)).comparison_file]
 
 
-def executor_info(config: EvalConfig, arms: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the executor was: the model its server served (a local folder named as such, a Hub id with its
-    revision) and the benchmark's entries and handler classes it was asked through."""
+def executor_info(config: EvalConfig, arms: list[dict[str, Any]], pinned: str | None) -> dict[str, Any]:
+    """What the executor was: the model its server served (a local folder named as such, a Hub id with the
+    commit it was served at), the benchmark's entries and handler classes it was asked through, and the
+    sampling it ran with, as requested and as the engine runs it (vLLM raises bfcl's temperature 0.001 to 0.01)."""
     e = config.executor
     model_path, served = executor_model(config)
     by_mode = {a["name"]: a for a in arms if a["name"] in ("fc", "prompt")}
+    sampling = e.sampling(e.max_tokens or 4096)  # bfcl-eval asks for what is left of the context, up to 4096
+    engine = "vllm" if e.dialect == "vllm" else ("transformers" if e.server.engine == "transformers" else None)
     return {
         "model": e.model_path if model_path else served,
-        "revision": None if model_path else e.revision,
+        "revision": LOCAL if model_path else (pinned or e.revision + UNVERIFIED),
+        "api": e.dialect,
+        "sampling": {"requested": asdict(sampling), "effective": sampling.effective(engine)},
         "local": model_path is not None,
         "tiny": bool(model_path and e.tiny_model),
         "engine": e.server.engine,
@@ -125,7 +139,9 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     bench.use_root(folder.benchmark_root(bench.name))  # the root bfcl-eval keeps for the process
     categories = bench.resolve(config.categories)
     runtime = runtime or PlannerRuntime(config.planner, config.injection)
-    model_path, _ = executor_model(config)
+    model_path, served = executor_model(config)
+    roles = {role: (s, m, pin_role(role, s, m, r)) for role, (s, m, r) in served_roles(config).items()}
+    pinned = roles["executor"][2]  # every revision pinned before any server starts
     e = config.executor
     executor = Executor(
         entry=e.handler,
@@ -134,6 +150,8 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
         max_tokens=e.max_tokens,
         temperature=e.temperature,
         num_threads=e.num_threads,
+        sampling=e.sampling,
+        api=e.dialect,
     )
     injected: dict[str, PlanSource] = {}
     if config.diagnostics.placebo:
@@ -162,14 +180,14 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
     prepare_executor(config.executor)
     results = []
     with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
-        urls = {
-            role: servers.enter_context(serve(s, m, output, role, revision=r))
-            for role, (s, m, r) in served_roles(config).items()
-        }
+        urls = {role: servers.enter_context(serve(s, m, output, role, revision=r)) for role, (s, m, r) in roles.items()}
+        tokenizer = model_path or (snapshot_path(served, pinned) if pinned else None)  # the served commit's
         runtime.base_url = urls.get("planner", runtime.base_url)
         runtime.planner  # noqa: B018 - load it now: a planner that cannot load fails the run, not each entry
         for job in jobs:
-            job.executor = dataclasses.replace(executor, base_url=urls["executor"])
+            job.executor = dataclasses.replace(
+                executor, base_url=urls["executor"], tokenizer=str(tokenizer) if tokenizer else None
+            )
             if hasattr(runtime, "reset"):
                 runtime.reset()  # each run plans again
             if job.run > 1:
@@ -183,7 +201,7 @@ def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
             "benchmark": bench.name,
             **results[0],
             "limit": config.limit,
-            "executor": executor_info(config, results[0].get("arms", [])),
+            "executor": executor_info(config, results[0].get("arms", []), pinned),
             "runs": [{"run": j.run, "seed": j.seed, "entries": run} for j, run in zip(jobs, entries, strict=True)],
         }
     )

@@ -21,6 +21,7 @@ from typing import Any
 from apo_planner import __version__
 from apo_planner.artifacts import Comparison, EvalDir
 from apo_planner.evaluation.config import EvalConfig, EvalError
+from apo_planner.generation import Sampling, sampling_fields
 from apo_planner.plan import TOOL_NAME_PATTERN, is_valid_tool_name
 from apo_planner.prompts import DEFAULT_INJECTION_TEMPLATE, PLANNER_SYSTEM_PROMPT
 from apo_planner.templating import environment, render_file
@@ -88,8 +89,10 @@ def handler_source(config: EvalConfig, pinned: Pinned, base: Any) -> str:
         base_module=handler.__module__,
         base_class=handler.__name__,
         class_name=f"APOPlanner{handler.__name__}",
-        timeout_s=config.planner.timeout_s,
+        timeout_s=getattr(config.planner, "timeout_s", 120.0),
         max_new_tokens=config.planner.max_new_tokens,
+        # every sampling field of the planner's (greedy) request, so no server default applies
+        sampling=repr(sampling_fields(Sampling(max_tokens=config.planner.max_new_tokens), "vllm", "chat")),
         system_prompt=PLANNER_SYSTEM_PROMPT,
         injection_position=config.injection.position,
         injection=injection,

@@ -18,6 +18,9 @@ __all__ = [
     "write_jsonl",
 ]
 
+# The contract suite runs inside the vLLM environment (`make contract`), never in `make test`.
+collect_ignore = ["contract"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_SOURCE = REPO / "recipes" / "data" / "smoke_trajectories.jsonl.gz"  # the smoke recipe's bundled rows

@@ -218,6 +218,7 @@ def test_the_shipped_recipe_runs_wherever_apo_planner_is_installed_and_holds_no_
         None,
         [
             f"build.output={tmp_path / 'ds'}",
+            "build.llm.backend=openai",
             f"build.llm.base_url=https://user:{token}@vllm.example/v1",
             f"eval.executor.handler=handler-{token}",
         ],

@@ -28,13 +28,14 @@ def test_the_paper_recipe_on_this_machine_names_every_missing_piece_at_once(caps
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # whatever the environment says
     monkeypatch.setattr(apo_planner.entry.check, "_gpu_count", lambda: 0)  # the same answer on a GPU machine
     monkeypatch.chdir(tmp_path)  # no .venv-vllm here
+    monkeypatch.setattr("apo_planner.serving.DEFAULT_VLLM", ".venv-vllm-absent/bin/vllm")  # nor in the checkout
     assert main(["check", "--recipe", str(REPO / "recipes" / "paper.yaml"), "--push"]) == 2
     err = capsys.readouterr().err
     problems = err.strip().splitlines()
     assert all(line.startswith("apo-planner check: problem: ") for line in problems), err  # no traceback
     text = "\n".join(problems)
     assert "no Hugging Face token" in text and "offline mode" in text  # token and Hub access
-    assert "engine vllm but .venv-vllm/bin/vllm does not exist" in text and "make vllm-env" in text
+    assert "engine vllm but .venv-vllm-absent/bin/vllm does not exist" in text and "make vllm-env" in text
     assert "needs a GPU and none is visible" in text
     assert "build.source: nvidia/Nemotron-Post-Training-Dataset-v1 is a Hub dataset and the Hub is offline" in text
     assert not (tmp_path / "hf" / "hub").exists()  # nothing was downloaded

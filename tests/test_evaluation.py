@@ -226,7 +226,7 @@ def test_the_eval_stage_starts_the_planner_server_on_the_merged_model_and_plans_
             "eval.planner.backend": "openai",
             "eval.planner.server.engine": "transformers",
             "eval.planner.server.port": 0,
-            "eval.planner.send_grammar": False,  # transformers serve has no structured_outputs
+            "eval.planner.structured_output": "none",  # transformers serve has no structured_outputs
             "eval.planner.max_new_tokens": 24,
         }
         result = evaluate(_eval_config(tmp_path, stub, tiny, **sets))

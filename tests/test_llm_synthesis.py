@@ -109,7 +109,20 @@ def test_transformers_backend_with_a_random_tiny_model_only_produces_schema_vali
     provenance = datasets.load_dataset(str(result.output))["train"][0]["provenance"]
     assert provenance["synthesizer_backend"] == "transformers"
     assert provenance["template_sha256"] == hashlib.sha256(DEFAULT_TEMPLATE.read_bytes()).hexdigest()
-    assert json.loads(provenance["sampling_params"])["structured_output"] == "xgrammar"
+    sampling = json.loads(provenance["sampling_params"])
+    assert sampling["constraint"] == "xgrammar"
+    # the effective values, every field stated: no generation config of the model filled one in
+    assert sampling["first_attempt"] == {
+        "max_tokens": 300,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "min_p": 0.0,
+        "repetition_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "seed": 0,
+    }
 
 
 def test_chosen_plans_only_contain_original_calls(tmp_path):
@@ -157,6 +170,7 @@ def test_the_build_starts_its_synthesizer_server_asks_it_over_http_and_stops_it(
         model=str(model),
         tiny_model=False,
         structured_output="none",
+        api="openai",  # transformers serve takes only the OpenAI API's fields
         max_tokens=40,
         concurrency=2,
     )
@@ -176,11 +190,11 @@ def test_the_build_starts_its_synthesizer_server_asks_it_over_http_and_stops_it(
     assert log.read_text() == "# marker\n"
 
 
-def test_a_synthesizer_server_needs_the_openai_backend_and_a_started_engine():
-    with pytest.raises(ValueError, match="server needs backend openai"):
-        LLMConfig(backend="transformers", server=ServerConfig(engine="transformers"))
-    with pytest.raises(ValueError, match="set base_url to the running server"):
-        LLMConfig(server=ServerConfig(engine="external", base_url="http://x/v1"))
+def test_a_synthesizer_server_needs_the_openai_backend():
+    with pytest.raises(ValueError, match="server settings need backend openai"):
+        LLMConfig.of(backend="transformers", server=ServerConfig(engine="transformers"))
+    external = LLMConfig.of(server=ServerConfig(engine="external", base_url="http://x/v1"))
+    assert not external.started  # someone else's server: checked, never started, its revision not pinned
 
 
 def _stub_config(tmp_path, stub, **llm):

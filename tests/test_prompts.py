@@ -8,7 +8,8 @@ import datasets
 from apo_planner.builders.build import build
 from apo_planner.builders.pairs import row_id
 from apo_planner.entry.recipe import load_recipe
-from apo_planner.planner import Generation, Planner
+from apo_planner.generation import Generation
+from apo_planner.planner import Planner
 from apo_planner.prompts import PLANNER_SYSTEM_PROMPT, context_messages, planner_prompt
 from tests.conftest import message, nemotron_row, tool_call, write_jsonl
 
@@ -92,11 +93,12 @@ def test_the_planner_at_inference_sees_the_prompt_the_dataset_trained_on(tmp_pat
 
     seen = []
 
-    def generate(prompt: str, max_new_tokens: int, grammar: str | None) -> Generation:
-        seen.append(prompt)
-        return Generation('1. get_weather({"city": "Oslo"})\n   why: the weather', 10, 10)
+    class Scripted:
+        def generate(self, request) -> Generation:
+            seen.append(request.prompt)
+            return Generation('1. get_weather({"city": "Oslo"})\n   why: the weather', 10, 10)
 
-    planner = Planner(_EchoTokenizer(), generate, constrained=False)
+    planner = Planner(_EchoTokenizer(), Scripted(), constrained=False)
     tools = json.loads(row["tools"])
     # the caller hands over the conversation as it happened; the planner reduces it as the dataset did
     result = planner.plan_with_details("Oslo, please.", tools, context=history[:2])

@@ -9,11 +9,13 @@ import pytest
 
 from apo_planner.builders.build import build
 from apo_planner.builders.errors import SynthesisError
-from apo_planner.builders.synthesis.backends import OpenAIBackend, ServerPool, redact_url
 from apo_planner.builders.synthesis.llm import _validator, parse_selection, selection_schema
 from apo_planner.builders.synthesis.selection import InvalidSelection
 from apo_planner.entry.recipe import load_recipe
 from apo_planner.errors import RecipeError
+from apo_planner.generation.inprocess import BackendError
+from apo_planner.generation.pool import ServerPool, redact_url
+from apo_planner.generation.server import OpenAIBackend
 from benchmarks.latency_server import drop_first_call
 from tests.conftest import SMOKE_SOURCE
 from tests.support.loopback import OpenAIStub
@@ -53,6 +55,8 @@ def _fails_after(first_good: int):
 
 
 def test_two_servers_one_failing_build_the_same_dataset_as_one_server(tmp_path):
+    """Routing and retries lose and duplicate nothing. (The stubs answer as a function of the request; vLLM
+    promises that only when it runs batch-invariant: `server.batch_invariant`, docs/vllm.md.)"""
     with OpenAIStub(_healthy) as alone:
         single = build(_config(tmp_path, "single", [alone.base_url])).stats
     with OpenAIStub(_healthy) as good, OpenAIStub(_fails_after(3)) as failing:
@@ -114,7 +118,10 @@ def test_a_server_down_at_the_start_is_left_out_and_the_build_completes(tmp_path
 
 def test_a_server_taken_out_is_probed_and_comes_back():
     async def scenario(urls: list[str]) -> tuple[int, int]:
-        config = load_recipe(None, [f"build.llm.base_url={json.dumps(urls)}", "build.llm.health_retry_s=0.05"])
+        config = load_recipe(
+            None,
+            ["build.llm.backend=openai", f"build.llm.base_url={json.dumps(urls)}", "build.llm.health_retry_s=0.05"],
+        )
         pool = ServerPool(config.build.llm, "EMPTY")
         try:
             server = pool.acquire()
@@ -137,7 +144,9 @@ def test_a_server_taken_out_is_probed_and_comes_back():
 def test_a_burst_of_failures_is_one_strike_so_the_first_probe_comes_after_a_second():
     async def scenario() -> tuple[int, int, float]:
         urls = json.dumps(["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"])
-        config = load_recipe(None, [f"build.llm.base_url={urls}", "build.llm.health_retry_s=30"])
+        config = load_recipe(
+            None, ["build.llm.backend=openai", f"build.llm.base_url={urls}", "build.llm.health_retry_s=30"]
+        )
         pool = ServerPool(config.build.llm, "EMPTY")
         try:
             server = pool.servers[0]
@@ -158,7 +167,7 @@ def test_the_last_server_in_rotation_is_never_taken_out():
     no request waits for a probe, and a dead cluster fails its requests as fast as a dead server."""
 
     async def scenario() -> tuple[bool, int, int]:
-        config = load_recipe(None, ["build.llm.base_url=http://127.0.0.1:9/v1"])
+        config = load_recipe(None, ["build.llm.backend=openai", "build.llm.base_url=http://127.0.0.1:9/v1"])
         pool = ServerPool(config.build.llm, "EMPTY")
         try:
             for server in [pool.acquire() for _ in range(32)]:
@@ -173,7 +182,7 @@ def test_the_last_server_in_rotation_is_never_taken_out():
 
 def test_requests_go_to_the_server_with_the_fewest_in_flight():
     async def scenario(urls: list[str]) -> list[str]:
-        config = load_recipe(None, [f"build.llm.base_url={json.dumps(urls)}"]).build.llm
+        config = load_recipe(None, ["build.llm.backend=openai", f"build.llm.base_url={json.dumps(urls)}"]).build.llm
         pool = ServerPool(config, "EMPTY")
         try:
             held = [pool.acquire() for _ in range(4)]
@@ -191,17 +200,19 @@ def test_every_server_must_serve_the_model_and_all_down_is_a_clear_error(tmp_pat
 
     with OpenAIStub(_healthy, model="another-model") as other:
         config = _config(tmp_path, "x", [other.base_url]).llm
-        with pytest.raises(SynthesisError, match="serves \\['another-model'\\], not 'stub-model'"):
+        with pytest.raises(BackendError, match="serves \\['another-model'\\], not 'stub-model'"):
             OpenAIBackend(config).check()
     downs = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
     with pytest.raises(SynthesisError, match="no OpenAI-compatible server answers at .*, .*make serve-synth"):
-        OpenAIBackend(_config(tmp_path, "y", downs).llm).check()
+        build(_config(tmp_path, "y", downs))
 
 
 def test_a_base_url_list_must_not_be_empty_and_credentials_never_reach_stats():
     with pytest.raises(RecipeError, match="non-empty list"):
-        load_recipe(None, ["build.llm.base_url=[]"])
-    config = load_recipe(None, ["build.llm.base_url=[http://a:8000/v1/, http://a:8000/v1]"]).build.llm
+        load_recipe(None, ["build.llm.backend=openai", "build.llm.base_url=[]"])
+    config = load_recipe(
+        None, ["build.llm.backend=openai", "build.llm.base_url=[http://a:8000/v1/, http://a:8000/v1]"]
+    ).build.llm
     assert config.base_urls == ["http://a:8000/v1"]  # one server, however it was spelled
     assert redact_url("https://user:hf_secret@host:8000/v1") == "https://***@host:8000/v1"
 

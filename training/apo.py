@@ -25,6 +25,7 @@ import datasets
 from apo_planner.artifacts import TrainDir, write_json
 from apo_planner.config import RecipeError
 from apo_planner.dataset import PREFERENCE_COLUMNS, load_preference_dataset
+from apo_planner.pinning import PinError, resolve
 from apo_planner.training.config import TrainConfig, TrainingInputError, trainer_key_problems
 from apo_planner.training.provenance import training_provenance
 
@@ -43,7 +44,10 @@ def load_base(config: TrainConfig, dtype: Any = None):
     if config.tiny_model:
         ensure_tiny_model(config.base_model, seed=config.seed)
     local = Path(config.base_model).is_dir()
-    revision = None if local else config.base_revision
+    try:
+        revision = None if local else resolve(config.base_model, config.base_revision, "model", "train.base_revision")
+    except PinError as exc:
+        raise TrainingInputError(f"cannot load base model {config.base_model!r}: {exc}") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(config.base_model, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(
@@ -62,6 +66,15 @@ def load_base(config: TrainConfig, dtype: Any = None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
+
+
+def pin_base(config: TrainConfig) -> TrainConfig:
+    """The train section with `base_revision` resolved to its commit, before any process starts: every rank
+    loads that commit, and the provenance records it."""
+    if config.tiny_model or Path(config.base_model).is_dir():
+        return config
+    sha = resolve(config.base_model, config.base_revision, "model", "train.base_revision")
+    return config.model_copy(update={"base_revision": sha})
 
 
 def load_pairs(config: TrainConfig) -> datasets.DatasetDict:

@@ -78,9 +78,10 @@ def launch_env(config: TrainConfig) -> dict[str, str]:
 
 def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -> TrainDir:
     """Train in `config.num_processes` processes and return the run folder once they all succeeded."""
-    from apo_planner.training.apo import load_pairs
+    from apo_planner.training.apo import load_pairs, pin_base
 
     load_pairs(config)  # a missing or foreign dataset is refused before any model is made or process started
+    config = pin_base(config)  # every rank loads (and the provenance names) one commit of the base
     run = TrainDir(Path(config.output))
     if config.tiny_model:  # made once here: ranks creating it side by side would read half-written files
         ensure_tiny_model(config.base_model, seed=config.seed)

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from apo_planner.artifacts import MERGE_INFO_FILE, MissingArtifact, TrainDir, read_json, write_json
-from apo_planner.training.apo import ADAPTER_CONFIG, load_base
+from apo_planner.training.apo import ADAPTER_CONFIG, load_base, pin_base
 from apo_planner.training.config import TrainConfig
 
 MODEL_CONFIG = "config.json"  # transformers' name for a model's config: it marks a saved model
@@ -30,6 +30,7 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     output = Path(output) if output else run.merged
     if not (adapter / ADAPTER_CONFIG).is_file():
         raise MissingArtifact(f"no adapter at {adapter}; run `apo-planner train` first")
+    config = pin_base(config)  # the base at the commit training used (and preference accuracy at it too)
     tokenizer, base = load_base(config)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     if output.exists():

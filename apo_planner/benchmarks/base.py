@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -28,6 +28,7 @@ from apo_planner.errors import UserError, require_extra
 
 if TYPE_CHECKING:
     from apo_planner.artifacts import Comparison
+    from apo_planner.generation import Sampling
     from apo_planner.plan import Plan
 
 # The arms of a comparison, by the names comparison.json, the statistics and the reports use.
@@ -69,6 +70,11 @@ class Executor:
     max_tokens: int | None = None  # cap on generated tokens (tiny CPU models)
     temperature: float = 0.001
     num_threads: int = 8
+    # every sampling field a request states, for a token budget (None: only what the benchmark sends), and the
+    # dialect of the server (`vllm` takes top_k/min_p, `openai` does not): no server default decides the rest
+    sampling: Callable[[int], Sampling] | None = None
+    api: str = "openai"
+    tokenizer: str | None = None  # where the benchmark's prompt-building handlers read the tokenizer
 
 
 @dataclass

@@ -9,11 +9,11 @@ and resumed runs only ask for what is missing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,19 +23,25 @@ import fastjsonschema
 import orjson
 
 from apo_planner.builders.config import ConsistencyConfig, LLMConfig
+from apo_planner.builders.errors import SynthesisError
 from apo_planner.builders.records import Trajectory
-from apo_planner.builders.synthesis.backends import Backend, OpenAIBackend, RequestFailed, make_backend
 from apo_planner.builders.synthesis.cache import AnswerCache, CachedAnswer, cache_key
 from apo_planner.builders.synthesis.consistency import CHECKS_VERSION, check_consistency
 from apo_planner.builders.synthesis.progress import Progress
 from apo_planner.builders.synthesis.selection import InvalidSelection, KeptCall, Selection
+from apo_planner.generation import Backend, Constraint, GenerationRequest, make_backend
+from apo_planner.generation.inprocess import BackendError
+from apo_planner.generation.server import RequestFailed
 from apo_planner.plan import normalize_rationale
-from apo_planner.serving import serve
 from apo_planner.templating import environment
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_TEMPLATE = TEMPLATES / "select_calls.jinja"
 NOT_RETRIED = {"no_redundancy"}
+_ADVICE = {
+    "openai": ". Start one with `make serve-synth` (vLLM, separate environment; see docs/vllm.md) or point "
+    "build.llm.base_url at a running server."
+}
 
 
 @lru_cache(maxsize=256)  # one schema per call count, shared by every request (never mutated)
@@ -135,7 +141,13 @@ class LLMSynthesizer:
         self.template_text = template_path.read_text(encoding="utf-8")
         self.template_sha256 = hashlib.sha256(self.template_text.encode()).hexdigest()
         self.template = environment().from_string(self.template_text)
-        self.backend = backend or make_backend(config)
+        self.backend: Backend = backend or make_backend(config)
+        try:
+            self.backend.pin()  # before the stage starts: provenance and every cache key name the commit
+        except BackendError as exc:
+            raise SynthesisError(f"build.llm: {exc}") from None
+        self._first = config.sampling(config.temperature)
+        self._retry = config.sampling(config.retry_temperature)
         self.cache = AnswerCache(config.cache)
         self.stats: Counter[str] = Counter()
         self.failures: list[str] = []
@@ -148,36 +160,40 @@ class LLMSynthesizer:
 
     @cached_property  # part of every cache key: built once, not per record
     def sampling_params(self) -> dict[str, Any]:
+        """What the backend samples with (the effective values: a server's defaults never fill a field in, and
+        vLLM's own clamping is applied), for first attempts and retries, and how answers are constrained."""
         c = self.config
         return {
-            "temperature": c.temperature,
-            "retry_temperature": c.retry_temperature,
-            "top_p": c.top_p,
-            "max_tokens": c.max_tokens,
-            "seed": c.seed,
+            "first_attempt": self.backend.effective(c.sampling(c.temperature, c.seed)),
+            "retries": self.backend.effective(c.sampling(c.retry_temperature, c.seed)),
+            "seed": "per request: derived from this seed, the trajectory and the attempt",
             "max_attempts": c.max_attempts,
-            "structured_output": c.structured_output if c.backend == "openai" else "xgrammar",
+            "constraint": self.backend.identity().constraint,
         }
 
-    @property
+    @cached_property
     def provenance(self) -> dict[str, str]:
-        model = self.config.model
-        local = Path(model).exists()
+        identity = self.backend.identity()
+        local = Path(identity.model).exists()
         return {
-            "synthesizer_model": Path(model).name if local else model,
-            "synthesizer_revision": "local" if local else self.config.revision,
-            "synthesizer_backend": self.config.backend,
+            "synthesizer_model": Path(identity.model).name if local else identity.model,
+            "synthesizer_revision": identity.revision,
+            "synthesizer_backend": identity.backend,
             "template_sha256": self.template_sha256,
             "sampling_params": json.dumps(self.sampling_params, sort_keys=True),
         }
 
+    @cached_property
+    def _identity(self) -> dict[str, Any]:
+        return self.backend.identity().as_dict()
+
     def key(self, payload: str | bytes) -> str:
-        """Cache key of one trajectory (its abstracted JSON) under this model, template, sampling and the
-        consistency checks its answers had to pass (change those and the answers are asked again)."""
+        """Cache key of one trajectory (its abstracted JSON) under this model (as the backend identifies it:
+        model, pinned revision, engine, constraint), template, sampling and the consistency checks its answers
+        had to pass (change those and the answers are asked again)."""
         return cache_key(
             hashlib.sha256(payload if isinstance(payload, bytes) else payload.encode()).hexdigest(),
-            self.config.model,
-            self.config.revision,
+            self._identity,
             self.template_sha256,
             self.sampling_params,
             self._checks,
@@ -196,16 +212,27 @@ class LLMSynthesizer:
             max_plan_rationale_chars=c.plan_rationale_max_chars,
         )
 
+    def request(self, key: str, trajectory: Trajectory) -> GenerationRequest:
+        """The first attempt's request for a trajectory: its prompt as one user message, the selection schema as
+        the constraint; retries differ only in temperature and seed."""
+        constraint = Constraint.json_schema(
+            selection_schema(len(trajectory.actions), self.config.plan_rationale_max_chars)
+        )
+        sampling = replace(self._first, seed=_seed(key, 0, self.config.seed))
+        return GenerationRequest(
+            sampling, messages=[{"role": "user", "content": self.prompt(trajectory)}], constraint=constraint
+        )
+
     async def _answer(self, key: str, trajectory: Trajectory) -> CachedAnswer:
         n = len(trajectory.actions)
-        schema = selection_schema(n, self.config.plan_rationale_max_chars)
-        prompt = self.prompt(trajectory)
+        request = self.request(key, trajectory)
         raws: list[str] = []
         reason = ""
         for attempt in range(self.config.max_attempts):
-            temperature = self.config.temperature if attempt == 0 else self.config.retry_temperature
+            if attempt:
+                request = replace(request, sampling=replace(self._retry, seed=_seed(key, attempt, self.config.seed)))
             self.stats["model_calls"] += 1
-            raw = await self.backend.complete(prompt, schema, _seed(key, attempt, self.config.seed), temperature)
+            raw = (await self.backend.agenerate(request)).text
             raws.append(raw)
             try:
                 selection = parse_selection(raw, n, self.config.plan_rationale_max_chars)
@@ -253,7 +280,7 @@ class LLMSynthesizer:
         keys = iter(pending)
         index, key = next(keys, (None, ""))
         # small batches: reading one blocks the event loop, and every request in flight waits on it
-        batch_size = max(2 * self.config.concurrency, 32)
+        batch_size = max(2 * self.backend.concurrency, 32)
         for i, (payload,) in enumerate(_columns(abstracted, "trajectory", batch_size=batch_size)):
             if i == index:
                 yield key, Trajectory.from_dict(orjson.loads(payload))
@@ -272,7 +299,7 @@ class LLMSynthesizer:
 
         with Progress(len(pending), cache_hits) as progress:
             try:
-                await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(pending)))))
+                await asyncio.gather(*(worker() for _ in range(min(self.backend.concurrency, len(pending)))))
             finally:
                 self.cache.commit()
                 await self.backend.aclose()
@@ -291,23 +318,15 @@ class LLMSynthesizer:
             else:
                 pending.append((i, key))
         if pending:
-            with self._served():
-                self.backend.check()
+            # the synthesizer's own server (`llm.server`) while requests are pending: started, placed and checked
+            # like the eval stage's, logged next to the cache, stopped when synthesis ends or fails; a build whose
+            # answers are all cached starts nothing
+            with self.backend.served(self.config.server_workdir(), "synthesizer"):
+                try:
+                    self.backend.check()
+                except BackendError as exc:
+                    raise SynthesisError(f"{exc}{_ADVICE.get(self.backend.name, '')}") from None
                 asyncio.run(self._run(abstracted, pending, self.stats["cache_hits"]))
-
-    @contextlib.contextmanager
-    def _served(self) -> Iterator[None]:
-        """The synthesizer's own server (`llm.server`) while requests are pending: started, placed and
-        checked like the eval stage's, logged next to the cache, stopped when synthesis ends or fails.
-        A build whose answers are all cached starts nothing."""
-        server = self.config.server
-        if server is None or not isinstance(self.backend, OpenAIBackend):
-            yield
-            return
-        workdir = self.config.server_workdir()
-        with serve(server, self.config.model, workdir, "synthesizer", revision=self.config.revision) as base_url:
-            self.backend = OpenAIBackend(self.config.model_copy(update={"base_url": base_url}))
-            yield
 
     def select(self, trajectory: Trajectory, payload: bytes) -> Selection:
         """The answer `prepare` cached for this trajectory; InvalidSelection when there is none or it was invalid."""

@@ -89,6 +89,7 @@ class BFCL(Benchmark):
             injected=job.injected,
             plan_only=job.plan_only,
             seed=job.seed,
+            sampling=(job.executor.sampling, job.executor.api) if job.executor.sampling else None,
         )
         if job.limit is not None:
             from bfcl_eval.utils import load_dataset_entry
@@ -105,8 +106,9 @@ class BFCL(Benchmark):
             self.prepare(job)
         arms = job.extra["arms"]
         os.environ["REMOTE_OPENAI_BASE_URL"] = job.executor.base_url
-        if job.executor.model_path:
-            os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = job.executor.model_path
+        tokenizer = job.executor.tokenizer or job.executor.model_path  # a served Hub model: its pinned snapshot
+        if tokenizer:
+            os.environ["REMOTE_OPENAI_TOKENIZER_PATH"] = tokenizer
         for model in arms.models:  # every executor entry shares the one server: same model, other prompts
             oracle = model == arms.injected.get(ORACLE)
             categories = [c for c in job.categories if not oracle or self.supports(ORACLE, c)]

@@ -28,21 +28,35 @@ PLAN_ONLY_SUFFIX = "-APOPlanOnly"  # the planner's plans scored as answers, no e
 
 _RUNTIMES: dict[str, PlanSource] = {}
 _MAX_TOKENS: dict[str, int] = {}
-_SEEDS: dict[str, int] = {}  # registry name -> the `seed` its requests carry (eval.seed, one per repeat)
+_SEEDS: dict[str, int] = {}  # registry name -> the `seed` its requests carry (one per repeat)
+_SAMPLING: dict[str, tuple[Any, str]] = {}  # registry name -> (sampling for a token budget, the server's api)
+_STOCK: dict[str, Any] = {}  # the stock bfcl-eval entries this process wrapped under their own names
 
 
-class _CappedCompletions:
-    """`client.completions` whose `create` never asks for more than `cap` new tokens, and carries `seed`."""
+class _ExecutorCompletions:
+    """`client.completions` whose `create` never asks for more than `cap` new tokens and states every sampling
+    field: bfcl-eval sends only the temperature, and a server's defaults must not pick the rest."""
 
-    def __init__(self, completions: Any, cap: int | None, seed: int | None = None) -> None:
+    def __init__(self, completions: Any, cap: int | None, seed: int | None, sampling: tuple[Any, str] | None) -> None:
         self._completions = completions
         self._cap = cap
         self._seed = seed
+        self._sampling = sampling
 
     def create(self, **kwargs: Any) -> Any:
-        if self._cap is not None:
-            kwargs["max_tokens"] = min(kwargs.get("max_tokens") or self._cap, self._cap)
-        if self._seed is not None:
+        wanted = kwargs.get("max_tokens") or self._cap or 4096
+        kwargs["max_tokens"] = min(wanted, self._cap) if self._cap else wanted
+        if self._sampling is not None:
+            from apo_planner.generation import sampling_fields
+
+            sampling, api = self._sampling
+            stated = sampling_fields(sampling(kwargs["max_tokens"]), api, "completions")
+            stated["temperature"] = kwargs.get("temperature", stated["temperature"])  # bfcl-eval's own
+            if self._seed is not None:
+                stated["seed"] = self._seed
+            stated.pop("max_tokens", None)
+            kwargs["extra_body"] = {**stated, **(kwargs.get("extra_body") or {})}  # bfcl's stop_token_ids kept
+        elif self._seed is not None:
             kwargs.setdefault("seed", self._seed)
         return self._completions.create(**kwargs)
 
@@ -50,21 +64,22 @@ class _CappedCompletions:
         return getattr(self._completions, name)
 
 
-class _CappedClient:
-    def __init__(self, client: Any, cap: int | None, seed: int | None = None) -> None:
+class _ExecutorClient:
+    def __init__(self, client: Any, cap: int | None, seed: int | None, sampling: tuple[Any, str] | None) -> None:
         self._client = client
-        self.completions = _CappedCompletions(client.completions, cap, seed)
+        self.completions = _ExecutorCompletions(client.completions, cap, seed, sampling)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
-def _cap_client(handler: Any) -> None:
-    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models). A
-    repeated evaluation (`eval.repeats`) also sends each run's seed."""
-    cap, seed = _MAX_TOKENS.get(handler.registry_name), _SEEDS.get(handler.registry_name)
-    if (cap is not None or seed is not None) and hasattr(handler, "client"):
-        handler.client = _CappedClient(handler.client, cap, seed)
+def _wrap_client(handler: Any) -> None:
+    """bfcl-eval asks local servers for up to 4096 new tokens; a recipe may cap that (tiny CPU models). Every
+    request also states the recipe's sampling fields (`eval.executor`) and its run's seed (`eval.repeats`)."""
+    name = handler.registry_name
+    cap, seed, sampling = _MAX_TOKENS.get(name), _SEEDS.get(name), _SAMPLING.get(name)
+    if (cap is not None or seed is not None or sampling is not None) and hasattr(handler, "client"):
+        handler.client = _ExecutorClient(handler.client, cap, seed, sampling)
 
 
 def planner_handler(base_cls: type) -> type:
@@ -89,12 +104,13 @@ def planner_handler(base_cls: type) -> type:
 
 
 def executor_handler(base_cls: type) -> type:
-    """The executor alone, through the same query path (only the max_tokens cap differs from stock)."""
+    """The executor alone, through the same query path (only the max_tokens cap and the stated sampling fields
+    differ from stock)."""
 
     class ExecutorHandler(base_cls):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            _cap_client(self)
+            _wrap_client(self)
 
     ExecutorHandler.__name__ = f"Capped{base_cls.__name__}"
     return ExecutorHandler
@@ -157,25 +173,29 @@ def register(
     injected: dict[str, PlanSource] | None = None,
     plan_only: bool = False,
     seed: int | None = None,
+    sampling: tuple[Any, str] | None = None,
 ) -> Arms:
     """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry (and one
     per `injected` plan source, same handler), with a token cap or a seed wrapped copies of the executor
-    entries under their own names (stock entries otherwise), and with `plan_only` an entry that only decodes
-    and scores the planner's plans."""
+    entries under their own names, and with `plan_only` an entry that only decodes and scores the planner's
+    plans. `sampling`: (sampling for a token budget, the server's api), whose fields every executor request
+    states; the stock entries' names then run through that client too (the stock entry is kept aside in this
+    process, so registering again wraps the original)."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
-    bases = {"fc": (executor, _entry(MODEL_CONFIG_MAPPING, executor, True))}
+    stock = {name: _STOCK.get(name, MODEL_CONFIG_MAPPING.get(name)) for name in (executor, prompt_executor) if name}
+    mapping = {**MODEL_CONFIG_MAPPING, **{k: v for k, v in stock.items() if v is not None}}
+    bases = {"fc": (executor, _entry(mapping, executor, True))}
     if prompt_executor:
-        bases["prompt"] = (prompt_executor, _entry(MODEL_CONFIG_MAPPING, prompt_executor, False))
+        bases["prompt"] = (prompt_executor, _entry(mapping, prompt_executor, False))
     if planner_mode not in bases:
         raise BenchmarkError(f"the planner arm runs on the {planner_mode} executor entry, and none is set")
     entries: dict[str, tuple[type, str, Any]] = {}
     names: dict[str, str] = {}
     for mode, (name, base) in bases.items():
-        capped = "" if max_tokens is None else f"-Max{max_tokens}"
-        seeded = "" if seed is None else f"-Seed{seed}"  # bfcl-eval's own entries are never changed
-        names[mode] = _check_name(name + capped + seeded)
-        if names[mode] != name:
+        names[mode] = _check_name(name if max_tokens is None else f"{name}-Max{max_tokens}")
+        if names[mode] != name or seed is not None or sampling is not None:
+            _STOCK.setdefault(name, base)
             cap = f" (max {max_tokens} tokens)" if max_tokens is not None else ""
             entries[names[mode]] = (executor_handler(base.model_handler), f"{base.display_name}{cap}", base)
     name, base = bases[planner_mode]
@@ -204,10 +224,11 @@ def register(
         )
         if max_tokens is not None:
             _MAX_TOKENS[entry_name] = max_tokens
-        if seed is not None:
-            _SEEDS[entry_name] = seed
-        else:
-            _SEEDS.pop(entry_name, None)
+        for table, value in ((_SEEDS, seed), (_SAMPLING, sampling)):
+            if value is not None:
+                table[entry_name] = value
+            else:
+                table.pop(entry_name, None)
     if runtime is not None:
         _RUNTIMES[planned] = runtime
     for arm, source in (injected or {}).items():
