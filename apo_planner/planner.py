@@ -63,12 +63,14 @@ class Planner:
         max_new_tokens: int = 512,
         constrained: bool = True,
         limits: GrammarLimits | None = None,
+        max_context: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self._generate = generate
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
         self.limits = limits or GrammarLimits()
+        self.max_context = max_context  # the model's context in tokens (None: unknown, not checked)
         self._grammars: dict[str, str] = {}
 
     # --- construction ---------------------------------------------------------------------
@@ -125,7 +127,8 @@ class Planner:
                 truncated=len(new) >= max_new_tokens and not ended,
             )
 
-        return cls(tokenizer, generate, max_new_tokens, constrained, limits)
+        context = getattr(lm.config, "max_position_embeddings", None)
+        return cls(tokenizer, generate, max_new_tokens, constrained, limits, max_context=context)
 
     @classmethod
     def from_endpoint(
@@ -170,7 +173,8 @@ class Planner:
                 truncated=choice.finish_reason == "length",
             )
 
-        return cls(tok, generate, max_new_tokens, constrained, limits)
+        context = tok.model_max_length if 0 < tok.model_max_length < 10**8 else None  # else transformers' "unset"
+        return cls(tok, generate, max_new_tokens, constrained, limits, max_context=context)
 
     # --- planning -------------------------------------------------------------------------
 
@@ -195,9 +199,16 @@ class Planner:
         self, query: str, tools: list[dict[str, Any]], context: list[dict[str, Any]] | None = None
     ) -> PlanResult:
         """Never raises for model or parse failures: they come back as `error`, its first word a reason
-        callers count (`planner_error`, `no_usable_tool`, `truncated_plan`, `unparseable_plan`,
-        `unknown_tool`) before they fall back. `context`: earlier messages of a multi-turn conversation."""
+        callers count (`prompt_too_long`, `planner_error`, `no_usable_tool`, `truncated_plan`,
+        `unparseable_plan`, `unknown_tool`) before they fall back. `context`: earlier messages of a
+        multi-turn conversation."""
         started = time.perf_counter()
+        if self.max_context:  # a prompt the model cannot read whole: refused, not truncated into a bad plan
+            rendered = self.render_prompt(query, tools, context)
+            length = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+            if length >= self.max_context:
+                why = f"prompt_too_long: the prompt is {length} tokens, the model's context {self.max_context}"
+                return PlanResult(None, "", why, length, 0, time.perf_counter() - started)
         try:
             grammar = self.grammar(tools)
         except ValueError as exc:

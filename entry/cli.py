@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -212,6 +213,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         planner = Planner.from_pretrained(args.model, revision=args.revision, constrained=constrained, limits=limits)
     result = planner.plan_with_details(args.query, tools)
+    if result.error and result.error.startswith("prompt_too_long"):
+        raise UserError(f"{result.error}; give fewer tools (--tools) or a model with a longer context")
     if result.plan is None:
         print(f"no plan: {result.error}\nraw output:\n{result.text}", file=sys.stderr)
         return 1
@@ -330,6 +333,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from apo_planner.entry.check import run_checks
 
     recipe = _recipe(args, [])
+    if importlib.util.find_spec("bfcl_eval") is not None:  # the categories check imports it
+        from apo_planner.evaluation.bfcl_setup import use_project_root
+
+        use_project_root(Path(recipe.eval.output).resolve() / "bfcl")
     report = run_checks(recipe, push=args.push)
     for note in report.notes:
         print(f"  {note}")

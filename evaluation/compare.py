@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from apo_planner.artifacts import Comparison, EvalDir, write_json
+from apo_planner.artifacts import Comparison, EvalDir, atomic_file, write_json, write_text
 from apo_planner.evaluation.handler import Arms
 from apo_planner.templating import render_file
 
@@ -205,13 +205,15 @@ def compare(bfcl_root: Path, arms: Arms, categories: list[str]) -> dict[str, Any
 
 
 def write_reports(comparison: dict[str, Any], output: Path) -> list[Path]:
-    """comparison.json (what cards read), .md (for people) and .png, from the same numbers."""
+    """comparison.json (what cards read), .md (for people) and .png, from the same numbers; each written
+    atomically, the .json last (a killed write leaves the previous comparison.json, and the stage runs again)."""
     folder = EvalDir(output)
-    write_json(folder.comparison_file, comparison)
     coverage = Comparison.model_validate(comparison).coverage()
     markdown = render_file(TEMPLATES / "comparison.md.jinja", trim=True, coverage=coverage, **comparison)
-    folder.comparison_markdown.write_text(markdown)
-    plot(comparison, folder.comparison_plot)
+    with atomic_file(folder.comparison_plot) as png:
+        plot(comparison, png)
+    write_text(folder.comparison_markdown, markdown)
+    write_json(folder.comparison_file, comparison)
     return [folder.comparison_file, folder.comparison_markdown, folder.comparison_plot]
 
 

@@ -36,7 +36,7 @@ class ExecutorConfig(StrictConfig):
     model_path: str | None = Field(None, description="local model dir (tokenizer + served name); default: Hub id")
     tiny_model: bool = Field(False, description="create a tiny random model at model_path if absent (smoke)")
     max_tokens: int | None = Field(None, gt=0, description="cap on generated tokens (bfcl-eval asks up to 4096)")
-    temperature: float = 0.001
+    temperature: float = Field(0.001, ge=0.0)
     num_threads: int = Field(8, gt=0)
 
 

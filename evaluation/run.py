@@ -24,6 +24,7 @@ from apo_planner.artifacts import EvalDir
 from apo_planner.evaluation.bfcl_setup import resolve_categories, use_project_root
 from apo_planner.evaluation.config import GATE_KEYS, EvalConfig, EvalError, ExecutorConfig
 from apo_planner.evaluation.handler import Arms, PlannerRuntime, register
+from apo_planner.locks import output_lock
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
 
@@ -129,7 +130,13 @@ def outputs(config: EvalConfig) -> list[Path]:
 
 
 def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
-    """Generate with both models (resuming what is already there), score, compare, export."""
+    """Generate with both models (resuming what is already there), score, compare, export; one
+    evaluation per output folder at a time."""
+    with output_lock(Path(config.output), "eval"):
+        return _evaluate(config, runtime)
+
+
+def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
     folder = EvalDir(Path(config.output).resolve())
     output = folder.root
     root = folder.bfcl_root  # this evaluation's result/ and score/ trees
