@@ -24,14 +24,26 @@ import time
 _armed: dict[int, int] = {}  # guarded group -> write end of its watchdog's pipe
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies, dead but not yet reaped, do not count)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    if not os.path.isdir("/proc"):
+        return True
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):  # state, ppid, pgrp
+                return True
+    return False
 
 
 def guard(pgid: int, grace_s: float = 10.0) -> None:
@@ -68,9 +80,9 @@ def _stop(pgid: int, grace_s: float) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not _group_alive(pgid):
+        if not group_alive(pgid):
             return
 
 
@@ -84,7 +96,7 @@ def _watch(pgid: int, fd: int, grace_s: float) -> int:
                 return 0  # disarmed: the starter stopped the group itself
             _stop(pgid, grace_s)  # end of file: the starter is gone
             return 0
-        if not _group_alive(pgid):
+        if not group_alive(pgid):
             return 0
 
 

@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
-from apo_planner.guard import guard, release
+from apo_planner.guard import group_alive, guard, release
 
 logger = logging.getLogger(__name__)
 
@@ -215,16 +215,6 @@ def _write_record(path: Path, proc: subprocess.Popen, role: str, port: int, comm
     )
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale_servers(workdir: Path) -> list[str]:
     """Stop the servers recorded in `workdir` whose run has died (this host only); returns what it did.
 
@@ -253,14 +243,14 @@ def reap_stale_servers(workdir: Path) -> list[str]:
         if ticks is not None and ticks != record.get("start_ticks"):
             path.unlink(missing_ok=True)  # the PID is another process now; the server is long gone
             continue
-        if _group_alive(pgid):
+        if group_alive(pgid):
             for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, sig)
                 deadline = time.monotonic() + wait
-                while _group_alive(pgid) and time.monotonic() < deadline:
+                while group_alive(pgid) and time.monotonic() < deadline:
                     time.sleep(0.1)
-                if not _group_alive(pgid):
+                if not group_alive(pgid):
                     break
             what = f"stopped the {record.get('role')} server a killed run left (PID {pid}, port {record.get('port')})"
             logger.info("%s: %s", workdir, what)
