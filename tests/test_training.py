@@ -341,4 +341,3 @@ def test_a_worker_refusing_its_input_is_one_line_from_the_launcher(tmp_path, pai
     with pytest.raises(TrainingInputError) as refused:
         launch(config)
     assert "longer than train.max_length=64" in str(refused.value) and "\n" not in str(refused.value)
-
