@@ -19,7 +19,6 @@ import ctypes
 import errno
 import hashlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -31,8 +30,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from apo_planner.errors import UserError
-
-logger = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"  # a dataset folder's (and each build shard's) statistics and provenance
 REVIEW_FILE = "review.md"  # a dataset folder's seeded sample of pairs for a person to read

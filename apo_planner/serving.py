@@ -232,14 +232,12 @@ def reap_stale_servers(workdir: Path) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)
             continue
+        if not Path("/proc/self/stat").exists():
+            continue  # no /proc: no process can be identified, so none is touched (the port check still refuses)
         parent = int(record.get("parent_pid") or 0)
-        if parent == os.getpid() or (
-            parent and _start_ticks(parent) is not None and _start_ticks(parent) == record.get("parent_start_ticks")
-        ):
-            continue  # its run is alive (this process, or another still running): not stale
+        if parent and (alive := _start_ticks(parent)) is not None and alive == record.get("parent_start_ticks"):
+            continue  # its run is alive (this process, or another one still running): not stale
         ticks = _start_ticks(pid)
-        if ticks is None and not Path("/proc/self/stat").exists():
-            continue  # no /proc: the process cannot be identified, so it is left alone (the port check refuses)
         if ticks is not None and ticks != record.get("start_ticks"):
             path.unlink(missing_ok=True)  # the PID is another process now; the server is long gone
             continue
