@@ -4,13 +4,25 @@ Stages never import one another; a stage reads the previous stage's folder throu
 so a folder written on one machine is read the same way on another. Readers are lenient (extra
 keys are kept) but the keys other code relies on are typed, and a missing file says which command
 writes it.
+
+Writers are atomic: a file is written beside its final name and renamed over it (`write_text`,
+`write_json`), a folder is built as a hidden sibling and swapped into place when complete
+(`atomic_dir`). A write that fails or is killed leaves the previous artifact as it was, and a
+folder that is there is complete; `complete()` on each folder class checks that through the typed
+readers, for callers deciding whether a stage must run again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import hashlib
 import json
-from collections.abc import Iterable
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +36,8 @@ REVIEW_FILE = "review.md"  # a dataset folder's seeded sample of pairs for a per
 REVIEW_JSON = "review.json"  # the same sample as data (the dataset card embeds from it)
 METRICS_FILE = "metrics.json"  # training (and, copied, the merged model's) metrics
 TRAINING_PROVENANCE_FILE = "training_provenance.json"
-MERGE_INFO_FILE = "apo_planner_merge.json"
+MERGE_INFO_FILE = "apo_planner_merge.json"  # written last into a merged model: it marks one complete
+RUN_FILE = "apo_planner_run.json"  # in a saved adapter: the key of the training run that wrote it
 COMPARISON_FILE = "comparison.json"  # the benchmark comparison; .md and .png beside it
 CHANGES_FILE = "changes.json"  # the entries the planner fixed and broke against each baseline; .md beside it
 POOLED = "pooled"  # the statistics' scope over every category of a comparison
@@ -370,13 +383,197 @@ Record = TypeVar("Record", bound=_Record)
 def read_json(path: Path, writer: str) -> Any:
     if not path.is_file():
         raise MissingArtifact(f"{path} not found; `apo-planner {writer}` writes it")
-    return json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:  # a file this toolkit wrote atomically never looks like this
+        raise InvalidArtifact(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); it was not written by this toolkit or "
+            f"was cut short; run `apo-planner {writer}` again"
+        ) from None
+
+
+# --- atomic writes ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def writing(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """OSErrors raised inside name `path` (a full disk while pyarrow or torch writes says no file), and a
+    file under the temporary sibling `tmp` by where it will end up."""
+    try:
+        yield
+    except OSError as exc:
+        name = str(exc.filename) if exc.filename else ""
+        if name and tmp is not None and name.startswith(str(tmp)):
+            name = str(path) + name[len(str(tmp)) :]
+        elif name:
+            raise
+        code = exc.errno or (errno.ENOSPC if "No space left" in str(exc) else None)
+        if code is None:
+            raise
+        raise OSError(code, exc.strerror or os.strerror(code), name or str(path)) from exc
+
+
+def _temporary(path: Path, kind: str) -> Path:
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def write_text(path: Path, text: str) -> Path:
+    """`path` holds `text` entirely or keeps what it held: written beside it, flushed, renamed over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path, "tmp")
+    try:
+        with writing(path, tmp), tmp.open("w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+_RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two paths in one step
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux renameat2); False where the system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EXDEV, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished folder `tmp` at `final`, replacing what is there in one step where the system can."""
+    _move_into_place(Path(tmp), Path(final))
+    (Path(final) / _CARRIED).unlink(missing_ok=True)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """`tmp` becomes `final`; the folder that was at `final` (if any) ends at `.{name}.old-PID` and is removed."""
+    try:
+        os.rename(tmp, final)  # nothing there yet (or an empty folder)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+    if _exchange(tmp, final):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the previous folder
+        return
+    old = _temporary(final, "old")  # two renames; `_recover` puts `old` back if a kill lands between them
+    os.rename(final, old)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+_CARRIED = ".carried.json"  # in a partial folder: the entries moved over from the folder it replaces
+
+
+def _carried_names(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((folder / _CARRIED).read_text()))
+    except (OSError, ValueError):
+        return []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _recover(final: Path) -> None:
+    """Leftovers of writes whose process died before finishing: a folder moved aside mid-swap goes back,
+    entries a partial folder had carried over from `final` go back, then the partial folder goes."""
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    for stale in sorted(parent.glob(f".{final.name}.old-*")) + sorted(parent.glob(f".{final.name}.partial-*")):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue  # being written right now (another process making the same tiny model)
+        if ".old-" in stale.name and not final.exists():
+            os.rename(stale, final)
+            continue
+        if final.is_dir():
+            for name in _carried_names(stale):
+                if (stale / name).exists() and not (final / name).exists():
+                    os.rename(stale / name, final / name)
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.is_dir():
+        (final / _CARRIED).unlink(missing_ok=True)  # a swap that finished, killed before it tidied up
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, owned: Iterable[str] | None = None) -> Iterator[Path]:
+    """A temporary sibling of `final` to write into; it replaces `final` when the block succeeds, and is
+    removed when it fails. A kill leaves a hidden `.NAME.partial-PID` that the next write removes.
+
+    `owned`: the entries this writer produces (a dataset's `data`, `stats.json`, ...); every other entry
+    of the folder it replaces (shards, a cache someone put there) is carried over into the new one.
+    None: the folder is the artifact, replaced whole (a model, a staged repo).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _recover(final)
+    tmp = _temporary(final, "partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        with writing(final, tmp):
+            yield tmp
+            if owned is not None and final.is_dir():
+                keep = sorted({e.name for e in final.iterdir()} - set(owned) - {e.name for e in tmp.iterdir()})
+                if keep:
+                    write_json(tmp / _CARRIED, keep)  # first: whoever finds this folder knows what to put back
+                    for name in keep:
+                        os.rename(final / name, tmp / name)
+            _move_into_place(tmp, final)
+        (final / _CARRIED).unlink(missing_ok=True)
+    except BaseException:
+        if tmp.exists():
+            if final.is_dir():  # failed after carrying entries over: they go back first
+                for name in _carried_names(tmp):
+                    if (tmp / name).exists() and not (final / name).exists():
+                        os.rename(tmp / name, final / name)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """A temporary path beside `final` for a writer that wants a file name (pyarrow, matplotlib); renamed
+    over `final` when the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")  # the suffix tells writers the format
+    try:
+        with writing(final, tmp):
+            yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read(model: type[Record], path: Path, writer: str) -> Record:
@@ -412,6 +609,34 @@ class DatasetDir:
         """The review sample's pairs (each with its rendered `markdown`); empty for a folder built without one."""
         return read_json(self.review_json, "build")["pairs"] if self.review_json.is_file() else []
 
+    def problem(self) -> str | None:
+        """Why this is not a finished dataset (None when it is): stats.json must read, and the parquet files
+        under data/ must be exactly those it lists, each readable with the rows it counts for its split."""
+        try:
+            stats = self.stats()
+        except UserError as exc:
+            return str(exc)
+        except ValueError as exc:  # pydantic: a stats.json of another tool
+            return f"{self.stats_file} is not this toolkit's stats.json ({exc.__class__.__name__})"
+        import pyarrow.parquet as pq
+
+        listed = {str(f) for f in (stats.model_dump().get("files") or [])}
+        present = {str(p.relative_to(self.root)) for p in self.data_dir.glob("*.parquet")}
+        if listed != present:
+            return f"{self.data_dir} holds {sorted(present)} but {self.stats_file} lists {sorted(listed)}"
+        for name in sorted(listed):
+            split = Path(name).name.split("-", 1)[0]
+            try:
+                rows = pq.read_metadata(self.root / name).num_rows
+            except (OSError, ValueError) as exc:
+                return f"{self.root / name} is not a readable parquet file ({exc})"
+            if rows != stats.splits.get(split):
+                return f"{self.root / name} has {rows} rows, {self.stats_file} counts {stats.splits.get(split)}"
+        return None
+
+    def complete(self) -> bool:
+        return self.problem() is None
+
 
 @dataclass(frozen=True)
 class TrainDir:
@@ -444,6 +669,25 @@ class TrainDir:
 
     def provenance(self) -> dict[str, Any]:
         return read_json(self.provenance_file, "train")
+
+    def finished(self, run_key: str) -> bool:
+        """Training with this run key finished here: its adapter and metrics are in place (both name the key)."""
+        try:
+            adapter_key = read_json(self.adapter / RUN_FILE, "train").get("run_key")
+            metrics_key = self.metrics().model_dump().get("run_key")
+        except (UserError, ValueError, AttributeError):
+            return False
+        return adapter_key == metrics_key == run_key and self.provenance_file.is_file()
+
+    def merged_complete(self, folder: Path | None = None) -> bool:
+        """A merged model folder written to the end (its merge info is written last)."""
+        folder = folder or self.merged
+        try:
+            read_json(folder / MERGE_INFO_FILE, "merge")
+            read_json(folder / "config.json", "merge")
+        except (UserError, ValueError):
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -489,6 +733,14 @@ class EvalDir:
 
     def changes(self) -> Changes:
         return _read(Changes, self.changes_file, "eval")
+
+    def complete(self) -> bool:
+        """The comparison reads as this toolkit's, and its .md and .png are beside it."""
+        try:
+            self.comparison()
+        except (UserError, ValueError):
+            return False
+        return self.comparison_markdown.is_file() and self.comparison_plot.is_file()
 
 
 def sha256_files(paths: Iterable[Path], *, names: bool = False) -> str:

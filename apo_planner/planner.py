@@ -84,12 +84,14 @@ class Planner:
         max_new_tokens: int = 512,
         constrained: bool = True,
         limits: GrammarLimits | None = None,
+        max_context: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.backend = backend
         self.max_new_tokens = max_new_tokens
         self.constrained = constrained
         self.limits = limits or GrammarLimits()
+        self.max_context = max_context  # the model's context in tokens (None: unknown, not checked)
         self._grammars: dict[str, str] = {}
 
     # --- construction ---------------------------------------------------------------------
@@ -110,7 +112,12 @@ class Planner:
             local = config.tokenizer is not None or Path(source).exists()
             revision = None if local else pinned if SHA.match(pinned) else config.revision
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-        return cls(tokenizer, backend, config.max_new_tokens, config.constrained, config.grammar_limits())
+        context = getattr(backend, "max_context", None)  # in process: the model's; served: the tokenizer's
+        if context is None and 0 < (tokenizer.model_max_length or 0) < 10**8:  # else transformers' "unset"
+            context = tokenizer.model_max_length
+        return cls(
+            tokenizer, backend, config.max_new_tokens, config.constrained, config.grammar_limits(), max_context=context
+        )
 
     @classmethod
     def from_pretrained(
@@ -199,9 +206,16 @@ class Planner:
         self, query: str, tools: list[dict[str, Any]], context: list[dict[str, Any]] | None = None
     ) -> PlanResult:
         """Never raises for model or parse failures: they come back as `error`, its first word a reason
-        callers count (`planner_error`, `no_usable_tool`, `truncated_plan`, `unparseable_plan`,
-        `unknown_tool`) before they fall back. `context`: earlier messages of a multi-turn conversation."""
+        callers count (`prompt_too_long`, `planner_error`, `no_usable_tool`, `truncated_plan`,
+        `unparseable_plan`, `unknown_tool`) before they fall back. `context`: earlier messages of a
+        multi-turn conversation."""
         started = time.perf_counter()
+        if self.max_context:  # a prompt the model cannot read whole: refused, not truncated into a bad plan
+            rendered = self.render_prompt(query, tools, context)
+            length = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+            if length >= self.max_context:
+                why = f"prompt_too_long: the prompt is {length} tokens, the model's context {self.max_context}"
+                return PlanResult(None, "", why, length, 0, time.perf_counter() - started)
         try:
             grammar = self.grammar(tools)
         except ValueError as exc:

@@ -7,18 +7,30 @@ One mechanism for a laptop and a GPU node: the engine is `vllm` (its own environ
 `CUDA_VISIBLE_DEVICES`, is ready only once `/v1/models` lists the expected model id, and is stopped
 (its whole process group) when the stage ends, fails or is interrupted. What it printed goes to
 `<workdir>/<role>.log`, and its tail is in every error.
+
+A server never outlives its run. On Linux it is bound to the process that started it (the kernel
+sends it SIGTERM when that process dies, kill -9 included: `PR_SET_PDEATHSIG`), and a watchdog
+(`apo_planner.guard`) stops its whole process group when that process is gone. Each started server is
+recorded in `<workdir>/<role>.server.<host>.<pid>.json` (PID, process group, port, role, the process's
+start time); a start that finds the record of a server whose run has died (its parent is gone) stops
+that server's process group, once it has checked that the PID still is the recorded process. Whatever
+else answers on the port is refused, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +39,9 @@ from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
+from apo_planner.guard import group_alive, guard, release
+
+logger = logging.getLogger(__name__)
 
 TRANSFORMERS_SERVE = [sys.executable, "-m", "transformers.cli.transformers", "serve"]
 DEFAULT_VLLM = ".venv-vllm/bin/vllm"  # `make vllm-env`: vLLM pins its own torch and transformers
@@ -169,6 +184,110 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
+# --- a server's lifetime is its run's ----------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+DEATH_SIGNAL = signal.SIGTERM  # what a server gets when its run dies: vLLM stops its engine workers on it
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel signal the child when the thread that started it exits (Linux).
+
+    The kernel ties the signal to the *thread* that forked, so servers are started from the thread that
+    lives as long as the stage (the main thread, for every stage). The function is built before the
+    fork: the child only makes two system calls.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def bind() -> None:
+        prctl(PR_SET_PDEATHSIG, int(DEATH_SIGNAL), 0, 0, 0)
+        if os.getppid() != parent:  # the run died between fork and prctl: nobody would stop this server
+            os._exit(1)
+
+    return bind
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, from /proc), to tell it from a later one with its PID."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in parentheses may hold spaces
+
+
+def _record_path(workdir: Path, role: str) -> Path:
+    return workdir / f"{role}.server.{socket.gethostname()}.{os.getpid()}.json"
+
+
+def _write_record(path: Path, proc: subprocess.Popen, role: str, port: int, command: list[str]) -> None:
+    from apo_planner.artifacts import write_json
+
+    write_json(
+        path,
+        {
+            "role": role,
+            "pid": proc.pid,
+            "pgid": proc.pid,  # start_new_session: the server leads its own group
+            "port": port,
+            "start_ticks": _start_ticks(proc.pid),
+            "parent_pid": os.getpid(),
+            "parent_start_ticks": _start_ticks(os.getpid()),
+            "host": socket.gethostname(),
+            "command": command,
+            "started": time.time(),
+        },
+    )
+
+
+def reap_stale_servers(workdir: Path) -> list[str]:
+    """Stop the servers recorded in `workdir` whose run has died (this host only); returns what it did.
+
+    A record counts as stale when the process that started the server is gone (or is another process
+    now). Its server's group is signalled only when the recorded PID is the recorded process (same start
+    time) or when no process has that PID any more (then whatever is left in its group is the server's
+    workers: Linux gives no new process a PID that is still a group's id).
+    """
+    done = []
+    host = socket.gethostname()
+    for path in sorted(workdir.glob(f"*.server.{host}.*.json")):
+        try:
+            record = json.loads(path.read_text())
+            pid, pgid = int(record["pid"]), int(record["pgid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            continue
+        if not Path("/proc/self/stat").exists():
+            continue  # no /proc: no process can be identified, so none is touched (the port check still refuses)
+        parent = int(record.get("parent_pid") or 0)
+        if parent and (alive := _start_ticks(parent)) is not None and alive == record.get("parent_start_ticks"):
+            continue  # its run is alive (this process, or another one still running): not stale
+        ticks = _start_ticks(pid)
+        if ticks is not None and ticks != record.get("start_ticks"):
+            path.unlink(missing_ok=True)  # the PID is another process now; the server is long gone
+            continue
+        if group_alive(pgid):
+            for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, sig)
+                deadline = time.monotonic() + wait
+                while group_alive(pgid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if not group_alive(pgid):
+                    break
+            what = f"stopped the {record.get('role')} server a killed run left (PID {pid}, port {record.get('port')})"
+            logger.info("%s: %s", workdir, what)
+            done.append(what)
+        path.unlink(missing_ok=True)
+    return done
+
+
 @contextlib.contextmanager
 def serve(
     config: ServerConfig,
@@ -204,6 +323,7 @@ def serve(
     if config.engine == "vllm" and not Path(executable).exists():
         raise ServerError(f"{role}: vLLM not found at {executable}; run `make vllm-env` (CUDA machine) or set binary")
     workdir.mkdir(parents=True, exist_ok=True)
+    reap_stale_servers(workdir)
     env = dict(os.environ) | config.environment()
     if config.engine == "transformers":  # its /v1/models lists the HF cache, which must exist
         hf_home = workdir / f"{role}-hf_home"
@@ -221,17 +341,31 @@ def serve(
         from apo_planner.pinning import download
 
         download(model, revision)  # GBs: before the startup clock, not inside startup_timeout_s
+    if threading.current_thread() is not threading.main_thread():
+        logger.debug("%s server started from a thread: it is stopped when that thread ends", role)
+    record = _record_path(workdir, role)
     with log.open("w") as out:
         out.write(f"# apo-planner {role} server at {base_url}: {' '.join(command)}\n")
         out.flush()
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopping it stops the engine's workers too
+            preexec_fn=_parent_death_signal(),
+        )
     try:
+        guard(proc.pid)  # its engine workers too, when this process is killed
+        _write_record(record, proc, role, port, command)
         # `transformers serve` loads any local path on request; its /v1/models lists the cache instead
         check = config.check_model_id and config.engine == "vllm"
         wait_until_ready(base_url, name, config.startup_timeout_s, check_model_id=check, proc=proc, log=log)
         yield base_url
     finally:
         _stop(proc)
+        release(proc.pid)
+        record.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -75,9 +75,12 @@ def make_tiny_model(
     num_kv_heads: int = 2,
     vocab_size: int = 512,
 ) -> Path:
-    """Write a random tiny Qwen3 causal LM with tokenizer and chat template to `output`."""
+    """Write a random tiny Qwen3 causal LM with tokenizer and chat template to `output` (atomically: a
+    creation that is killed leaves no folder a re-run would take for a model)."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen3Config
+
+    from apo_planner.artifacts import atomic_dir
 
     output = Path(output)
     tokenizer = build_tokenizer(vocab_size)
@@ -100,15 +103,31 @@ def make_tiny_model(
     model.generation_config = GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
+    with atomic_dir(output) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return output
 
 
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "tokenizer.json")
+
+
+def is_complete(path: Path) -> bool:
+    """A model folder `make_tiny_model` finished: its JSON files read and its weights are there."""
+    import json
+
+    try:
+        for name in MODEL_FILES:
+            json.loads((path / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (path / "model.safetensors").is_file() and (path / "model.safetensors").stat().st_size > 0
+
+
 def ensure_tiny_model(path: str | Path, seed: int = 0) -> Path:
-    """Create the tiny model at `path` unless a model is already there (idempotent for re-runs)."""
+    """Create the tiny model at `path` unless a complete one is already there (idempotent for re-runs;
+    a folder left half-written by an older version is made again)."""
     path = Path(path)
-    if (path / "config.json").is_file():
+    if is_complete(path):
         return path
     return make_tiny_model(path, seed=seed)

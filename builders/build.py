@@ -34,6 +34,7 @@ from apo_planner.builders.sources import Source, open_source
 from apo_planner.builders.stats import BuildStats
 from apo_planner.builders.synthesis import Synthesizer, get_synthesizer
 from apo_planner.dataset import FEATURES
+from apo_planner.locks import output_lock
 
 __all__ = ["BuildResult", "build", "merge_shards", "outputs", "parse_shard"]
 
@@ -46,26 +47,28 @@ class BuildResult:
 
 def outputs(config: BuildConfig) -> list[Path]:
     """What a finished build leaves behind (its stats.json is written last), for callers deciding
-    whether the stage has to run again."""
+    whether the stage has to run again (`DatasetDir.complete` checks the folder through it)."""
     return [DatasetDir(Path(config.output)).stats_file]
 
 
 def build(config: BuildConfig, shard: tuple[int, int] | None = None) -> BuildResult:
-    """Run the build stage and write `config.output` (or one shard of it)."""
+    """Run the build stage and write `config.output` (or one shard of it), one writer at a time."""
     if config.decontamination.enabled:
         Decontaminator.require(config.decontamination.benchmarks)  # refused now, not after hours of synthesis
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="apo-build-") as tmp:
-        return _build(config, output, Path(tmp), shard)
+    # shards of one build run side by side: each locks its own folder, the merge the whole output
+    with output_lock(shard_dir(output, *shard) if shard else output, "build"):
+        with tempfile.TemporaryDirectory(prefix="apo-build-") as tmp:
+            return _build(config, output, Path(tmp), shard)
 
 
 def merge_shards(config: BuildConfig) -> BuildResult:
     """Finalize a dataset from the shards written under `config.output/shards` (all must be there)."""
     started = time.time()
     output = Path(config.output)
-    pairs, stats, meta = read_shards(output)
-    return BuildResult(output=output, stats=finalize(pairs, stats, meta, config, output, started))
+    with output_lock(output, "build --merge-shards"):
+        pairs, stats, meta = read_shards(output)
+        return BuildResult(output=output, stats=finalize(pairs, stats, meta, config, output, started))
 
 
 def _write_arrow(rows: Iterable[dict[str, Any]], features: datasets.Features, path: Path) -> datasets.Dataset:

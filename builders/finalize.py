@@ -1,5 +1,9 @@
 """The last step of a build, whole or merged from shards: dedupe, decontaminate against BFCL, split
-by id hash, write the Hub-layout dataset folder and its stats.json."""
+by id hash, write the Hub-layout dataset folder and its stats.json.
+
+The folder is written as a hidden sibling and swapped into place only when complete
+(`apo_planner.artifacts.atomic_dir`): a rebuild that fails (a full disk) or is killed leaves the
+previous dataset as it was, and a build that produces no pairs writes nothing."""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from typing import Any
 
 import datasets
 
-from apo_planner.artifacts import DatasetDir, write_json
+from apo_planner.artifacts import REVIEW_FILE, REVIEW_JSON, STATS_FILE, DatasetDir, atomic_dir, write_json
 from apo_planner.builders.config import BuildConfig
 from apo_planner.builders.decontamination import Decontaminator
+from apo_planner.builders.errors import NoPairs
 from apo_planner.builders.pairs import fingerprint, split_of, write_hub_layout
 from apo_planner.builders.stats import BuildStats, length_filters
 from apo_planner.dataset import SPLITS
@@ -70,20 +75,25 @@ def finalize(
     stats.counts["pairs"] = len(pairs)
     stats.counts["calls_chosen_total"] = sum(pairs["num_calls_chosen"])
     stats.counts["calls_rejected_total"] = sum(pairs["num_calls_rejected"])
+    if len(pairs) == 0:
+        raise NoPairs({**meta, **stats.as_dict()}, output)
     splits = [split_of(i, config.test_fraction) for i in pairs["id"]]
     dataset = datasets.DatasetDict({s: pairs.select([i for i, x in enumerate(splits) if x == s]) for s in SPLITS})
-    files = write_hub_layout(dataset, output)
-    summary = {
-        **meta,
-        **stats.as_dict(),
-        "length_filters": length_filters(stats, config),
-        "decontamination": decontamination,
-        "splits": {s: len(d) for s, d in dataset.items()},
-        "test_fraction": config.test_fraction,
-        "fingerprint": fingerprint(dataset),
-        "files": files,
-        "review": stats.review.write(output, set(pairs["id"])),
-        "elapsed_s": round(time.time() - started, 2),
-    }
-    write_json(DatasetDir(output).stats_file, summary)
+    # the folder's own entries; anything else in it (shards/, ...) is carried over into the new one
+    owned = {DatasetDir(output).data_dir.name, STATS_FILE, REVIEW_FILE, REVIEW_JSON}
+    with atomic_dir(output, owned=owned) as folder:
+        files = write_hub_layout(dataset, folder)
+        summary = {
+            **meta,
+            **stats.as_dict(),
+            "length_filters": length_filters(stats, config),
+            "decontamination": decontamination,
+            "splits": {s: len(d) for s, d in dataset.items()},
+            "test_fraction": config.test_fraction,
+            "fingerprint": fingerprint(dataset),
+            "files": files,
+            "review": stats.review.write(folder, set(pairs["id"])),
+            "elapsed_s": round(time.time() - started, 2),
+        }
+        write_json(DatasetDir(folder).stats_file, summary)  # last: it marks the folder finished
     return summary

@@ -12,7 +12,7 @@ from typing import Any
 
 import datasets
 
-from apo_planner.artifacts import STATS_FILE, read_json, write_json
+from apo_planner.artifacts import STATS_FILE, atomic_dir, read_json, write_json
 from apo_planner.builders.errors import ShardError
 from apo_planner.builders.stats import HISTOGRAMS_KEY, REVIEW_KEY, BuildStats
 from apo_planner.dataset import FEATURES
@@ -86,20 +86,20 @@ def write_shard(
     shard: tuple[int, int],
     started: float,
 ) -> dict[str, Any]:
-    """Write one shard's pairs and stats.json (written last: it marks the shard finished); returns the stats."""
-    folder = shard_dir(output, *shard)
-    folder.mkdir(parents=True, exist_ok=True)
-    pairs.to_parquet(str(folder / PAIRS_FILE))
-    summary = {
-        **meta,
-        "shard": list(shard),
-        **stats.as_dict(),
-        HISTOGRAMS_KEY: stats.histograms(),
-        REVIEW_KEY: stats.review.as_dict(),
-        RECIPE_KEY: recipe,
-        "elapsed_s": round(time.time() - started, 2),
-    }
-    write_json(folder / STATS_FILE, summary)
+    """Write one shard's pairs and stats.json (written last: it marks the shard finished), the folder
+    swapped into place only when complete; returns the stats."""
+    with atomic_dir(shard_dir(output, *shard)) as folder:
+        pairs.to_parquet(str(folder / PAIRS_FILE))
+        summary = {
+            **meta,
+            "shard": list(shard),
+            **stats.as_dict(),
+            HISTOGRAMS_KEY: stats.histograms(),
+            REVIEW_KEY: stats.review.as_dict(),
+            RECIPE_KEY: recipe,
+            "elapsed_s": round(time.time() - started, 2),
+        }
+        write_json(folder / STATS_FILE, summary)
     return summary
 
 

@@ -19,6 +19,7 @@ import glob
 import gzip
 import itertools
 import os
+import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -90,6 +91,19 @@ def local_files(source: str) -> list[Path]:
     else:
         files = [path] if path.exists() else []
     return [f for f in files if f.is_file()]
+
+
+def _file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def content_hash(files: list[Path]) -> str:
@@ -239,6 +253,11 @@ def open_source(
     files = local_files(source)
     if files:
         return _open_local(source, files, fmt, limit, work_dir or Path(".cache"))
+    if Path(source).exists() and not Path(source).is_dir():  # there, but no file to read (a FIFO, a device)
+        raise SourceError(
+            f"source {source!r} is {_file_kind(Path(source))}, not a regular file; give a file, glob or folder "
+            f"(--source / build.source); expected {_FORMATS_HINT}"
+        )
     if (
         _kind(Path(source)) in _JSON_SUFFIXES + _PARQUET_SUFFIXES
         or source.startswith((".", "/"))

@@ -18,15 +18,16 @@ from typing import Any
 from huggingface_hub import get_token
 from tqdm.auto import tqdm
 
-from apo_planner.artifacts import STATS_FILE, DatasetDir, EvalDir, TrainDir, read_json, write_json
+from apo_planner.artifacts import RUN_FILE, STATS_FILE, DatasetDir, EvalDir, TrainDir, atomic_dir, read_json, write_json
 from apo_planner.cards.config import ReleaseConfig
 from apo_planner.cards.recipe import RECIPE_FILE, recipe_yaml, shippable_recipe
 from apo_planner.cards.render import changes_file, dataset_card, model_card, version_history
+from apo_planner.locks import output_lock
 
 VERSION_HISTORY_FILE = "version_history.json"
 # Written by the trainer beside the adapter: a pickle of TrainingArguments (the Hub flags pickles), and every
-# value it holds is in training_provenance.json as JSON.
-NOT_RELEASED = {"training_args.bin"}
+# value it holds is in training_provenance.json as JSON; and the run key the toolkit resumes by (also there).
+NOT_RELEASED = {"training_args.bin", RUN_FILE}
 
 
 @dataclass
@@ -34,13 +35,6 @@ class StagedRelease:
     dataset: Path
     adapter: Path
     model: Path
-
-
-def _fresh(folder: Path) -> Path:
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
 
 
 def _copy(files: dict[Path, Path], repo: str) -> None:
@@ -91,14 +85,16 @@ def stage_dataset(config: ReleaseConfig, dataset_dir: DatasetDir, recipe: Mappin
     shipped = shippable_recipe(recipe, secrets=[get_token() or ""])
     card = dataset_card(dataset_dir, repo_id, history, recipe=shipped)
     stats = dataset_dir.stats().model_dump()
-    out = _fresh(folder)
-    shards = {f: out / "data" / f.name for f in sorted(dataset_dir.data_dir.glob("*.parquet"))}
-    review = {dataset_dir.review_file: out / dataset_dir.review_file.name} if dataset_dir.review_file.is_file() else {}
-    _copy({**shards, dataset_dir.stats_file: out / STATS_FILE, **review}, repo_id)
-    _write_recipe(out, shipped, repo_id, stats["dataset_version"])
-    card.save(out / "README.md")
-    write_json(out / VERSION_HISTORY_FILE, version_history(history, stats))
-    return out
+    with atomic_dir(folder) as out:  # a staging that fails leaves the previous staged repo as it was
+        shards = {f: out / "data" / f.name for f in sorted(dataset_dir.data_dir.glob("*.parquet"))}
+        review = (
+            {dataset_dir.review_file: out / dataset_dir.review_file.name} if dataset_dir.review_file.is_file() else {}
+        )
+        _copy({**shards, dataset_dir.stats_file: out / STATS_FILE, **review}, repo_id)
+        _write_recipe(out, shipped, repo_id, stats["dataset_version"])
+        write_json(out / VERSION_HISTORY_FILE, version_history(history, stats))
+        card.save(out / "README.md")
+    return folder
 
 
 def stage(
@@ -110,6 +106,17 @@ def stage(
 ) -> StagedRelease:
     """Write the three repo folders from the run's artifacts (cards rendered from their numbers); `recipe`
     is the resolved recipe as data (`Recipe.model_dump(mode="json")`), published with each repo."""
+    with output_lock(Path(config.output), "cards"):
+        return _stage(config, dataset_dir, train_dir, eval_dir, recipe)
+
+
+def _stage(
+    config: ReleaseConfig,
+    dataset_dir: DatasetDir,
+    train_dir: TrainDir,
+    eval_dir: EvalDir,
+    recipe: Mapping[str, Any],
+) -> StagedRelease:
     staged = staged_folders(config)
     stage_dataset(config, dataset_dir, recipe)
     shipped = shippable_recipe(recipe, secrets=[get_token() or ""])
@@ -133,18 +140,19 @@ def stage(
         }
         return {src: dest for src, dest in found.items() if src.is_file()}
 
-    adapter_out = _fresh(staged.adapter)
-    provenance = {train_dir.provenance_file: adapter_out / train_dir.provenance_file.name}
-    _copy({**_top_files(train_dir.adapter, adapter_out), **provenance, **changes(adapter_out)}, config.adapter_repo_id)
-    _write_recipe(adapter_out, shipped, config.adapter_repo_id, version)
-    model_card(train_dir, eval_dir, config.adapter_repo_id, adapter=True, **common).save(adapter_out / "README.md")
+    with atomic_dir(staged.adapter) as adapter_out:
+        provenance = {train_dir.provenance_file: adapter_out / train_dir.provenance_file.name}
+        adapter_files = {**_top_files(train_dir.adapter, adapter_out), **provenance, **changes(adapter_out)}
+        _copy(adapter_files, config.adapter_repo_id)
+        _write_recipe(adapter_out, shipped, config.adapter_repo_id, version)
+        model_card(train_dir, eval_dir, config.adapter_repo_id, adapter=True, **common).save(adapter_out / "README.md")
 
-    model_out = _fresh(staged.model)
-    merged = _top_files(train_dir.merged, model_out)
-    comparison = {eval_dir.comparison_file: model_out / f"{benchmark}_comparison.json"}
-    _copy({**merged, **comparison, **changes(model_out)}, config.model_repo_id)
-    _write_recipe(model_out, shipped, config.model_repo_id, version)
-    model_card(train_dir, eval_dir, config.model_repo_id, adapter=False, **common).save(model_out / "README.md")
+    with atomic_dir(staged.model) as model_out:
+        merged = _top_files(train_dir.merged, model_out)
+        comparison = {eval_dir.comparison_file: model_out / f"{benchmark}_comparison.json"}
+        _copy({**merged, **comparison, **changes(model_out)}, config.model_repo_id)
+        _write_recipe(model_out, shipped, config.model_repo_id, version)
+        model_card(train_dir, eval_dir, config.model_repo_id, adapter=False, **common).save(model_out / "README.md")
     return staged
 
 

@@ -7,6 +7,7 @@ reported, not hit). `release` runs the same checks before its first stage.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import shutil
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apo_planner.entry.recipe import Recipe
+from apo_planner.errors import UserError
 
 PROBE_ROWS = 64  # source rows read and abstracted by the probe
 
@@ -46,8 +48,25 @@ def check_trainer(recipe: Recipe, report: CheckReport) -> None:
 
     try:
         check_config(recipe.train)
-    except ValueError as exc:
+    except (UserError, ValueError) as exc:
         report.problems.append(" ".join(str(exc).split()))
+
+
+def check_eval(recipe: Recipe, report: CheckReport) -> None:
+    """The eval stage's categories against its benchmark's (the release meets them after build, train and
+    merge)."""
+    from apo_planner.benchmarks import BENCHMARKS
+
+    bench = BENCHMARKS.get(recipe.eval.benchmark)
+    if importlib.util.find_spec(bench.module) is None:
+        report.notes.append(
+            f"eval.categories: not checked ({bench.module} is not installed: the '{bench.extra}' extra)"
+        )
+        return
+    try:
+        bench.resolve(recipe.eval.categories)
+    except UserError as exc:
+        report.problems.append(f"eval.categories {recipe.eval.categories}: {' '.join(str(exc).split())}"[:600])
 
 
 def check_push(recipe: Recipe, report: CheckReport) -> None:
@@ -72,6 +91,7 @@ def check_push(recipe: Recipe, report: CheckReport) -> None:
 def check_source(recipe: Recipe, report: CheckReport) -> None:
     """Read and abstract the first rows the way the build will, and measure their prompts in tokens."""
     from apo_planner.builders.build import build
+    from apo_planner.builders.errors import NoPairs
 
     b = recipe.build
     if not _is_local(b.source) and not any(ch in b.source for ch in "*?[") and _offline():
@@ -90,11 +110,12 @@ def check_source(recipe: Recipe, report: CheckReport) -> None:
     with tempfile.TemporaryDirectory(prefix="apo-check-") as tmp:
         probe = probe.model_copy(update={"output": str(Path(tmp) / "ds")})
         try:
-            result = build(probe)
+            stats = build(probe).stats
+        except NoPairs as exc:  # the probe's few rows may all be dropped where the whole source is fine
+            stats = exc.stats
         except Exception as exc:  # whatever the build would fail on, said in one line
             report.problems.append(f"build.source: {b.source}: {' '.join(str(exc).split())}"[:400])
             return
-        stats = result.stats
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.get("dropped", {}).items())) or "none"
         per_format = stats.get("formats") or {}
         mixed = f" ({', '.join(f'{k} {v}' for k, v in per_format.items())})" if len(per_format) > 1 else ""
@@ -107,7 +128,8 @@ def check_source(recipe: Recipe, report: CheckReport) -> None:
         if not stats.get("trajectories"):
             report.problems.append(f"build.source: none of the first {PROBE_ROWS} rows is usable (dropped: {dropped})")
             return
-        _check_prompt_lengths(recipe, Path(tmp) / "ds", report)
+        if stats.get("pairs"):
+            _check_prompt_lengths(recipe, Path(tmp) / "ds", report)
 
 
 def _check_forced_format(source: str, forced: str, work_dir: Path, report: CheckReport) -> None:
@@ -305,7 +327,7 @@ def check_disk(recipe: Recipe, report: CheckReport) -> None:
 
 def run_checks(recipe: Recipe, push: bool = False) -> CheckReport:
     report = CheckReport()
-    checks = [check_trainer, check_devices, check_disk, check_source]
+    checks = [check_trainer, check_eval, check_devices, check_disk, check_source]
     if push:
         checks.insert(0, check_push)
     for check in checks:

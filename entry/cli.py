@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -54,13 +55,15 @@ def _recipe(args: argparse.Namespace, extra: list[str]) -> Recipe:
     return load_recipe(args.recipe, [*args.overrides, *extra])
 
 
-def _point_benchmark(recipe: Recipe) -> None:
+def _point_benchmark(recipe: Recipe, required: bool = True) -> None:
     """Tell the recipe's benchmark where its files go, before anything imports its package (bfcl-eval reads
-    its project root once, at import)."""
+    its project root once, at import); `required`: refuse, naming the extra, when the package is missing."""
     from apo_planner.artifacts import EvalDir
     from apo_planner.benchmarks import BENCHMARKS
 
     bench = BENCHMARKS.get(recipe.eval.benchmark)
+    if not required and importlib.util.find_spec(bench.module) is None:
+        return
     bench.require(f"the {bench.name} benchmark (eval.benchmark)")
     bench.use_root(EvalDir(Path(recipe.eval.output).resolve()).benchmark_root(bench.name))
 
@@ -249,6 +252,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         planner = Planner.from_pretrained(args.model, revision=args.revision, constrained=constrained, limits=limits)
     result = planner.plan_with_details(args.query, tools)
+    if result.error and result.error.startswith("prompt_too_long"):
+        raise UserError(f"{result.error}; give fewer tools (--tools) or a model with a longer context")
     if result.plan is None:
         print(f"no plan: {result.error}\nraw output:\n{result.text}", file=sys.stderr)
         return 1
@@ -376,6 +381,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from apo_planner.entry.check import run_checks
 
     recipe = _recipe(args, [])
+    _point_benchmark(recipe, required=False)  # the categories check imports the benchmark's package
     report = run_checks(recipe, push=args.push)
     for note in report.notes:
         print(f"  {note}")

@@ -98,6 +98,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+_KINDS = {list: "a list", int: "a number", float: "a number", str: "a string", bool: "true/false"}
+
+
+def check_sections(data: dict[str, Any], where: str, overrides: list[str] | None = None) -> None:
+    """Each stage's section is a mapping of keys (a list or a number there would fail deep inside)."""
+    for name, field in Recipe.model_fields.items():
+        annotation = field.annotation
+        if name not in data or not (isinstance(annotation, type) and issubclass(annotation, StrictConfig)):
+            continue
+        value = data[name]
+        if value is not None and not isinstance(value, dict):
+            by = next((o for o in reversed(overrides or []) if o.partition("=")[0].strip() == name), None)
+            origin = f"--set {by}" if by else where
+            raise RecipeError(
+                f"{origin}: '{name}' must be a section of keys ({name}: then indented key: value lines), "
+                f"not {_KINDS.get(type(value), 'a ' + type(value).__name__)} ({value!r:.60})"
+            )
+        if value is None:
+            data[name] = {}  # `train:` with nothing under it: the defaults
+
+
 def recipe_path(name_or_path: str | Path | None) -> Path:
     """A shipped recipe's file for its name (`smoke`, `paper`), else the path as given."""
     if name_or_path is None:
@@ -113,6 +134,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a recipe (a shipped one by name, default smoke, or a file), apply overrides, validate strictly."""
     path_ = recipe_path(path)
     data = apply_overrides(read_recipe_file(path_), overrides or [])
+    check_sections(data, f"recipe {path_}", overrides)
     source = (data.get("build") or {}).get("source")
     if isinstance(source, str) and not Path(source).is_absolute() and not Path(source).exists():
         for folder in (path_.parent, recipes.FOLDER):  # beside the recipe, else among the shipped recipes' data

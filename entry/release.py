@@ -1,11 +1,14 @@
 """`apo-planner release`: build -> train -> merge -> eval -> cards -> (push), as a table of stages.
 
 Each stage is declared once: its name, the key of its inputs (its recipe section and the artifacts
-it reads), the outputs its own module says it produces, and how to run it. A stage whose key matches
-the last successful run and whose outputs exist is skipped, so a re-run after a finished release
-does no work twice and a failed one resumes where it stopped (each repo's push counts as done only
-once it is uploaded and tagged). Stages hand each other folders on disk (`apo_planner.artifacts`),
-never objects, so any of them can also run alone through its own subcommand.
+it reads), the outputs its own module says it produces, how to tell they are complete, and how to
+run it. A stage whose key matches the last successful run and whose artifact verifies (read through
+its typed reader, not one file's existence) is skipped, so a re-run after a finished release does no
+work twice and a failed one resumes where it stopped (each repo's push counts as done only once it is
+uploaded and tagged). Training is keyed by its run key (`apo_planner.training.resume`): the rule
+that decides whether `train` resumes decides whether the release retrains. Stages hand each other
+folders on disk (`apo_planner.artifacts`), never objects, so any of them can also run alone through
+its own subcommand.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
-from apo_planner.artifacts import DatasetDir, EvalDir, PlanCoverage, TrainDir, sha256_files
+from apo_planner.artifacts import DatasetDir, EvalDir, PlanCoverage, TrainDir, sha256_files, write_json
 from apo_planner.entry.recipe import Recipe
 from apo_planner.errors import UserError
 from apo_planner.evaluation.config import GATE_KEYS as EVAL_GATES
-from apo_planner.training.config import GATE_KEYS as TRAIN_GATES
+from apo_planner.locks import output_lock
 
 _info = logging.getLogger(__name__).info  # progress lines; `-v` / `--log-level` set the level
 
@@ -47,6 +50,10 @@ class Stage:
     outputs: list[Path]
     run: Callable[[], None]
     gate: Callable[[], None] | None = None
+    complete: Callable[[], bool] | None = None  # the artifact verifies; default: every output exists
+
+    def finished(self) -> bool:
+        return self.complete() if self.complete is not None else all(p.exists() for p in self.outputs)
 
 
 @dataclass
@@ -60,13 +67,12 @@ class ReleaseState:
     def load(cls, path: Path) -> ReleaseState:
         return cls(path, json.loads(path.read_text()) if path.is_file() else {})
 
-    def fresh(self, stage: str, key: str, outputs: list[Path]) -> bool:
-        return self.keys.get(stage) == key and all(p.exists() for p in outputs)
+    def fresh(self, stage: Stage, key: str) -> bool:
+        return self.keys.get(stage.name) == key and stage.finished()
 
     def done(self, stage: str, key: str) -> None:
         self.keys[stage] = key
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.keys, indent=2) + "\n")
+        write_json(self.path, self.keys)
 
 
 @dataclass
@@ -124,14 +130,20 @@ class Release:
         from apo_planner.training.apo import outputs as train_outputs
         from apo_planner.training.merge import outputs as merge_outputs
 
-        train, evaluation = self.train_config, self.eval_config
+        train, evaluation, staged = self.train_config, self.eval_config, self.staged
         table = [
-            Stage("build", lambda: self.build_key, build_outputs(self.recipe.build), self.run_build),
-            Stage("train", lambda: self.train_key, train_outputs(train), self.run_train, self.gate_overlong),
-            Stage("merge", lambda: self.merge_key, merge_outputs(train), self.run_merge),
-            Stage("eval", lambda: self.eval_key, eval_outputs(evaluation), self.run_eval, self.gate_coverage),
-            Stage("cards", lambda: self.cards_key, cards_outputs(self.recipe.release), self.run_cards),
-        ]
+            Stage("build", lambda: self.build_key, build_outputs(self.recipe.build), self.run_build,
+                  complete=self.dataset.complete),
+            Stage("train", lambda: self.train_key, train_outputs(train), self.run_train, self.gate_overlong,
+                  complete=lambda: self.train.finished(self.train_key)),
+            Stage("merge", lambda: self.merge_key, merge_outputs(train), self.run_merge,
+                  complete=self.train.merged_complete),
+            Stage("eval", lambda: self.eval_key, eval_outputs(evaluation), self.run_eval, self.gate_coverage,
+                  complete=self.eval.complete),
+            Stage("cards", lambda: self.cards_key, cards_outputs(self.recipe.release), self.run_cards,
+                  complete=lambda: all((f / "README.md").is_file() for f in (staged.dataset, staged.adapter,
+                                                                             staged.model))),
+        ]  # fmt: skip
         if self.pusher is not None:
             for kind, (folder, repo_id, repo_type) in self.push_targets().items():
                 # keyed per repo: a re-run after a failed push redoes only the repos not yet pushed
@@ -180,8 +192,11 @@ class Release:
 
     @cached_property
     def train_key(self) -> str:
-        settings = self.train_config.model_dump(mode="json", exclude=TRAIN_GATES)  # a gate re-checks, never re-runs
-        return _sha(settings, self.dataset.stats().fingerprint)
+        """The training run key: dataset fingerprint, base model, the settings that decide the weights (a gate
+        re-checks, never re-runs)."""
+        from apo_planner.training.resume import run_key
+
+        return run_key(self.train_config).key
 
     @cached_property
     def merge_key(self) -> str:
@@ -290,14 +305,14 @@ def run_stages(stages: list[Stage], state: ReleaseState, log: Callable[[str], No
     summary = ReleaseSummary()
     for stage in stages:
         key = stage.key()
-        if state.fresh(stage.name, key, stage.outputs):
+        if state.fresh(stage, key):
             summary.skipped.append(stage.name)
             log(f"release: {stage.name} is up to date (inputs unchanged), skipped")
         else:
             stage.run()
-            missing = [str(p) for p in stage.outputs if not p.exists()]
-            if missing:
-                raise ReleaseStopped(f"{stage.name} finished without writing {', '.join(missing)}")
+            if not stage.finished():
+                missing = ", ".join(str(p) for p in stage.outputs) or "its outputs"
+                raise ReleaseStopped(f"{stage.name} finished without writing a complete {missing}")
             state.done(stage.name, key)
             summary.ran.append(stage.name)
         if stage.gate is not None:
@@ -314,6 +329,11 @@ def run_release(recipe: Recipe, push: bool = False, log: Callable[[str], None] =
         from apo_planner.cards.hub import HubPusher
 
         pusher = HubPusher.from_config(recipe.release.push, log=log)  # token and offline: checked below
+    with output_lock(Path(recipe.release.output), "release"):
+        return _run_release(recipe, pusher, push, log)
+
+
+def _run_release(recipe: Recipe, pusher: Any, push: bool, log: Callable[[str], None]) -> ReleaseSummary:
     release = Release(recipe, pusher, log)
     release.check(push)
     state = ReleaseState.load(Path(recipe.release.output) / ".release_state.json")

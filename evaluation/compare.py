@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from apo_planner.artifacts import Comparison, EvalDir, write_json
+from apo_planner.artifacts import Comparison, EvalDir, atomic_file, write_json, write_text
 from apo_planner.benchmarks import ARM_LABELS, BENCHMARKS
 from apo_planner.evaluation.statistics import POOLED
 from apo_planner.templating import render_file
@@ -68,9 +68,9 @@ def report_values(comparison: Comparison) -> dict[str, Any]:
 
 
 def write_reports(comparison: Comparison, output: Path) -> list[Path]:
-    """comparison.json (what cards read), .md (for people) and .png, from the same numbers."""
+    """comparison.json (what cards read), .md (for people) and .png, from the same numbers; each written
+    atomically, the .json last (a killed write leaves the previous comparison.json, and the stage runs again)."""
     folder = EvalDir(output)
-    write_json(folder.comparison_file, comparison.model_dump(mode="json"))
     bench = BENCHMARKS.get(comparison.benchmark)
     markdown = render_file(
         TEMPLATES / "comparison.md.jinja",
@@ -80,8 +80,10 @@ def write_reports(comparison: Comparison, output: Path) -> list[Path]:
         changes_file=folder.changes_markdown.name,
         **report_values(comparison),
     )
-    folder.comparison_markdown.write_text(markdown, encoding="utf-8")
-    plot(comparison, folder.comparison_plot)
+    with atomic_file(folder.comparison_plot) as png:
+        plot(comparison, png)
+    write_text(folder.comparison_markdown, markdown)
+    write_json(folder.comparison_file, comparison.model_dump(mode="json"))
     return [folder.comparison_file, folder.comparison_markdown, folder.comparison_plot]
 
 

@@ -25,6 +25,7 @@ from apo_planner.artifacts import Comparison, EvalDir
 from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor, PlanSource
 from apo_planner.evaluation.config import GATE_KEYS, REPORT_KEYS, EvalConfig, EvalError, ExecutorConfig
 from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime
+from apo_planner.locks import output_lock
 from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, pin_served, snapshot_path
 from apo_planner.serving import ServerConfig, serve
 from apo_planner.tiny import ensure_tiny_model
@@ -128,7 +129,13 @@ def executor_info(config: EvalConfig, arms: list[dict[str, Any]], pinned: str | 
 
 
 def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
-    """Generate every arm (resuming what is already there) in every repeat, score, compare, write the reports."""
+    """Generate every arm (resuming what is already there) in every repeat, score, compare, write the reports;
+    one evaluation per output folder at a time."""
+    with output_lock(Path(config.output), "eval"):
+        return _evaluate(config, runtime)
+
+
+def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
     from apo_planner.evaluation.changes import build_changes, counts, write_changes
     from apo_planner.evaluation.compare import write_reports
     from apo_planner.evaluation.statistics import compute

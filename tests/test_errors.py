@@ -168,7 +168,7 @@ def test_a_hub_model_that_cannot_be_fetched_offline_is_named(tmp_path, capsys, m
 
 def test_an_output_folder_that_cannot_be_created_is_named(tmp_path, capsys, monkeypatch):
     source = write_jsonl(tmp_path / "src.jsonl", _rows())
-    denied = tmp_path / "read-only" / "out"
+    denied = tmp_path / "read-only"  # where the output (written beside itself, then renamed) would go
     real_mkdir = pathlib.Path.mkdir
 
     def mkdir(self, *args, **kwargs):
@@ -177,7 +177,7 @@ def test_an_output_folder_that_cannot_be_created_is_named(tmp_path, capsys, monk
         return real_mkdir(self, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
-    argv = ["build", "--synthesizer", "rule", "--source", str(source), "--output", str(denied)]
+    argv = ["build", "--synthesizer", "rule", "--source", str(source), "--output", str(denied / "out")]
     _one_error_line(capsys, argv, "permission denied", str(denied))
 
 

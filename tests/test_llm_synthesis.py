@@ -11,7 +11,7 @@ import pytest
 
 from apo_planner.builders.build import build
 from apo_planner.builders.config import LLMConfig
-from apo_planner.builders.errors import SynthesisError
+from apo_planner.builders.errors import NoPairs, SynthesisError
 from apo_planner.builders.synthesis.llm import DEFAULT_TEMPLATE, parse_selection, selection_schema
 from apo_planner.builders.synthesis.selection import InvalidSelection
 from apo_planner.entry.recipe import load_recipe
@@ -176,9 +176,11 @@ def test_the_build_starts_its_synthesizer_server_asks_it_over_http_and_stops_it(
     )
     server = ServerConfig(engine="transformers", port=0, startup_timeout_s=180)
     config = config.model_copy(update={"llm": config.llm.model_copy(update={"server": server})})
-    stats = build(config).stats
+    with pytest.raises(NoPairs) as nothing:
+        build(config)
     # A random model without a grammar writes no JSON: every trajectory is asked max_attempts
-    # times over real HTTP, then dropped with the reason counted.
+    # times over real HTTP, then dropped with the reason counted (no pair left: no dataset written).
+    stats = nothing.value.stats
     asked = stats["synthesis"]["synthesized"]
     assert asked > 0 and stats["synthesis"]["model_calls"] == 3 * asked
     assert "request_failed" not in stats["synthesis"]
@@ -186,7 +188,9 @@ def test_the_build_starts_its_synthesizer_server_asks_it_over_http_and_stops_it(
     assert served_models(server_url(log)) is None  # stopped with the synthesis
     # all answers cached: the re-run starts no server (the log is not rewritten)
     log.write_text("# marker\n")
-    assert build(config).stats["synthesis"]["cache_hits"] == asked
+    with pytest.raises(NoPairs) as again:
+        build(config)
+    assert again.value.stats["synthesis"]["cache_hits"] == asked
     assert log.read_text() == "# marker\n"
 
 
@@ -232,9 +236,10 @@ def test_http_500s_and_timeouts_are_retried_then_succeed(tmp_path):
 
 
 def test_requests_that_keep_failing_are_recorded_not_cached_and_a_rerun_completes_them(tmp_path):
-    with OpenAIStub(lambda request, n: (500, None, 0.0)) as stub:
-        failed = build(_stub_config(tmp_path, stub, max_retries=1)).stats
-    assert failed["synthesis"]["request_failed"] > 0 and failed["pairs"] == 0
+    with OpenAIStub(lambda request, n: (500, None, 0.0)) as stub, pytest.raises(NoPairs) as nothing:
+        build(_stub_config(tmp_path, stub, max_retries=1))  # no pairs: no dataset written, the reasons named
+    failed = nothing.value.stats
+    assert failed["synthesis"]["request_failed"] > 0 and failed["pairs"] == 0 and "request_failed" in str(nothing.value)
     assert failed["selection_rejected"]["request_failed"] == failed["synthesis"]["request_failed"]
     assert "stub error 500" in failed["request_failure_examples"][0]
     with OpenAIStub(lambda request, n: (200, _first_valid(request), 0.0)) as stub:
@@ -244,8 +249,9 @@ def test_requests_that_keep_failing_are_recorded_not_cached_and_a_rerun_complete
 
 
 def test_invalid_output_is_asked_again_then_dropped_with_its_reason(tmp_path):
-    with OpenAIStub(lambda request, n: (200, "I think calls 1 and 2.", 0.0)) as stub:
-        stats = build(_stub_config(tmp_path, stub, max_attempts=2)).stats
+    with OpenAIStub(lambda request, n: (200, "I think calls 1 and 2.", 0.0)) as stub, pytest.raises(NoPairs) as nothing:
+        build(_stub_config(tmp_path, stub, max_attempts=2))
+    stats = nothing.value.stats
     asked = stats["synthesis"]["synthesized"]
     assert len(stub.requests) == 2 * asked and stats["selection_rejected"]["unparseable_output"] == asked
     seeds = {r["seed"] for r in stub.requests}

@@ -333,16 +333,20 @@ def test_two_processes_through_the_launcher_save_a_loadable_adapter_and_resume_f
     run = launch(config)
     assert run.provenance()["placement"]["world_size"] == 2 and run.metrics().steps == 2
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(config.base_model), str(run.adapter))
-    resumed = launch(config.model_copy(update={"max_steps": 3}))
+    assert launch(config).metrics().steps == 2  # finished with these settings: not trained further
+    # another max_steps is another run; train.resume=force continues this one's checkpoint anyway
+    resumed = launch(config.model_copy(update={"max_steps": 3, "resume": "force"}))
     assert resumed.metrics().model_dump()["resumed_from"] == "checkpoint-2" and resumed.metrics().steps == 3
+    assert resumed.provenance()["resumed_from"]["forced"] is True
     assert TrainDir(tmp_path / "train").adapter == resumed.adapter
 
 
 @pytest.mark.slow
 def test_a_worker_refusing_its_input_is_one_line_from_the_launcher(tmp_path, pairs_dir):
-    from apo_planner.training.launch import LaunchError, launch
+    from apo_planner.training.launch import launch
 
-    config = _train_config(tmp_path, tmp_path / "no-such-dataset", max_steps=1)
-    with pytest.raises(LaunchError) as refused:
+    # only the worker measures lengths: its refusal travels back as the launcher's one-line error
+    config = _train_config(tmp_path, pairs_dir, max_steps=1, max_length=64, overlong="error")
+    with pytest.raises(TrainingInputError) as refused:
         launch(config)
-    assert "no-such-dataset" in str(refused.value) and "\n" not in str(refused.value)
+    assert "longer than train.max_length=64" in str(refused.value) and "\n" not in str(refused.value)

@@ -11,8 +11,10 @@ reaches the chat template through TRL.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 import statistics
 import time
 import warnings
@@ -22,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from apo_planner.artifacts import TrainDir, write_json
+from apo_planner.artifacts import ADAPTER_DIR, RUN_FILE, TrainDir, replace_dir, write_json
 from apo_planner.config import RecipeError
 from apo_planner.dataset import PREFERENCE_COLUMNS, load_preference_dataset
 from apo_planner.pinning import PinError, resolve
+from apo_planner.training import resume as resuming
 from apo_planner.training.config import TrainConfig, TrainingInputError, trainer_key_problems
 from apo_planner.training.provenance import training_provenance
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from trl import DPOConfig
@@ -244,12 +249,6 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
-
-
 def _devices(args: Any) -> list[str]:
     """What each rank trained on, as this process sees it (GPU names behind CUDA_VISIBLE_DEVICES)."""
     import torch
@@ -267,7 +266,8 @@ def outputs(config: TrainConfig) -> list[Path]:
 
 
 def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None = None) -> TrainResult:
-    """Train the adapter; resume from the last checkpoint under `output/checkpoints` if one exists."""
+    """Train the adapter, continuing the same run from its last complete checkpoint (`train.resume`,
+    `apo_planner.training.resume`); a run that already finished with this key is returned as it is."""
     from trl import DPOTrainer
 
     run = TrainDir(Path(config.output))
@@ -275,12 +275,20 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
     trainer_arguments(config, has_eval=True)
     pairs = load_pairs(config)
     tokenizer, model = load_base(config)
+    key = resuming.run_key(config)
+    if config.resume != "never" and run.finished(key.key):
+        logger.info("train: %s already holds this run, finished (run key %s); nothing to train", run.root, key.key[:12])
+        return TrainResult(output=run.root, metrics=run.metrics().model_dump())
+    if _world_size() == 1:  # under several processes the launcher did this once, before starting them
+        resuming.prepare(config, key)
+    checkpoint = resuming.resume_from(config, key)
     pairs, lengths = check_lengths(pairs, tokenizer, config)
     if len(pairs["train"]) == 0:
         raise TrainingInputError("no training pairs left; check the dataset and train.max_length")
     eval_set = pairs.get("test")
     has_eval = eval_set is not None and len(eval_set) > 0
     args = trainer_arguments(config, has_eval)
+    keeper = resuming.run_key_callback(key, checkpoint.wall_time_s if checkpoint else 0.0)
     trainer = DPOTrainer(
         model=model,
         args=args,
@@ -288,15 +296,14 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
         eval_dataset=eval_set if has_eval else None,
         processing_class=tokenizer,
         peft_config=lora_config(config),
-        callbacks=callbacks,
+        callbacks=[keeper, *(callbacks or [])],
     )
-    resume = _last_checkpoint(run.checkpoints)
+    if checkpoint is not None:
+        logger.info("train: resuming from %s (step %d)", checkpoint.path, checkpoint.step)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
     wall = time.time() - started
-    trainer.save_model(str(run.adapter))  # every rank takes part (FSDP gathers the full state dict)
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(run.adapter))
+    _save_adapter(trainer, tokenizer, run, key)
 
     steps = trainer.state.global_step
     steps_per_epoch = max(
@@ -307,25 +314,64 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
         ),
     )
     epochs_done = steps / steps_per_epoch
+    whole_wall = keeper.wall_time_s()  # every session of the run, not only this one
     # chosen + rejected each carry the prompt: two sequences per pair
     tokens = int(2 * lengths["tokens"]["train"] * epochs_done)
+    log_history = trainer.state.log_history  # restored from the checkpoint, then continued: the whole run
     metrics: dict[str, Any] = {
         "loss_type": config.loss_type,
-        "train": {k: v for k, v in result.metrics.items()},
+        # train_loss over every step of the run; the trainer's own figure covers this session only
+        "train": {**result.metrics, "train_loss": resuming.whole_run_loss(log_history)},
         "steps": steps,
         "epochs": round(epochs_done, 4),
-        "resumed_from": Path(resume).name if resume else None,
+        "resumed_from": checkpoint.path.name if checkpoint else None,
+        "run_key": key.key,
         "tokens_approx": tokens,
-        "wall_time_s": round(wall, 2),
-        "tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
+        "wall_time_s": round(whole_wall, 2),
+        "tokens_per_s": round(tokens / whole_wall, 2) if whole_wall > 0 else None,
         "lengths": lengths,
-        "log_history": trainer.state.log_history,
+        "log_history": log_history,
     }
+    if checkpoint is not None:
+        metrics["session"] = {
+            "steps": steps - checkpoint.step,
+            "train_loss": result.metrics.get("train_loss"),
+            "wall_time_s": round(wall, 2),
+        }
     if has_eval:
         metrics["eval"] = trainer.evaluate()
     if trainer.is_world_process_zero():  # under `accelerate launch`, one writer
         write_json(run.metrics_file, metrics)
         trainer_args = json.loads(args.to_json_string())  # every DPOConfig value the run used, TRL's defaults included
         placement = {"world_size": args.world_size, "devices": _devices(args)}
-        write_json(run.provenance_file, training_provenance(config, recipe_sha256, trainer_args, placement))
+        provenance = training_provenance(config, recipe_sha256, trainer_args, placement)
+        provenance["run_key"] = key.key
+        provenance["resumed_from"] = _resumed(checkpoint, key)
+        write_json(run.provenance_file, provenance)
     return TrainResult(output=run.root, metrics=metrics)
+
+
+def _save_adapter(trainer: Any, tokenizer: Any, run: TrainDir, key: resuming.RunKey) -> None:
+    """The adapter into a hidden sibling, swapped into place once complete with the run key in it. Every
+    rank takes part in `save_model` (FSDP gathers the full state dict); rank 0 writes the files."""
+    partial = run.root / f".{ADAPTER_DIR}.partial-{key.key[:12]}"  # one name for every rank
+    if trainer.is_world_process_zero():
+        for stale in run.root.glob(f".{ADAPTER_DIR}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    trainer.save_model(str(partial))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(partial))
+        write_json(partial / RUN_FILE, {"run_key": key.key, **key.parts})
+        replace_dir(partial, run.adapter)
+
+
+def _resumed(checkpoint: resuming.Checkpoint | None, key: resuming.RunKey) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    same = checkpoint.run_key == key.key
+    return {
+        "checkpoint": checkpoint.path.name,
+        "run_key": checkpoint.run_key,
+        "same_run": same,
+        **({} if same else {"differences": key.differences(checkpoint.parts), "forced": True}),
+    }

@@ -22,7 +22,7 @@ import functools
 import typing
 from collections.abc import Iterable
 from importlib.metadata import version
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -46,6 +46,31 @@ SET_BY_PROJECT = {
 RENAMED = {
     "warmup_ratio": "transformers 5 has no warmup_ratio: write warmup_steps, where a float in [0, 1) is a "
     "fraction of the total steps",
+}
+
+
+_POSITIVE = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_NON_NEGATIVE = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_FRACTION = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+# The ranges TRL itself does not check before the first step (a NaN or negative learning rate trains, and
+# produces a NaN adapter); a DPOConfig key outside its range fails when the recipe is read, like a typo.
+TRAINER_RANGES: dict[str, Any] = {
+    "learning_rate": _POSITIVE,
+    "beta": _POSITIVE,
+    "num_train_epochs": _POSITIVE,
+    "adam_epsilon": _POSITIVE,
+    "adam_beta1": _FRACTION,
+    "adam_beta2": _FRACTION,
+    "weight_decay": _NON_NEGATIVE,
+    "max_grad_norm": _NON_NEGATIVE,
+    "warmup_steps": _NON_NEGATIVE,
+    "per_device_train_batch_size": Annotated[int, Field(gt=0)],
+    "per_device_eval_batch_size": Annotated[int, Field(gt=0)],
+    "gradient_accumulation_steps": Annotated[int, Field(gt=0)],
+    "logging_steps": _POSITIVE,
+    "eval_steps": _POSITIVE,
+    "save_steps": _POSITIVE,
+    "save_total_limit": Annotated[int, Field(gt=0)],
 }
 
 
@@ -116,6 +141,12 @@ class TrainConfig(StrictConfig):
     max_overlong_fraction: float = Field(
         0.05, ge=0.0, le=1.0, description="the release stops before publishing when more pairs than this are dropped"
     )
+    resume: Literal["auto", "never", "force"] = Field(
+        "auto",
+        description="auto: continue from a checkpoint of the same run only (same dataset, base model and train "
+        "settings), move others aside; never: always start over; force: continue from the last checkpoint "
+        "whatever run wrote it",
+    )
     preference_eval: bool = Field(
         True,
         description="lm-eval log-likelihood preference of base and merged model (favours the shorter, chosen plan "
@@ -153,6 +184,12 @@ class TrainConfig(StrictConfig):
                     errors.append(
                         _error(key, f"{message} (trl.DPOConfig declares {_type_name(types[key])})", extra[key])
                     )
+                    continue
+                if key in TRAINER_RANGES and coerced[key] is not None:
+                    try:
+                        TypeAdapter(TRAINER_RANGES[key]).validate_python(coerced[key])
+                    except ValidationError as exc:
+                        errors.append(_error(key, "; ".join(e["msg"] for e in exc.errors()), extra[key]))
         try:
             model = handler({**data, **coerced})
         except ValidationError as exc:

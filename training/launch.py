@@ -14,6 +14,7 @@ paper recipe) and `train.devices` the GPUs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -22,9 +23,14 @@ from collections import deque
 from pathlib import Path
 
 from apo_planner.artifacts import TrainDir, write_json
+from apo_planner.guard import guard, release
+from apo_planner.locks import output_lock
 from apo_planner.serving import free_port
 from apo_planner.tiny import ensure_tiny_model
+from apo_planner.training import resume as resuming
 from apo_planner.training.config import TrainConfig, TrainingInputError
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train_config.json"  # the train section the worker runs, beside the artifacts it writes
 WORKER_ERROR = "apo_planner.training.worker: error: "  # how a worker reports a mistake in the input (exit 2)
@@ -77,7 +83,13 @@ def launch_env(config: TrainConfig) -> dict[str, str]:
 
 
 def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -> TrainDir:
-    """Train in `config.num_processes` processes and return the run folder once they all succeeded."""
+    """Train in `config.num_processes` processes and return the run folder once they all succeeded
+    (one run per output folder at a time; a run that already finished with these settings is not started)."""
+    with output_lock(Path(config.output), "train"):
+        return _launch(config, recipe_sha256, tail_lines)
+
+
+def _launch(config: TrainConfig, recipe_sha256: str, tail_lines: int) -> TrainDir:
     from apo_planner.training.apo import load_pairs, pin_base
 
     load_pairs(config)  # a missing or foreign dataset is refused before any model is made or process started
@@ -85,6 +97,11 @@ def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -
     run = TrainDir(Path(config.output))
     if config.tiny_model:  # made once here: ranks creating it side by side would read half-written files
         ensure_tiny_model(config.base_model, seed=config.seed)
+    key = resuming.run_key(config)
+    if config.resume != "never" and run.finished(key.key):
+        logger.info("train: %s already holds this run, finished (run key %s); nothing to train", run.root, key.key[:12])
+        return run
+    resuming.prepare(config, key)  # once, before the processes that resume start
     config_json = write_json(run.root / CONFIG_FILE, config.model_dump(mode="json"))
     command = launch_command(config, config_json.resolve(), recipe_sha256)
     tail: deque[str] = deque(maxlen=tail_lines)
@@ -98,6 +115,7 @@ def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -
         bufsize=1,
         start_new_session=True,  # its own process group: stopping it stops every worker
     ) as proc:
+        guard(proc.pid)  # a launcher killed with -9 takes its training processes with it
         try:
             assert proc.stdout is not None
             for line in proc.stdout:  # the workers' progress reaches the console as it happens
@@ -110,6 +128,8 @@ def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
             raise
+        finally:
+            release(proc.pid)
     if proc.returncode != 0 and refused:  # the input was refused: that one line says why
         raise TrainingInputError(refused[0])
     if proc.returncode != 0:

@@ -1,7 +1,9 @@
 """`apo-planner merge`: fold the LoRA adapter into the base and write a standalone model.
 
 The merged folder is what `AutoModelForCausalLM.from_pretrained` and `vllm serve` load:
-safetensors weights, config, tokenizer with its chat template, and generation config.
+safetensors weights, config, tokenizer with its chat template, and generation config. It is written
+as a hidden sibling and swapped into place once complete (its merge info is written last), so a merge
+that fails or is killed leaves the previous merged model as it was.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from apo_planner.artifacts import MERGE_INFO_FILE, MissingArtifact, TrainDir, read_json, write_json
+from apo_planner.artifacts import MERGE_INFO_FILE, MissingArtifact, TrainDir, atomic_dir, read_json, write_json
+from apo_planner.locks import output_lock
 from apo_planner.training.apo import ADAPTER_CONFIG, load_base, pin_base
 from apo_planner.training.config import TrainConfig
 
@@ -31,20 +34,21 @@ def merge(config: TrainConfig, adapter: str | Path | None = None, output: str | 
     if not (adapter / ADAPTER_CONFIG).is_file():
         raise MissingArtifact(f"no adapter at {adapter}; run `apo-planner train` first")
     config = pin_base(config)  # the base at the commit training used (and preference accuracy at it too)
-    tokenizer, base = load_base(config)
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-    if output.exists():
-        shutil.rmtree(output)
-    merged.save_pretrained(str(output), safe_serialization=True)  # generation_config.json included
-    tokenizer.save_pretrained(str(output))
-    if config.preference_eval:
-        _preference_eval(config, tokenizer, output)
-    if config.plan_eval.enabled:
-        _plan_eval(config, output)
-    for src in (run.metrics_file, run.provenance_file):
-        if src.is_file():
-            shutil.copy(src, output / src.name)
-    write_json(output / MERGE_INFO_FILE, {"adapter": str(adapter.name), "base_model": config.base_model})
+    with output_lock(output, "merge"):
+        tokenizer, base = load_base(config)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+        with atomic_dir(output) as folder:
+            merged.save_pretrained(str(folder), safe_serialization=True)  # generation_config.json included
+            tokenizer.save_pretrained(str(folder))
+            if config.preference_eval:
+                _preference_eval(config, tokenizer, folder)
+            if config.plan_eval.enabled:
+                _plan_eval(config, folder)
+            for src in (run.metrics_file, run.provenance_file):
+                if src.is_file():
+                    shutil.copy(src, folder / src.name)
+            info = {"adapter": str(adapter.name), "base_model": config.base_model}
+            write_json(folder / MERGE_INFO_FILE, info)  # last: it marks the folder complete
     return output
 
 

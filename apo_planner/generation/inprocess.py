@@ -105,6 +105,11 @@ class TransformersBackend(Backend):
     def tokenizer(self) -> Any:
         return self._loaded[0]
 
+    @property
+    def max_context(self) -> int | None:
+        """The model's context in tokens (its `max_position_embeddings`)."""
+        return getattr(self._loaded[1].config, "max_position_embeddings", None)
+
     def _processors(self, request: GenerationRequest) -> list[Any]:
         constraint = request.constraint
         if constraint is None:

@@ -191,11 +191,11 @@ def capture_planner(tokenizer: Path) -> list[dict[str, Any]]:
 
 def capture_eval(tmp: Path, tokenizer: Path) -> list[dict[str, Any]]:
     """The eval stage as the paper recipe runs it (executor and planner behind servers), both servers recorded."""
+    from apo_planner.benchmarks import BENCHMARKS
     from apo_planner.entry.recipe import load_recipe
-    from apo_planner.evaluation.bfcl_setup import use_project_root
 
-    use_project_root(tmp / "eval" / "bfcl")
-    from apo_planner.evaluation.run import evaluate, executor_record
+    BENCHMARKS.get("bfcl").use_root(tmp / "eval" / "bfcl")
+    from apo_planner.evaluation.run import evaluate, executor_info
 
     executor_reply = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'
     with (
@@ -219,7 +219,7 @@ def capture_eval(tmp: Path, tokenizer: Path) -> list[dict[str, Any]]:
         }
         config = load_recipe(PAPER, [f"{k}={v}" for k, v in sets.items()]).eval
         evaluate(config)
-    effective = executor_record(config, None)["sampling"]["effective"]
+    effective = executor_info(config, [], None)["sampling"]["effective"]
     out = []
     for b in executor.requests:
         recorded = _fields(b, effective) | {"max_tokens": b.get("max_tokens")}  # bfcl-eval's leftover budget
