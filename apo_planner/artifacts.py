@@ -111,6 +111,24 @@ class PlanGeneration(_Record):
         return next((m for m in self.metrics if m.name == name), None)
 
 
+class ShardStats(_Record):
+    """`stats.json` of one build shard: its counts and what `--merge-shards` checks and merges."""
+
+    shard: list[int]  # [index, total]
+
+
+class TrainingProvenance(_Record):
+    """`training_provenance.json`: what a trained adapter was made from (the model cards quote it)."""
+
+    dataset: dict[str, Any]
+    base_model: dict[str, Any]  # id, revision
+    recipe_sha256: str
+    train_config: dict[str, Any]  # the recipe's train section as validated
+    trainer_args: dict[str, Any]  # every trl.DPOConfig value the run used
+    packages: dict[str, str]
+    git_commit: str
+
+
 class TrainMetrics(_Record):
     """`metrics.json` of a training run; `preference_accuracy` (lm-eval log-likelihood preference) and
     `plan_generation` (base vs merged planner writing plans for the held-out prompts) appear once `merge`
@@ -438,6 +456,12 @@ def write_json(path: Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_record(path: Path, record: _Record) -> Path:
+    """An artifact written through the typed model it is read with (`DatasetStats`, `TrainMetrics`, ...): the keys
+    other code relies on are checked at write time, not discovered missing by the next stage."""
+    return write_json(path, record.model_dump(mode="json"))
+
+
 _RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two paths in one step
 
 
@@ -668,7 +692,7 @@ class TrainDir:
         return _read(TrainMetrics, self.metrics_file, "train")
 
     def provenance(self) -> dict[str, Any]:
-        return read_json(self.provenance_file, "train")
+        return _read(TrainingProvenance, self.provenance_file, "train").model_dump(mode="json")
 
     def finished(self, run_key: str) -> bool:
         """Training with this run key finished here: its adapter and metrics are in place (both name the key)."""

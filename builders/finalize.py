@@ -13,7 +13,15 @@ from typing import Any
 
 import datasets
 
-from apo_planner.artifacts import REVIEW_FILE, REVIEW_JSON, STATS_FILE, DatasetDir, atomic_dir, write_json
+from apo_planner.artifacts import (
+    REVIEW_FILE,
+    REVIEW_JSON,
+    STATS_FILE,
+    DatasetDir,
+    DatasetStats,
+    atomic_dir,
+    write_record,
+)
 from apo_planner.builders.config import BuildConfig
 from apo_planner.builders.decontamination import Decontaminator
 from apo_planner.builders.errors import NoPairs
@@ -95,5 +103,5 @@ def finalize(
             "review": stats.review.write(folder, set(pairs["id"])),
             "elapsed_s": round(time.time() - started, 2),
         }
-        write_json(DatasetDir(folder).stats_file, summary)  # last: it marks the folder finished
+        write_record(DatasetDir(folder).stats_file, DatasetStats.model_validate(summary))  # last: marks it finished
     return summary

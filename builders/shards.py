@@ -12,7 +12,7 @@ from typing import Any
 
 import datasets
 
-from apo_planner.artifacts import STATS_FILE, atomic_dir, read_json, write_json
+from apo_planner.artifacts import STATS_FILE, ShardStats, atomic_dir, read_json, write_record
 from apo_planner.builders.errors import ShardError
 from apo_planner.builders.stats import HISTOGRAMS_KEY, REVIEW_KEY, BuildStats
 from apo_planner.dataset import FEATURES
@@ -99,7 +99,7 @@ def write_shard(
             RECIPE_KEY: recipe,
             "elapsed_s": round(time.time() - started, 2),
         }
-        write_json(folder / STATS_FILE, summary)
+        write_record(folder / STATS_FILE, ShardStats.model_validate(summary))
     return summary
 
 

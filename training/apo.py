@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from apo_planner.artifacts import ADAPTER_DIR, RUN_FILE, TrainDir, replace_dir, write_json
+from apo_planner.artifacts import (
+    ADAPTER_DIR,
+    RUN_FILE,
+    TrainDir,
+    TrainingProvenance,
+    TrainMetrics,
+    replace_dir,
+    write_json,
+    write_record,
+)
 from apo_planner.config import RecipeError
 from apo_planner.dataset import PREFERENCE_COLUMNS, load_preference_dataset
 from apo_planner.pinning import PinError, resolve
@@ -341,13 +350,13 @@ def train(config: TrainConfig, recipe_sha256: str = "", callbacks: list | None =
     if has_eval:
         metrics["eval"] = trainer.evaluate()
     if trainer.is_world_process_zero():  # under `accelerate launch`, one writer
-        write_json(run.metrics_file, metrics)
+        write_record(run.metrics_file, TrainMetrics.model_validate(metrics))
         trainer_args = json.loads(args.to_json_string())  # every DPOConfig value the run used, TRL's defaults included
         placement = {"world_size": args.world_size, "devices": _devices(args)}
         provenance = training_provenance(config, recipe_sha256, trainer_args, placement)
         provenance["run_key"] = key.key
         provenance["resumed_from"] = _resumed(checkpoint, key)
-        write_json(run.provenance_file, provenance)
+        write_record(run.provenance_file, TrainingProvenance.model_validate(provenance))
     return TrainResult(output=run.root, metrics=metrics)
 
 

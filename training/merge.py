@@ -11,7 +11,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from apo_planner.artifacts import MERGE_INFO_FILE, MissingArtifact, TrainDir, atomic_dir, read_json, write_json
+from apo_planner.artifacts import (
+    MERGE_INFO_FILE,
+    MissingArtifact,
+    TrainDir,
+    TrainMetrics,
+    atomic_dir,
+    read_json,
+    write_json,
+    write_record,
+)
 from apo_planner.locks import output_lock
 from apo_planner.training.apo import ADAPTER_CONFIG, load_base, pin_base
 from apo_planner.training.config import TrainConfig
@@ -66,7 +75,7 @@ def _plan_eval(config: TrainConfig, merged: Path) -> None:
     test = load_preference_dataset(config.dataset, revision=config.dataset_revision).get("test")
     if test is None or len(test) == 0:
         metrics["plan_generation"] = None
-        write_json(run.metrics_file, metrics)
+        _write_metrics(run, metrics)
         return
     rows = list(test.select(range(min(settings.limit or len(test), len(test)))))
     limits = GrammarLimits(
@@ -81,7 +90,7 @@ def _plan_eval(config: TrainConfig, merged: Path) -> None:
     planner = Planner.from_pretrained(str(merged), dtype=config.dtype, **common)
     result = plan_generation(base, planner, rows, settings.decoding(), settings.resamples, settings.seed)
     metrics["plan_generation"] = result.model_dump(mode="json")
-    write_json(run.metrics_file, metrics)
+    _write_metrics(run, metrics)
 
 
 def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
@@ -106,4 +115,13 @@ def _preference_eval(config: TrainConfig, tokenizer, merged: Path) -> None:
             "base": preference_accuracy(config.base_model, folder, dtype=config.dtype, revision=revision),
             "merged": preference_accuracy(merged, folder, dtype=config.dtype),
         }
-    write_json(run.metrics_file, metrics)
+    _write_metrics(run, metrics)
+
+
+def _write_metrics(run: TrainDir, metrics: dict) -> None:
+    """Through `TrainMetrics` when this run trained the adapter; an adapter trained elsewhere (`--adapter`)
+    has only what the merge measured."""
+    if "loss_type" in metrics:
+        write_record(run.metrics_file, TrainMetrics.model_validate(metrics))
+    else:
+        write_json(run.metrics_file, metrics)
