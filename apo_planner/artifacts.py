@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from apo_planner.errors import UserError
+from apo_planner.locks import pid_alive
 
 STATS_FILE = "stats.json"  # a dataset folder's (and each build shard's) statistics and provenance
 REVIEW_FILE = "review.md"  # a dataset folder's seeded sample of pairs for a person to read
@@ -516,16 +517,6 @@ def _carried_names(folder: Path) -> list[str]:
         return []
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _recover(final: Path) -> None:
     """Leftovers of writes whose process died before finishing: a folder moved aside mid-swap goes back,
     entries a partial folder had carried over from `final` go back, then the partial folder goes."""
@@ -534,7 +525,7 @@ def _recover(final: Path) -> None:
         return
     for stale in sorted(parent.glob(f".{final.name}.old-*")) + sorted(parent.glob(f".{final.name}.partial-*")):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or _pid_alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue  # being written right now (another process making the same tiny model)
         if ".old-" in stale.name and not final.exists():
             os.rename(stale, final)

@@ -9,6 +9,7 @@ blamed on the user.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 
 
@@ -37,3 +38,21 @@ def _missing(module: str) -> bool:
         return importlib.util.find_spec(module) is None
     except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
         return True
+
+
+def machine_state_message(exc: BaseException) -> str | None:
+    """The line for an `OSError` the user fixes on their machine (a full disk, a read-only or forbidden folder,
+    a path that is not there), or None. Shared by the CLI and the training worker, which runs in its own process
+    and must refuse these in one line too rather than report them as a bug."""
+    if not isinstance(exc, OSError):
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device writing{where}; free space or point the output at another disk"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system:{where}; write somewhere you may (--output, --set ...output=DIR)"
+    if isinstance(exc, PermissionError):
+        return f"permission denied:{where}; write somewhere you may (--output, --set ...output=DIR) or fix it"
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and where:
+        return f"{exc.strerror or 'cannot open'}:{where}; check the path"
+    return None

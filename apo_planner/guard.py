@@ -7,8 +7,8 @@ SIGKILL after a grace period. It also ends by itself once the group is gone. Thi
 kernel's parent-death signal cannot: the group's other processes (vLLM's engine workers, the
 processes `accelerate launch` starts), and systems without that signal.
 
-Run as `python -m apo_planner.guard PGID FD GRACE_S` by `guard`, never by hand; it imports nothing
-beyond the standard library.
+Run as `python -m apo_planner.guard PGID FD GRACE_S` by `guard`, never by hand; this module uses only the
+standard library (Python still imports the package's `__init__` first).
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def _holder(path: Path) -> dict:
         return {}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists here (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,8 +60,10 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(folder: str | Path, command: str) -> Iterator[None]:
-    """Hold the folder's lock for the block, or refuse in one line naming the process that holds it."""
+def output_lock(folder: str | Path, command: str, *, shared: bool = False) -> Iterator[None]:
+    """Hold the folder's lock for the block, or refuse in one line naming the process that holds it. `shared`:
+    many holders at once (the shards of one build, side by side), none while someone holds it alone (the merge
+    or a whole build, which replace the folder the shards write into)."""
     path = lock_path(Path(folder))
     if path in _held or fcntl is None:
         _held[path] = _held.get(path, 0) + 1
@@ -75,7 +78,7 @@ def output_lock(folder: str | Path, command: str) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             who = _holder(path)
             by = f"PID {who['pid']} (apo-planner {who.get('command', '?')})" if who.get("pid") else "another process"
@@ -85,7 +88,7 @@ def output_lock(folder: str | Path, command: str) -> Iterator[None]:
                 f"(lock: {path})"
             ) from None
         previous = _holder(path)
-        if previous.get("pid") and previous.get("host") == socket.gethostname() and not _alive(previous["pid"]):
+        if previous.get("pid") and previous.get("host") == socket.gethostname() and not pid_alive(previous["pid"]):
             logger.info(
                 "%s: took over the lock of a run that did not finish (PID %s, apo-planner %s)",
                 Path(folder),
@@ -93,13 +96,15 @@ def output_lock(folder: str | Path, command: str) -> Iterator[None]:
                 previous.get("command", "?"),
             )
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
+        if not shared:  # a shared holder leaves the record alone: the others still hold the lock
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
         _held[path] = 1
         try:
             yield
         finally:
             del _held[path]
-            os.ftruncate(fd, 0)  # a finished run leaves no holder: a record found later is a killed run's
+            if not shared:
+                os.ftruncate(fd, 0)  # a finished run leaves no holder: a record found later is a killed run's
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race with the next locker)

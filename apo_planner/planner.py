@@ -177,7 +177,8 @@ class Planner:
             max_retries=max_retries,
             max_new_tokens=max_new_tokens,
             constrained=constrained,
-            structured_output="structured_outputs" if send_grammar else "none",
+            # the grammar travels only in vLLM's field: a server speaking only the OpenAI API is not sent it
+            structured_output="structured_outputs" if send_grammar and api != "openai" else "none",
         )
         planner = cls.from_config(config)
         planner.limits = limits or planner.limits
@@ -213,7 +214,7 @@ class Planner:
         if self.max_context:  # a prompt the model cannot read whole: refused, not truncated into a bad plan
             rendered = self.render_prompt(query, tools, context)
             length = len(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
-            if length >= self.max_context:
+            if length + self.max_new_tokens > self.max_context:  # the plan must fit beside the prompt
                 why = f"prompt_too_long: the prompt is {length} tokens, the model's context {self.max_context}"
                 return PlanResult(None, "", why, length, 0, time.perf_counter() - started)
         try:

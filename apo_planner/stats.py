@@ -28,9 +28,6 @@ class Estimate:
     def rounded(self, digits: int) -> Estimate:
         return Estimate(round(self.value, digits), round(self.low, digits), round(self.high, digits))
 
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
 
 def proportion_interval(successes: int, n: int, method: str = "wilson", confidence: float = CONFIDENCE) -> Estimate:
     """A binomial proportion with its interval (scipy's Wilson score or Clopper-Pearson `exact`); n=0 gives

@@ -195,8 +195,11 @@ def _trajectory(
                 final_answer = m.content
         elif role == "tool":
             if m.tool_call_id:  # the log says which call this answers: that one, or none
-                waiting = pending.get(m.tool_call_id)
-                index = waiting.pop(0) if waiting else None
+                # (a call an id-less result already took, in a log that mixes both, is no longer waiting)
+                waiting = [i for i in pending.get(m.tool_call_id, []) if i in unanswered]
+                index = waiting[0] if waiting else None
+                if index is not None:
+                    pending[m.tool_call_id].remove(index)
                 how = BY_ID
             else:  # no id (Nemotron): the earliest call still awaiting one
                 index = unanswered[0] if unanswered else None

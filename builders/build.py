@@ -11,6 +11,7 @@ A sharded build stops after step 4 and writes its shard (`shards`); `--merge-sha
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Iterable
@@ -56,8 +57,12 @@ def build(config: BuildConfig, shard: tuple[int, int] | None = None) -> BuildRes
     if config.decontamination.enabled:
         Decontaminator.require(config.decontamination.benchmarks)  # refused now, not after hours of synthesis
     output = Path(config.output)
-    # shards of one build run side by side: each locks its own folder, the merge the whole output
-    with output_lock(shard_dir(output, *shard) if shard else output, "build"):
+    # shards of one build run side by side: each holds the output shared and its own folder alone; the merge
+    # and a whole build hold the output alone (they replace the folder the shards write into)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(output_lock(output, "build", shared=shard is not None))
+        if shard:
+            locks.enter_context(output_lock(shard_dir(output, *shard), "build"))
         with tempfile.TemporaryDirectory(prefix="apo-build-") as tmp:
             return _build(config, output, Path(tmp), shard)
 

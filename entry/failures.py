@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from apo_planner.errors import UserError
+from apo_planner.errors import UserError, machine_state_message
 
 LOG_DIR_ENV = "APO_PLANNER_LOG_DIR"  # where tracebacks of unexpected errors go (default: <tmp>/apo-planner)
 
@@ -53,15 +52,8 @@ def user_message(exc: BaseException, model: str | None = None) -> str | None:
         return message
     if not isinstance(exc, OSError) and not _network_error(exc):
         return None
-    where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"no space left on the device writing{where}; free space or point the output at another disk"
-    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
-        return f"read-only file system:{where}; write somewhere you may (--output, --set ...output=DIR)"
-    if isinstance(exc, PermissionError):
-        return f"permission denied:{where}; write somewhere you may (--output, --set ...output=DIR) or fix it"
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)) and where:
-        return f"{exc.strerror or 'cannot open'}:{where}; check the path"
+    if (machine := machine_state_message(exc)) is not None:
+        return machine
     if model and model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
         return f"model {model!r}: no such folder; give a merged model folder or a Hub id"
     if model and model not in message:

@@ -194,14 +194,17 @@ class Release:
     def train_key(self) -> str:
         """The training run key: dataset fingerprint, base model, the settings that decide the weights (a gate
         re-checks, never re-runs)."""
-        from apo_planner.training.resume import run_key
+        from apo_planner.training.launch import pinned_run_key
 
-        return run_key(self.train_config).key
+        return pinned_run_key(self.train_config).key
 
     @cached_property
     def merge_key(self) -> str:
+        from apo_planner.training.resume import MERGE_KEYS
+
         adapter_files = sorted(p for p in self.train.adapter.iterdir() if p.is_file())
-        return _sha(self.train_key, sha256_files(adapter_files, names=True))
+        measured = self.train_config.model_dump(mode="json", include=MERGE_KEYS)  # what merge measures, and how
+        return _sha(self.train_key, sha256_files(adapter_files, names=True), measured)
 
     @cached_property
     def eval_key(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apo_planner.artifacts import BaselineChanges, ChangedEntry, Changes, Comparison, EvalDir, write_json
+from apo_planner.artifacts import BaselineChanges, ChangedEntry, Changes, Comparison, EvalDir, write_json, write_text
 from apo_planner.benchmarks import ARM_LABELS, Benchmark, EntryDetail
 from apo_planner.templating import render_file
 
@@ -60,7 +60,7 @@ def write_changes(changes: Changes, output: Path, title: str, listed: int = 20) 
     folder = EvalDir(output)
     write_json(folder.changes_file, changes.model_dump(mode="json"))
     markdown = render_file(TEMPLATES / "changes.md.jinja", trim=True, changes=changes, title=title, listed=listed)
-    folder.changes_markdown.write_text(markdown, encoding="utf-8")
+    write_text(folder.changes_markdown, markdown)
     return [folder.changes_file, folder.changes_markdown]
 
 

@@ -16,7 +16,7 @@ from apo_planner.serving import ServerConfig
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
 DEFAULT_PROMPT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507"  # the same model's prompt-mode entry
 # The paper's Table 1 columns as BFCL categories; its "Parallel Multiple" is `live_parallel_multiple`
-# (see apo_planner.evaluation.compare.PAPER_TABLE), so both parallel categories are evaluated.
+# (see apo_planner.benchmarks.bfcl.results.PAPER_TABLE), so both parallel categories are evaluated.
 DEFAULT_CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
 
 

@@ -109,12 +109,14 @@ def test_release_reruns_a_stage_whose_artifact_does_not_verify(tmp_path):
 # --- one writer per output -----------------------------------------------------------------------
 
 
-def _holder(folder: Path) -> subprocess.Popen:
+def _holder(folder: Path, shared: bool = False) -> subprocess.Popen:
     code = (
         "import sys, time\nfrom apo_planner.locks import output_lock\n"
-        "with output_lock(sys.argv[1], 'build'):\n    print('held', flush=True); time.sleep(600)\n"
+        "with output_lock(sys.argv[1], 'build', shared=sys.argv[2] == '1'):\n"
+        "    print('held', flush=True); time.sleep(600)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-c", code, str(folder), "1" if shared else "0"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -135,6 +137,21 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_killed_ones_lock_is_t
     with caplog.at_level(logging.INFO), output_lock(folder, "build"):
         pass
     assert "took over" not in caplog.text  # a run that finished leaves no holder behind
+
+
+def test_shards_write_side_by_side_and_the_merge_waits_for_every_one(tmp_path):
+    folder = tmp_path / "ds"
+    shards = [_holder(folder, shared=True), _holder(folder, shared=True)]  # two shards at once: both hold it
+    try:
+        with pytest.raises(OutputLocked, match="is being written by"):
+            with output_lock(folder, "build --merge-shards"):  # replaces shards/ while they write: refused
+                pass
+    finally:
+        for shard in shards:
+            shard.kill()
+            shard.wait()
+    with output_lock(folder, "build --merge-shards"):
+        pass
 
 
 def test_a_locked_output_is_one_line_from_the_cli(tmp_path, capsys):
@@ -175,6 +192,37 @@ def test_the_run_key_follows_what_decides_the_weights(tmp_path):
     changed = run_key(_config(tmp_path, "train.learning_rate=1e-5"))
     assert changed.key != key.key and changed.differences(key.parts) == "train.learning_rate 0.001 -> 1e-05"
     assert run_key(_config(tmp_path, "train.seed=1")).key != key.key
+
+
+def test_the_release_asks_about_the_key_a_run_from_a_hub_base_records(tmp_path, monkeypatch):
+    """train pins the base's revision to a commit before it keys the run; the release's "finished?" must ask
+    about that same key, or a paper release stops after every successful training."""
+    from apo_planner.training import apo
+    from apo_planner.training.launch import pinned_run_key
+    from apo_planner.training.resume import run_key
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setattr(apo, "resolve", lambda repo, revision, *_: sha if revision == "main" else revision)
+    hub = _config(tmp_path, "train.tiny_model=false", "train.base_model=Qwen/Qwen3-4B-Instruct-2507")
+    recorded = run_key(hub.model_copy(update={"base_revision": sha}))  # what the worker writes
+    assert pinned_run_key(hub).key == recorded.key != run_key(hub).key
+
+
+def test_what_merge_measures_reruns_the_merge_and_never_retrains(tmp_path):
+    from apo_planner.entry.release import Release
+
+    def keys(*sets):
+        release = Release(load_recipe(None, [f"train.output={tmp_path / 'train'}", *sets]))
+        return release.train_key, release.merge_key
+
+    (tmp_path / "train" / "adapter").mkdir(parents=True)
+    (tmp_path / "train" / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    train, merge = keys()
+    changes = ["eval.planner.max_new_tokens=7", "train.plan_eval.limit=3", "train.preference_eval=false"]
+    for change in [*changes, "train.preference_eval_limit=3"]:
+        assert keys(change)[0] == train, change  # an evaluation knob never moves a checkpoint aside
+        assert keys(change)[1] != merge, change  # but what merge measured is measured again
+    assert keys("train.learning_rate=1e-5")[0] != train
 
 
 def test_checkpoints_of_another_run_are_moved_aside_and_unfinished_saves_removed(tmp_path, caplog):
@@ -235,6 +283,32 @@ def test_an_internal_error_of_the_training_processes_is_one_short_line_with_its_
     assert message.startswith("unexpected LaunchError: training failed (exit 1;")
     log = Path(message.split("the traceback is in ")[1].split(";")[0])
     assert "KeyError: 'oops'" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [(OSError(28, "No space left on device", "/out/adapter"), True), (OSError(5, "Input/output error"), False)],
+)
+def test_a_full_disk_inside_the_training_worker_is_its_one_line_refusal_not_a_bug(
+    tmp_path, monkeypatch, capsys, error, refused
+):
+    from apo_planner.training import worker
+    from apo_planner.training.launch import WORKER_ERROR
+
+    config = tmp_path / "train_config.json"
+    config.write_text(_config(tmp_path).model_dump_json())
+
+    def train(*_):
+        raise error
+
+    monkeypatch.setattr(worker, "train", train)
+    if not refused:
+        with pytest.raises(OSError):
+            worker.main([str(config)])
+        return
+    assert worker.main([str(config)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(WORKER_ERROR + "no space left on the device writing /out/adapter")
 
 
 # --- servers -----------------------------------------------------------------------------------
@@ -395,3 +469,16 @@ def test_a_planner_prompt_within_the_context_is_planned():
         _Tokenizer(), _Engine(lambda request: Generation(text, 10, 5)), constrained=False, max_context=10_000
     )
     assert planner.plan_with_details("q", _tools(2)).plan is not None
+
+
+def test_a_local_base_replaced_by_another_of_the_same_shape_is_another_run(tmp_path):
+    from apo_planner.training.resume import run_key
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "qwen3"}')
+    (base / "model.safetensors").write_bytes(b"a" * 64)
+    config = _config(tmp_path, "train.tiny_model=false", f"train.base_model={base}")
+    before = run_key(config).key
+    (base / "model.safetensors").write_bytes(b"b" * 64)  # same config, same size, other weights
+    assert run_key(config).key != before

@@ -534,3 +534,23 @@ def test_an_unanswered_call_and_an_orphan_result_are_counted_and_shift_nothing()
     assert [a.result is None for a in turn.trajectory.actions] == [False, True, False]
     assert json.loads(turn.trajectory.actions[2].result)["confirmation"] == "KRK-7781"
     assert Counter(turn.pairing) == {"by_id": 2, "orphan_result": 1, "no_result": 1}
+
+
+def test_a_log_mixing_results_with_and_without_ids_pairs_each_result_once():
+    """An id-less result takes the earliest waiting call; a later result naming that call's id is then an
+    orphan (the call is answered), not a crash that drops the whole record."""
+    calls = [{"id": i, "type": "function", "function": {"name": "f", "arguments": "{}"}} for i in ("A", "B")]
+    row = {
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "tool_calls": calls},
+            {"role": "tool", "content": "first"},  # no id: taken for A
+            {"role": "tool", "tool_call_id": "A", "content": "second"},  # A is answered already
+            {"role": "tool", "tool_call_id": "B", "content": "third"},
+            {"role": "assistant", "content": "done"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    }
+    [turn] = turns(FORMATS.get("openai").read(row), FilterConfig())
+    assert [a.result for a in turn.trajectory.actions] == ["first", "third"]
+    assert Counter(turn.pairing) == {"by_order": 1, "orphan_result": 1, "by_id": 1}

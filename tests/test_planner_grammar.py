@@ -146,6 +146,16 @@ def test_an_endpoint_request_carries_the_grammar_as_vllm_structured_outputs(tiny
     assert "structured_outputs" not in unsent and unsent["prompt"] == constrained["prompt"]
 
 
+def test_a_server_speaking_only_the_openai_api_is_asked_without_vllms_grammar_field(tiny_planner):
+    """`--api openai` (transformers serve) was a validation error reported as a bug."""
+    model, _ = tiny_planner
+    answer = '1. get_weather({"city": "Oslo"})\n   why: it asks'
+    with OpenAIStub(lambda request, n: (200, answer, 0.0)) as stub:
+        planner = Planner.from_endpoint(stub.base_url, "stub-model", tokenizer=model, api="openai")
+        result = planner.plan_with_details("weather in Oslo?", _catalog())
+    assert result.plan is not None and "structured_outputs" not in stub.requests[0]
+
+
 def test_a_server_that_ignores_the_grammar_still_yields_a_validated_plan_or_a_counted_fallback(tiny_planner):
     model, _ = tiny_planner
     replies = ["Sure! I would call the weather tool.", "1. other_tool({})\n   why: x"]

@@ -82,6 +82,14 @@ def launch_env(config: TrainConfig) -> dict[str, str]:
     return env
 
 
+def pinned_run_key(config: TrainConfig) -> resuming.RunKey:
+    """The key a run of `config` records: of the base at the commit its revision resolves to (what `launch`
+    trains from), so the release's "is this run finished" asks about the same key the run wrote."""
+    from apo_planner.training.apo import pin_base
+
+    return resuming.run_key(pin_base(config))
+
+
 def launch(config: TrainConfig, recipe_sha256: str = "", tail_lines: int = 40) -> TrainDir:
     """Train in `config.num_processes` processes and return the run folder once they all succeeded
     (one run per output folder at a time; a run that already finished with these settings is not started)."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apo_planner.artifacts import TrainDir
+from apo_planner.artifacts import TrainDir, sha256_files
 from apo_planner.training.config import GATE_KEYS, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,9 @@ KEY_EXCLUDES = {
     "tiny_model",
     "resume",
     "devices",
-    "preference_eval",
+    "preference_eval",  # measured by merge, keyed there (MERGE_KEYS)
     "preference_eval_limit",
+    "plan_eval",
     *GATE_KEYS,
     "logging_steps",
     "logging_strategy",
@@ -64,6 +65,10 @@ KEY_EXCLUDES = {
     "run_name",
     "disable_tqdm",
 }
+
+
+# What `merge` measures after merging: not part of the training run, part of the merge stage's key.
+MERGE_KEYS = {"preference_eval", "preference_eval_limit", "plan_eval"}
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,11 @@ def _base_part(config: TrainConfig) -> dict[str, Any]:
     folder = Path(config.base_model)
     if not folder.is_dir():
         return {"id": config.base_model, "revision": config.base_revision}
-    config_file = folder / "config.json"
-    weights = sorted((p.name, p.stat().st_size) for p in folder.glob("*.safetensors"))
-    content = config_file.read_bytes() if config_file.is_file() else b""
-    return {"local": folder.name, "content": _sha([content.decode(errors="replace"), weights])[:16]}
+    # the bytes, not sizes: another fine-tune of the same architecture has the same config and sizes. Streamed
+    # once per run (seconds for a 4B model), so a replaced base is never taken for the one a checkpoint saw
+    files = sorted(p for pattern in ("config.json", "*.safetensors", "*.bin") for p in folder.glob(pattern))
+    content = _sha([[p.name for p in files], sha256_files(files)])
+    return {"local": folder.name, "content": content[:16]}
 
 
 def run_key(config: TrainConfig) -> RunKey:
