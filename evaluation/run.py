@@ -113,7 +113,8 @@ def executor_info(config: EvalConfig, arms: list[dict[str, Any]], pinned: str | 
     model_path, served = executor_model(config)
     by_mode = {a["name"]: a for a in arms if a["name"] in ("fc", "prompt")}
     sampling = e.sampling(e.max_tokens or 4096)  # bfcl-eval asks for what is left of the context, up to 4096
-    engine = "vllm" if e.dialect == "vllm" else ("transformers" if e.server.engine == "transformers" else None)
+    # a server asked in the OpenAI API's fields only (transformers serve, hosted) samples the rest its own way
+    engine = "vllm" if e.dialect == "vllm" else None
     return {
         "model": e.model_path if model_path else served,
         "revision": LOCAL if model_path else (pinned or e.revision + UNVERIFIED),

@@ -61,6 +61,9 @@ def test_the_executor_record_names_its_commit_and_the_temperature_vllm_runs(monk
     assert record["sampling"]["requested"]["temperature"] == 0.001
     assert record["sampling"]["effective"]["temperature"] == 0.01
     assert record["sampling"]["effective"]["top_k"] == 20  # stated in every request, as the leaderboard ran
+    # the smoke executor behind transformers serve is sent only the OpenAI API's fields: top_k is not claimed
+    smoke = executor_info(load_recipe(None, []).eval, [], None)["sampling"]["effective"]
+    assert smoke["top_k"] == smoke["min_p"] == smoke["repetition_penalty"] == "server default"
 
 
 def test_every_executor_request_states_the_recipes_sampling_fields():
