@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -17,22 +18,35 @@ class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
-    def parse(cls, data: dict[str, Any], where: str = "recipe") -> StrictConfig:
+    def parse(cls, data: dict[str, Any], where: str = "recipe", origins: dict[str, str] | None = None) -> StrictConfig:
+        """`origins`: dotted key -> where its value came from when not from `where` (an override)."""
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise RecipeError(format_validation_error(cls, exc, where, data)) from None
+            raise RecipeError(format_validation_error(cls, exc, where, data, origins)) from None
 
 
-def format_validation_error(cls: type[BaseModel], exc: ValidationError, where: str, data: Any = None) -> str:
+def format_validation_error(
+    cls: type[BaseModel], exc: ValidationError, where: str, data: Any = None, origins: dict[str, str] | None = None
+) -> str:
+    """Every error on its line, with the close matches of an unknown key and, for a value an override set,
+    that override (not the recipe file) as its origin."""
+    errors = exc.errors()
+    paths = [".".join(str(p) for p in err["loc"]) for err in errors]
+    overridden = {path: origin for path in paths for key, origin in (origins or {}).items()
+                  if path == key or path.startswith(key + ".")}  # fmt: skip
+    if overridden and len(overridden) == len(paths):
+        where = ", ".join(dict.fromkeys(overridden.values()))
     lines = [f"invalid {where}:"]
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
+    for err, path in zip(errors, paths, strict=True):
+        origin = f" (from {overridden[path]})" if path in overridden and len(overridden) != len(paths) else ""
         if err["type"] == "extra_forbidden":
             valid = _valid_keys(cls, err["loc"][:-1], data)
-            lines.append(f"  unknown key '{path}'; valid keys here: {', '.join(valid)}")
+            close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=2)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            lines.append(f"  unknown key '{path}'{origin}; {hint}valid keys here: {', '.join(valid)}")
         else:
-            lines.append(f"  {path}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  {path}: {err['msg']} (got {err.get('input')!r}){origin}")
     return "\n".join(lines)
 
 

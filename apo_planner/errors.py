@@ -27,13 +27,16 @@ class MissingExtra(UserError):
 
 def require_extra(extra: str, *modules: str, what: str = "") -> None:
     """Refuse, in one line, a command whose extra is not installed (before any work starts)."""
-    missing = [m for m in modules if _missing(m)]
+    missing = [m for m in modules if module_missing(m)]
     if missing:
         need = f"{what} needs {', '.join(missing)}" if what else f"this needs {', '.join(missing)}"
-        raise MissingExtra(f"{need}, which the '{extra}' extra installs: pip install 'apo-planner[{extra}]'")
+        raise MissingExtra(
+            f"{need}, which the '{extra}' extra installs: in the apo-planner checkout, "
+            f"pip install -c constraints.txt -e '.[{extra}]' (torch==2.13.0 first)"
+        )
 
 
-def _missing(module: str) -> bool:
+def module_missing(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is None
     except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules

@@ -12,6 +12,7 @@ A sharded build stops after step 4 and writes its shard (`shards`); `--merge-sha
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import time
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ from apo_planner.locks import output_lock
 
 __all__ = ["BuildResult", "build", "merge_shards", "outputs", "parse_shard"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class BuildResult:
@@ -56,6 +59,12 @@ def build(config: BuildConfig, shard: tuple[int, int] | None = None) -> BuildRes
     """Run the build stage and write `config.output` (or one shard of it), one writer at a time."""
     if config.decontamination.enabled:
         Decontaminator.require(config.decontamination.benchmarks)  # refused now, not after hours of synthesis
+    if config.synthesizer == "llm" and getattr(config.llm, "tiny_model", False):
+        logger.warning(
+            "build: the synthesizer is a tiny random model (build.llm.tiny_model, as in the smoke recipe): its "
+            "selections and rationales are noise. For a dataset from your logs use --synthesizer rule or point "
+            "build.llm at a real model"
+        )
     output = Path(config.output)
     # shards of one build run side by side: each holds the output shared and its own folder alone; the merge
     # and a whole build hold the output alone (they replace the folder the shards write into)

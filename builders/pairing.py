@@ -19,7 +19,13 @@ from apo_planner.builders.synthesis import Synthesizer
 from apo_planner.builders.synthesis.agreement import Agreement
 from apo_planner.builders.synthesis.consistency import check_consistency, unsourced_answer_values
 from apo_planner.builders.synthesis.rule import RuleSynthesizer
-from apo_planner.builders.synthesis.selection import InvalidSelection, Selection, original_plan, selected_plan
+from apo_planner.builders.synthesis.selection import (
+    InvalidSelection,
+    Selection,
+    original_plan,
+    result_values,
+    selected_plan,
+)
 from apo_planner.formats.records import DropReason
 
 
@@ -99,7 +105,14 @@ def pair_rows(
         seen_ids.add(row["id"])
         stats.removed_calls_by_reason.update(selection.removed.values())
         stats.answer_sources["pairs"] += 1
-        stats.answer_sources["kept"] += not unsourced_answer_values(trajectory, [k.index for k in selection.kept])
+        kept_calls = [k.index for k in selection.kept]
+        stats.answer_sources["kept"] += not unsourced_answer_values(trajectory, kept_calls)
+        # values are matched in JSON results only: a pair that dropped a free-text result was not checked there
+        stats.answer_sources["unchecked"] += any(
+            a.result and not a.failed and not result_values(a.result)
+            for i, a in enumerate(trajectory.actions)
+            if i not in kept_calls
+        )
         stats.review.offer(row, trajectory, selection, chosen, reference.removed if reference else {})
         stats.counts["pairs"] += 1
         stats.counts["calls_chosen_total"] += len(chosen)

@@ -69,7 +69,9 @@ def print_build_stats(stats: dict[str, Any], output: Path, console: Console | No
             table.add_row(f"    removed, rules keep: {kind}", str(count))
     sources = stats.get("answer_sources_kept") or {}
     if sources.get("pairs"):
-        table.add_row("  pairs keeping every answer source", f"{sources['kept']} of {sources['pairs']}")
+        unchecked = sources.get("unchecked") and f" ({sources['unchecked']} dropped free-text results, unchecked)"
+        unchecked = unchecked or ""
+        table.add_row("  pairs keeping every answer source", f"{sources['kept']} of {sources['pairs']}{unchecked}")
     decontamination = stats.get("decontamination", {})
     if decontamination.get("enabled"):
         against = ", ".join(decontamination.get("benchmarks") or {})

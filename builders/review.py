@@ -106,9 +106,9 @@ def _entry(
         if i in position:
             step = chosen.steps[position[i]]
             call["kept"] = {
-                "step": position[i],
+                "step": position[i] + 1,  # numbered as the plan's text numbers its steps (1-based)
                 "rationale": _cell(step.rationale),
-                "depends_on": list(step.depends_on),
+                "depends_on": [d + 1 for d in step.depends_on],
             }
         else:
             reason = selection.removed.get(i, "not_selected")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import gzip
 import itertools
+import logging
 import os
 import stat
 import zlib
@@ -33,6 +34,8 @@ from datasets.arrow_writer import ArrowWriter
 from apo_planner.artifacts import sha256_files
 from apo_planner.builders.errors import SourceError
 from apo_planner.formats import FORMATS, SAMPLE_ROWS, Detection, FormatError, detect
+
+logger = logging.getLogger(__name__)
 
 TEXT_COLUMN = "__raw_line__"  # the line's bytes: JSON decodes them directly (no str in between)
 FILE_COLUMN = "__file__"
@@ -286,6 +289,23 @@ def _detect(sample: Iterable[Any], fmt: str, source: str) -> Detection:
 def _open_local(source: str, files: list[Path], fmt: str, limit: int | None, work_dir: Path) -> Source:
     parquet = [f for f in files if _kind(f) in _PARQUET_SUFFIXES]
     json_files = [f for f in files if _kind(f) in _JSON_SUFFIXES]
+    unread = [f for f in files if f not in parquet and f not in json_files]
+    if unread and not (parquet or json_files):
+        kinds = ", ".join(_JSON_SUFFIXES + _PARQUET_SUFFIXES)
+        raise SourceError(
+            f"source {source!r}: {', '.join(str(f) for f in unread[:3])} is not a file type build reads ({kinds}, "
+            "optionally .gz); rename it, e.g. a .txt of JSON lines to .jsonl"
+        )
+    if unread:
+        logger.warning("source %r: skipped %d file(s) of another type: %s", source, len(unread), unread[:3])
+    if Path(source).is_dir():
+        skipped = [p for p in Path(source).rglob("*") if p.is_file() and not p.name.startswith(".")]
+        skipped = [p for p in skipped if _kind(p) not in _JSON_SUFFIXES + _PARQUET_SUFFIXES]
+        if skipped:
+            logger.warning(
+                "source %r: skipped %d file(s) that are not .jsonl/.json/.ndjson/.parquet (e.g. %s)",
+                source, len(skipped), skipped[0],
+            )  # fmt: skip
     if parquet and json_files:
         raise SourceError(f"source {source!r} mixes parquet and JSON files; point --source at one kind")
     name = "local:" + ",".join(f.name for f in files[:5]) + (f",+{len(files) - 5}" if len(files) > 5 else "")

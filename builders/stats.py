@@ -107,7 +107,8 @@ class BuildStats:
         if other.get("agreement"):
             self.agreement = self.agreement or Agreement()
             self.agreement.merge(other["agreement"])
-        self.answer_sources.update({k: other.get("answer_sources_kept", {}).get(k, 0) for k in ("pairs", "kept")})
+        theirs_sources = other.get("answer_sources_kept", {})
+        self.answer_sources.update({k: theirs_sources.get(k, 0) for k in ("pairs", "kept", "unchecked")})
         if other.get(REVIEW_KEY):
             theirs = other[REVIEW_KEY]
             if not self.review.candidates():
@@ -162,6 +163,7 @@ class BuildStats:
             "answer_sources_kept": {
                 "pairs": self.answer_sources["pairs"],
                 "kept": self.answer_sources["kept"],
+                "unchecked": self.answer_sources["unchecked"],  # dropped a free-text result: not checked there
                 "share": round(self.answer_sources["kept"] / n, 4) if (n := self.answer_sources["pairs"]) else None,
             },
         }

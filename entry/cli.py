@@ -237,6 +237,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"--tools {args.tools} holds no tool definitions: write a JSON list of OpenAI-style or MCP tools "
             "(or an MCP tools/list result)"
         )
+    folder = Path(args.model)
+    if not args.base_url and folder.is_dir() and not (folder / "config.json").is_file():
+        inside = sorted(str(c.parent) for c in folder.glob("*/config.json"))
+        hint = f"; did you mean {' or '.join(inside)}?" if inside else "; give a merged model folder or a Hub id"
+        raise UserError(f"--model {args.model}: not a model folder (no config.json){hint}")
     limits = GrammarLimits(max_steps=args.max_steps)
     constrained = not args.unconstrained
     if args.base_url:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -50,6 +51,10 @@ def user_message(exc: BaseException, model: str | None = None) -> str | None:
     message = one_line(exc) or type(exc).__name__
     if isinstance(exc, UserError):
         return message
+    if type(exc).__name__ == "HFValidationError":  # a path that is not there, taken for a Hub id
+        named = re.findall(r"'([^']+)'", message)
+        what = model or (named[-1] if named else "the model")
+        return f"{what!r} is no folder here and not a Hub id (owner/name); check the path, or train/merge first"
     if not isinstance(exc, OSError) and not _network_error(exc):
         return None
     if (machine := machine_state_message(exc)) is not None:

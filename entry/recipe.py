@@ -9,6 +9,7 @@ recipe's `data/…` source lives), so recipes work from any working directory.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,11 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     """The recipe's YAML mapping; what is wrong with the file names it, and where."""
     if not path.is_file():
         shipped = ", ".join(recipes.shipped())
-        raise RecipeError(f"recipe {path} not found; pass --recipe FILE or the name of a shipped recipe ({shipped})")
+        close = difflib.get_close_matches(str(path), list(recipes.shipped()), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RecipeError(
+            f"recipe {path} not found; {hint}pass --recipe FILE or the name of a shipped recipe ({shipped})"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -141,4 +146,5 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
             if (folder / source).exists():
                 data["build"]["source"] = str(folder / source)
                 break
-    return Recipe.parse(data, where=f"recipe {path_}")
+    origins = {".".join(parse_override(o)[0]): f"--set {o}" for o in overrides or []}
+    return Recipe.parse(data, where=f"recipe {path_}", origins=origins)

@@ -210,7 +210,9 @@ def test_a_missing_source_is_a_clear_error(tmp_path, capsys):
 
 
 def test_unknown_recipe_keys_list_the_valid_ones():
-    with pytest.raises(RecipeError, match=r"unknown key 'build.sourc'; valid keys here: .*source"):
+    with pytest.raises(
+        RecipeError, match=r"unknown key 'build.sourc'; did you mean 'source'\? valid keys here: .*source"
+    ):
         load_recipe(None, ["build.sourc=x"])
     with pytest.raises(RecipeError, match="test_fraction"):
         load_recipe(None, ["build.test_fraction=2"])

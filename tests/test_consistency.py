@@ -210,3 +210,30 @@ def test_agreement_with_the_rules_has_the_precision_and_recall_built_into_the_fi
     merged.merge(report)
     merged.merge(Agreement().as_dict())
     assert merged.as_dict() == report
+
+
+def test_a_pair_that_dropped_a_free_text_result_is_counted_unchecked_not_kept_silently(tmp_path):
+    """Values are matched in JSON results only: a dropped plain-text result ("5 C") was not checked."""
+    import json
+
+    from apo_planner.builders.build import build
+    from apo_planner.entry.recipe import load_recipe
+
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    row = {
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "a", **call}]},
+            {"role": "tool", "tool_call_id": "a", "content": "5 C and cloudy"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "b", **call}]},
+            {"role": "tool", "tool_call_id": "b", "content": "5 C and cloudy"},
+            {"role": "assistant", "content": "It is 5 C and cloudy in Oslo."},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    }
+    source = tmp_path / "logs.jsonl"
+    source.write_text(json.dumps(row) + "\n")
+    sets = [f"build.source={source}", f"build.output={tmp_path / 'ds'}", "build.synthesizer=rule"]
+    sets += ["build.decontamination.enabled=false", "build.test_fraction=0"]
+    stats = build(load_recipe(None, sets).build).stats
+    assert stats["answer_sources_kept"] == {"pairs": 1, "kept": 1, "unchecked": 1, "share": 1.0}

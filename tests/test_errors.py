@@ -272,7 +272,18 @@ def test_a_user_error_from_a_library_valueerror_is_not_blamed_on_the_user(tmp_pa
 
 def test_a_command_whose_extra_is_missing_names_the_extra(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "trl", None)  # as if `pip install apo-planner` without [train]
-    _one_error_line(capsys, ["train"], "apo-planner train needs", "pip install 'apo-planner[train]'")
+    _one_error_line(capsys, ["train"], "apo-planner train needs", "pip install -c constraints.txt -e '.[train]'")
+
+
+def test_a_base_install_without_trl_builds_with_the_shipped_recipe(tmp_path, monkeypatch):
+    """The shipped recipes carry trainer keys; reading them must not need TRL (the train extra)."""
+    from apo_planner.training.config import dpo_fields
+
+    monkeypatch.setitem(sys.modules, "trl", None)
+    dpo_fields.cache_clear()  # as in a fresh process: nothing read from TRL yet
+    source = write_jsonl(tmp_path / "src.jsonl", _rows())
+    argv = ["build", "--synthesizer", "rule", "--source", str(source), "--output", str(tmp_path / "out")]
+    assert main(argv) == 0 and (tmp_path / "out" / "stats.json").is_file()
 
 
 def test_a_build_without_the_benchmark_to_decontaminate_against_is_refused_before_any_work(
@@ -284,5 +295,36 @@ def test_a_build_without_the_benchmark_to_decontaminate_against_is_refused_befor
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bfcl_eval" else real(name, *a))
     source = write_jsonl(tmp_path / "src.jsonl", _rows())
     argv = ["build", "--synthesizer", "rule", "--source", str(source), "--output", str(tmp_path / "out")]
-    _one_error_line(capsys, argv, "apo-planner[eval]", "build.decontamination.enabled=false")
+    _one_error_line(capsys, argv, "'.[eval]'", "build.decontamination.enabled=false")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_or_wrong_model_folder_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative path with two slashes, as a user types it: no Hub id either
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]))
+    typo = "runs/train/mergd"
+    _one_error_line(capsys, ["plan", "--model", typo, "--query", "q", "--tools", str(tools)], typo, "not a Hub id")
+    (tmp_path / "train" / "merged").mkdir(parents=True)
+    (tmp_path / "train" / "merged" / "config.json").write_text("{}")
+    argv = ["plan", "--model", str(tmp_path / "train"), "--query", "q", "--tools", str(tools)]
+    _one_error_line(capsys, argv, "not a model folder", f"did you mean {tmp_path / 'train' / 'merged'}?")
+
+
+def test_a_source_of_a_type_build_does_not_read_is_named_as_such_not_empty(tmp_path, capsys):
+    source = tmp_path / "data.txt"
+    source.write_text(json.dumps(_rows()[0]) + "\n")
+    argv = ["build", "--synthesizer", "rule", "--source", str(source), "--output", str(tmp_path / "out")]
+    _one_error_line(capsys, argv, "is not a file type build reads", "to .jsonl")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["recipe", "--set", "build.limt=3"], ("invalid --set build.limt=3", "did you mean 'limit'")),
+        (["recipe", "--set", "build.limit=abc"], ("invalid --set build.limit=abc: build.limit",)),
+        (["recipe", "--recipe", "smok"], ("did you mean 'smoke'?",)),
+    ],
+)
+def test_a_recipe_mistake_names_the_override_it_came_from_and_the_close_match(capsys, argv, expected):
+    _one_error_line(capsys, argv, *expected)

@@ -28,7 +28,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_vali
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from apo_planner.config import StrictConfig
-from apo_planner.errors import UserError
+from apo_planner.errors import UserError, module_missing
 
 
 class TrainingInputError(UserError):
@@ -172,7 +172,9 @@ class TrainConfig(StrictConfig):
         extra = {k: v for k, v in data.items() if k not in cls.model_fields}
         errors: list[InitErrorDetails] = []
         coerced: dict[str, Any] = {}
-        if extra:
+        # without TRL (a base install that only builds datasets) the trainer keys are kept as written: `train`
+        # needs the train extra anyway and reads the recipe again there, with TRL, before anything starts
+        if extra and not module_missing("trl"):
             problems = trainer_key_problems(extra)
             errors += [_error(key, message, extra[key]) for key, message in problems.items()]
             types = dpo_fields()
