@@ -1,15 +1,16 @@
 """The planner-augmented BFCL handlers and their registration in bfcl-eval.
 
-`planner_handler(base_cls)` subclasses any bfcl-eval handler class: before the executor's first
-query it asks a plan source (`PlanSource`: the evaluation stage's planner arm) for a plan and lets it
-inject the rendered plan into the entry's first turn. Everything else (prompt format, query, decoding,
-checking) is the base handler's own code. A planner error, timeout or unparseable plan makes that entry
-run without a plan, recorded in the entry's result metadata; the BFCL run never aborts.
+The planner arm's handler is the leaderboard handler itself: `planner_handler(base_cls, plans, settings)`
+combines `apo_planner.portable.apo_planner.APOPlannerHandler` (the module `apo-planner submission` exports)
+with the executor's own handler class, exactly as the exported `APOPlannerQwenFCHandler` does, and gives it
+this run's plan source (`PlanSource`: the planner, or the oracle and placebo plans of the diagnostic arms) and
+settings (`apo_planner.evaluation.planner_arm.planner_settings`). Everything else (prompt format, query,
+decoding, checking) is the executor handler's own code. A planner error, timeout or unusable plan makes that
+entry run without a plan, recorded in its result line.
 
 bfcl-eval has no plugin hook: `register()` adds this run's entries to its `MODEL_CONFIG_MAPPING`
 dict in this process (names without `_`, which bfcl-eval maps back from directory names). Nothing
-happens at import. A module for an upstream leaderboard PR, which needs no apo-planner, is written
-by `apo-planner submission` (`apo_planner.evaluation.submission`).
+happens at import.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ INJECTED_SUFFIXES = {"oracle": "-APOOracle", "placebo": "-APOPlacebo"}
 PLAN_ONLY_SUFFIX = "-APOPlanOnly"  # the planner's plans scored as answers, no executor (never generates)
 
 
-_RUNTIMES: dict[str, PlanSource] = {}
 _MAX_TOKENS: dict[str, int] = {}
 _SEEDS: dict[str, int] = {}  # registry name -> the `seed` its requests carry (one per repeat)
 _SAMPLING: dict[str, tuple[Any, str]] = {}  # registry name -> (sampling for a token budget, the server's api)
@@ -82,25 +82,20 @@ def _wrap_client(handler: Any) -> None:
         handler.client = _ExecutorClient(handler.client, cap, seed, sampling)
 
 
-def planner_handler(base_cls: type) -> type:
-    """Subclass `base_cls` so every entry is planned first (see module docstring)."""
+def planner_handler(base_cls: type, plans: PlanSource, settings: Any) -> type:
+    """The leaderboard handler in front of `base_cls` (a local executor's handler), asking `plans` for each entry's
+    plan and injecting it as `settings` say; its executor client is wrapped as the executor-alone arms' is."""
+    from bfcl_eval.model_handler.local_inference.base_oss_handler import OSSHandler
 
-    class PlannerAugmentedHandler(executor_handler(base_cls)):  # type: ignore[misc]
-        def inference(self, test_entry: dict, include_input_log: bool, exclude_state_log: bool):
-            runtime = _RUNTIMES.get(self.registry_name)
-            info = runtime.plan_for(test_entry) if runtime else {"plan": None, "fallback": "no_planner_registered"}
-            entry = runtime.inject(test_entry, info["plan"]) if runtime and info["plan"] else test_entry
-            result, metadata = super().inference(entry, include_input_log, exclude_state_log)
-            metadata["planner"] = info  # written into the result line next to bfcl-eval's own fields
-            return result, metadata
+    from apo_planner.portable.apo_planner import APOPlannerHandler
 
-        # bfcl-eval's handlers use `overrides.EnforceOverrides`; its @override decorator finds base
-        # classes by name in module globals, which a class made in a factory does not have.
-        inference.__override__ = True  # type: ignore[attr-defined]
-
-    PlannerAugmentedHandler.__name__ = f"PlannerAugmented{base_cls.__name__}"
-    PlannerAugmentedHandler.__qualname__ = PlannerAugmentedHandler.__name__
-    return PlannerAugmentedHandler
+    if not issubclass(base_cls, OSSHandler):
+        raise BenchmarkError(
+            f"{base_cls.__name__} is not a locally served bfcl-eval handler (OSSHandler): the planner arm serves "
+            "its executor like bfcl's local models"
+        )
+    name = f"APOPlanner{base_cls.__name__}"
+    return type(name, (APOPlannerHandler, executor_handler(base_cls)), {"plans": plans, "settings": settings})
 
 
 def executor_handler(base_cls: type) -> type:
@@ -167,6 +162,7 @@ def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
 def register(
     executor: str,
     runtime: PlanSource | None = None,
+    settings: Any = None,
     max_tokens: int | None = None,
     prompt_executor: str | None = None,
     planner_mode: str = "fc",
@@ -176,7 +172,8 @@ def register(
     sampling: tuple[Any, str] | None = None,
 ) -> Arms:
     """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry (and one
-    per `injected` plan source, same handler), with a token cap or a seed wrapped copies of the executor
+    per `injected` plan source, same handler; `settings`: the handler's `PlannerSettings`, the recipe's
+    defaults with none), with a token cap or a seed wrapped copies of the executor
     entries under their own names, and with `plan_only` an entry that only decodes and scores the planner's
     plans. `sampling`: (sampling for a token budget, the server's api), whose fields every executor request
     states; the stock entries' names then run through that client too (the stock entry is kept aside in this
@@ -199,11 +196,21 @@ def register(
             cap = f" (max {max_tokens} tokens)" if max_tokens is not None else ""
             entries[names[mode]] = (executor_handler(base.model_handler), f"{base.display_name}{cap}", base)
     name, base = bases[planner_mode]
+    if settings is None:
+        from apo_planner.portable.apo_planner import SETTINGS
+
+        settings = SETTINGS
     planned = _check_name(name + SUFFIX)
-    entries[planned] = (planner_handler(base.model_handler), f"{base.display_name} + APO planner", base)
+    handler = planner_handler(base.model_handler, runtime, settings)
+    entries[planned] = (handler, f"{base.display_name} + APO planner", base)
     diagnostic = {arm: _check_name(name + INJECTED_SUFFIXES[arm]) for arm in injected or {}}
     for arm, entry_name in diagnostic.items():
-        entries[entry_name] = (planner_handler(base.model_handler), f"{base.display_name} + {arm} plan", base)
+        source = (injected or {})[arm]
+        entries[entry_name] = (
+            planner_handler(base.model_handler, source, settings),
+            f"{base.display_name} + {arm} plan",
+            base,
+        )
     scored = _check_name(names[planner_mode] + PLAN_ONLY_SUFFIX) if plan_only else None
     if scored:  # plans are written as Qwen FC answers (the ground-truth anchor's format): decoded by that handler
         from bfcl_eval.model_handler.local_inference.qwen_fc import QwenFCHandler
@@ -229,10 +236,6 @@ def register(
                 table[entry_name] = value
             else:
                 table.pop(entry_name, None)
-    if runtime is not None:
-        _RUNTIMES[planned] = runtime
-    for arm, source in (injected or {}).items():
-        _RUNTIMES[diagnostic[arm]] = source
     return Arms(
         fc=names["fc"],
         prompt=names.get("prompt"),
