@@ -142,12 +142,13 @@ class SubmissionConfig(StrictConfig):
 
     planner_repo: str | None = Field(None, description="the planner's Hub id (default: the release's merged model)")
     planner_revision: str | None = Field(None, description="its revision, a tag or commit (default: v<build.version>)")
-    name: str | None = Field(None, description="the BFCL model key, no '_' (default: <planner_repo>-<executor>)")
-    display_name: str | None = None
+    name: str | None = Field(None, description="the BFCL model key, no '_' (default: <planner_repo>+<executor entry>)")
+    display_name: str | None = Field(
+        None, description="the leaderboard's name for it (default: \"<executor> + <planner> (FC)\", bfcl's style)"
+    )
     org: str | None = Field(None, description="the planner's organisation (default: the release namespace)")
     url: str | None = Field(None, description="default: the planner's Hub page")
     license: str | None = Field(None, description="the planner's license (default: release.model_license)")
-    planner_port: int = Field(1054, gt=0, description="where the PR's reproduction serves the planner")
     output: str | None = Field(None, description="the folder to write (default: <eval.output>/bfcl_submission)")
 
 

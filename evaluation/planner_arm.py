@@ -88,6 +88,12 @@ class PlannerRuntime:
                 self._client = PlannerClient(self.settings, self.base_url, api_key=self.api_key)
             return self._client
 
+    def inject(self, test_entry: dict[str, Any], plan: str) -> dict[str, Any]:
+        """A copy of the entry with `plan` where the handler puts it (for benchmarks with their own handler)."""
+        from apo_planner.portable.apo_planner import inject
+
+        return inject(test_entry, plan, self.settings)
+
     def probe(self) -> None:
         """The handler's probe, before the first entry: a planner that refuses stops the run in one line."""
         from apo_planner.portable.apo_planner import PlannerUnavailable
@@ -119,8 +125,14 @@ class OraclePlans:
     """The oracle arm's plans: each entry's ground-truth calls (from the benchmark), injected as the planner's
     would be. What the executor scores with them is the ceiling of plan injection for this executor."""
 
-    def __init__(self, oracle_plan: Any) -> None:
+    def __init__(self, oracle_plan: Any, settings: PlannerSettings) -> None:
         self._oracle_plan = oracle_plan  # Benchmark.oracle_plan
+        self.settings = settings
+
+    def inject(self, test_entry: dict[str, Any], plan: str) -> dict[str, Any]:
+        from apo_planner.portable.apo_planner import inject
+
+        return inject(test_entry, plan, self.settings)
 
     def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]:
         plan = self._oracle_plan(test_entry)
@@ -146,6 +158,10 @@ class PlaceboPlans:
 
     def __init__(self, planner: PlannerRuntime) -> None:
         self._planner = planner
+        self.settings = planner.settings
+
+    def inject(self, test_entry: dict[str, Any], plan: str) -> dict[str, Any]:
+        return self._planner.inject(test_entry, plan)
 
     def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]:
         from apo_planner.portable.apo_planner import entry_request

@@ -28,7 +28,7 @@ from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor, Pla
 from apo_planner.evaluation.config import GATE_KEYS, REPORT_KEYS, EvalConfig, EvalError, ExecutorConfig
 from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime, planner_settings
 from apo_planner.locks import output_lock
-from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, pin_served, snapshot_path
+from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, is_local, pin_served, snapshot_path
 from apo_planner.serving import ServerConfig, serve, served_engine
 from apo_planner.tiny import ensure_tiny_model
 
@@ -78,7 +78,13 @@ def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str]]
 
 def pin_role(role: str, server: ServerConfig, model: str, revision: str) -> str | None:
     """The commit a role's server is started at: None for a local folder or a server someone else runs."""
-    pinned = pin_served(model, revision, server.engine != "external", f"eval.{role}.revision")
+    started = server.engine != "external"  # an external server's model is only the name it answers to
+    if started and not is_local(model) and model.count("/") != 1:
+        raise EvalError(
+            f"eval.{role}.model {model!r} is neither a local folder nor a Hub id (owner/name): "
+            + ("`apo-planner train` and `apo-planner merge` write it" if role == "planner" else "check the path")
+        )
+    pinned = pin_served(model, revision, started, f"eval.{role}.revision")
     return pinned if SHA.match(pinned) else None
 
 
@@ -169,7 +175,7 @@ def _evaluate(config: EvalConfig) -> EvalResult:
     if config.diagnostics.placebo:
         injected["placebo"] = PlaceboPlans(runtime)
     if config.diagnostics.oracle:
-        injected["oracle"] = OraclePlans(bench.oracle_plan)
+        injected["oracle"] = OraclePlans(bench.oracle_plan, settings)
     jobs = [
         EvalJob(
             folder.run_root(bench.name, run),  # this run's tree in the benchmark's own layout

@@ -306,7 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     backend.check()  # loaded before the port opens: answering /v1/models means ready
     server = Server(backend, args.served_model_name or args.model)
     logger.info("serving %s as %r at http://%s:%d/v1", args.model, server.served_name, args.host, args.port)
-    web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=logging.getLogger(f"{logger.name}.access"))
+    access = logging.getLogger(f"{logger.name}.access")
+    web.run_app(server.app(), host=args.host, port=args.port, print=None, access_log=access)
 
 
 if __name__ == "__main__":

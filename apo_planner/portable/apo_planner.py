@@ -58,9 +58,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import click
 import openai
-from bfcl_eval.constants.eval_config import LOCAL_SERVER_PORT, PROJECT_ROOT, RESULT_PATH
+from bfcl_eval.constants.eval_config import LOCAL_SERVER_PORT
 from bfcl_eval.model_handler.local_inference.base_oss_handler import OSSHandler
 from bfcl_eval.model_handler.local_inference.qwen_fc import QwenFCHandler
 from overrides import override
@@ -111,7 +110,12 @@ SETTINGS = PlannerSettings(
     injection_position="system",
     max_new_tokens=1024,
     limits=GrammarLimits(
-        max_steps=8, max_rationale_chars=200, max_string_chars=64, max_items=16
+        max_steps=8,
+        max_rationale_chars=200,
+        max_string_chars=64,
+        max_items=16,
+        max_digits=12,
+        max_depth=3,
     ),
     send_grammar="auto",
     timeout_s=120.0,
@@ -146,11 +150,14 @@ class PlannerUnavailable(RuntimeError):
 
 
 def entry_request(test_entry: dict) -> tuple[str, list[dict[str, Any]]]:
-    """An entry's first user message and its functions as OpenAI tools."""
+    """An entry's first user message and its functions (BFCL's, or already OpenAI
+    tools) as OpenAI tools."""
     first_turn = test_entry["question"][0] if test_entry.get("question") else []
     users = (m.get("content", "") for m in first_turn if m.get("role") == "user")
     tools = []
     for function in test_entry.get("function") or []:
+        if isinstance(function, dict) and isinstance(function.get("function"), dict):
+            function = function["function"]  # {"type": "function", "function": {...}}
         if isinstance(function, dict) and isinstance(function.get("name"), str):
             parameters = function.get("parameters")
             if not isinstance(parameters, dict):
@@ -434,16 +441,16 @@ def _message(exc: openai.APIStatusError) -> str:
 
 
 class PlannerServer:
-    """`vllm serve` for the planner, started by the handler for `bfcl generate`."""
+    """`vllm serve` for the planner, started by the handler under `bfcl generate`
+    (without `--skip-server-setup`) next to the executor's server, and stopped with it.
+    Its settings come from the `APO_PLANNER_*` environment variables (module docstring).
+    """
 
-    def __init__(
-        self, settings: PlannerSettings, served_name: str, bfcl_options: dict[str, Any]
-    ) -> None:
+    def __init__(self, settings: PlannerSettings, served_name: str) -> None:
         executor_port = int(os.getenv("LOCAL_SERVER_PORT", LOCAL_SERVER_PORT))
         self.port = int(os.getenv("APO_PLANNER_PORT", executor_port + 1))
         host = os.getenv("LOCAL_SERVER_ENDPOINT", "localhost")
         self.base_url = f"http://{host}:{self.port}/v1"
-        self.options = bfcl_options
         model = os.getenv("APO_PLANNER_MODEL", settings.model)
         revision = [] if Path(model).exists() else ["--revision", settings.revision]
         self.command = [
@@ -461,22 +468,29 @@ class PlannerServer:
             os.getenv("APO_PLANNER_MAX_MODEL_LEN", "16384"),
         ]
         self.log = Path(tempfile.gettempdir()) / f"apo-planner-vllm-{self.port}.log"
+        self.devices: str | None = None
         self._process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def environment(self, num_gpus: int) -> dict[str, str]:
+        """The server's environment: its own CUDA_VISIBLE_DEVICES
+        (`APO_PLANNER_DEVICES`, else the GPU after the executor's `num_gpus`)."""
+        env = dict(os.environ)
+        self.devices = os.getenv("APO_PLANNER_DEVICES") or _next_gpu(num_gpus)
+        if self.devices:
+            env["CUDA_VISIBLE_DEVICES"] = self.devices
+        return env
+
+    def launch(self, num_gpus: int) -> None:
+        """Start it (loading goes on while bfcl starts the executor's server)."""
         if _answers(self.base_url):
             raise PlannerUnavailable(
                 f"something already answers at {self.base_url}: set "
                 f"APO_PLANNER_BASE_URL={self.base_url} to use it as the planner, or "
                 "APO_PLANNER_PORT to start the planner elsewhere"
             )
-        env = dict(os.environ)
-        devices = os.getenv("APO_PLANNER_DEVICES") or _next_gpu(self.options)
-        if devices:
-            env["CUDA_VISIBLE_DEVICES"] = devices
-        _say(
-            f"{' '.join(self.command)} (GPUs {devices or 'inherited'}; log {self.log})"
-        )
+        env = self.environment(num_gpus)
+        devices = self.devices or "inherited"
+        _say(f"{' '.join(self.command)} (GPUs {devices}; log {self.log})")
         with self.log.open("w") as log:
             self._process = subprocess.Popen(
                 self.command,
@@ -485,14 +499,16 @@ class PlannerServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its engine workers go with it
             )
+
+    def wait(self) -> None:
+        """Until it answers `/v1/models`; its log's end if it exits first."""
+        assert self._process is not None
         while not _answers(self.base_url):
             if self._process.poll() is not None:
-                tail = "".join(
-                    self.log.read_text(errors="replace").splitlines(True)[-20:]
-                )
+                lines = self.log.read_text(errors="replace").splitlines(True)
                 raise PlannerUnavailable(
                     f"the planner's vLLM server exited ({self._process.returncode}); "
-                    f"the end of {self.log}:\n{tail}"
+                    f"the end of {self.log}:\n{''.join(lines[-20:])}"
                 )
             time.sleep(2)
         _say(f"serving at {self.base_url}")
@@ -516,8 +532,8 @@ def _answers(base_url: str) -> bool:
         return False
 
 
-def _next_gpu(bfcl_options: dict[str, Any]) -> str | None:
-    """The GPU after the executor's (bfcl serves it on the first --num-gpus visible
+def _next_gpu(num_gpus: int) -> str | None:
+    """The GPU after the executor's (bfcl serves it on the first `num_gpus` visible
     ones), or the last visible one on a smaller node; None when none is known."""
     visible = os.getenv("CUDA_VISIBLE_DEVICES")
     if visible:
@@ -535,7 +551,7 @@ def _next_gpu(bfcl_options: dict[str, Any]) -> str | None:
         gpus = listed.split()
     if not gpus:
         return None
-    used = int(bfcl_options.get("num_gpus") or 1)
+    used = max(int(num_gpus or 1), 1)
     return gpus[used] if used < len(gpus) else gpus[-1]
 
 
@@ -596,47 +612,71 @@ class APOPlannerHandler(OSSHandler):
 
     settings: PlannerSettings = SETTINGS
     plans: Any = None  # where plans come from (`plan_for`); None: the planner server
-    result_dir: Path | None = None  # where generation writes (None: `bfcl generate`'s)
+    result_dir: Path | None = (
+        None  # where generation writes (None: what bfcl writes to)
+    )
 
     def __init__(self, model_name, temperature, registry_name, is_fc_model, **kwargs):
         super().__init__(model_name, temperature, registry_name, is_fc_model, **kwargs)
         self._coverage = Coverage()
         self._planner_server: PlannerServer | None = None
-        context = click.get_current_context(silent=True)
-        if self.result_dir is None:
-            chosen = context.params.get("result_dir") if context is not None else None
-            self.result_dir = (
-                Path(PROJECT_ROOT) / chosen if chosen else Path(RESULT_PATH)
+        self._own_client = self.plans is None
+        if self._own_client:
+            send_grammar = os.getenv(
+                "APO_PLANNER_SEND_GRAMMAR", self.settings.send_grammar
             )
-        if self.plans is None:
-            self.settings = self._settings_from_environment()
-            self.plans = self._planner_client(context)
-        if context is not None and context.info_name == "generate":
-            try:
-                if self._planner_server is not None:
-                    self._planner_server.start()
-                self.plans.probe()
-            except PlannerUnavailable as exc:
-                self._stop_planner()
-                raise click.ClickException(str(exc)) from None
+            self.settings = replace(self.settings, send_grammar=send_grammar)
+            served_name = os.getenv(
+                "APO_PLANNER_SERVED_MODEL_NAME", self.settings.model
+            )
+            base_url = os.getenv("APO_PLANNER_BASE_URL")
+            if (
+                not base_url
+            ):  # started in spin_up_local_server, or a server already there
+                self._planner_server = PlannerServer(self.settings, served_name)
+                base_url = self._planner_server.base_url
+            api_key = os.getenv("APO_PLANNER_API_KEY", "EMPTY")
+            self.plans = PlannerClient(self.settings, base_url, served_name, api_key)
+            # bfcl marks spin_up_local_server and write final: on this instance only,
+            # the planner starts and is probed around the first (bfcl generate calls it
+            # from its main thread before the first entry), and the second tells where
+            # the results, and so the coverage summary, go (`--result-dir`)
+            self.spin_up_local_server = self._spin_up_with_planner
+            if self.result_dir is None:
+                self.write = self._write_remembering_where
 
-    def _settings_from_environment(self) -> PlannerSettings:
-        send_grammar = os.getenv("APO_PLANNER_SEND_GRAMMAR", self.settings.send_grammar)
-        return replace(self.settings, send_grammar=send_grammar)
-
-    def _planner_client(self, context: click.Context | None) -> PlannerClient:
-        """A running server (APO_PLANNER_BASE_URL, or `--skip-server-setup`'s default
-        port), else the one this handler starts for `bfcl generate`."""
-        base_url = os.getenv("APO_PLANNER_BASE_URL")
-        served_name = os.getenv("APO_PLANNER_SERVED_MODEL_NAME", self.settings.model)
-        options = context.params if context is not None else {}
-        if not base_url:
-            server = PlannerServer(self.settings, served_name, options)
-            base_url = server.base_url
-            if context is not None and not options.get("skip_server_setup"):
-                self._planner_server = server
-        api_key = os.getenv("APO_PLANNER_API_KEY", "EMPTY")
-        return PlannerClient(self.settings, base_url, served_name, api_key)
+    def _spin_up_with_planner(
+        self,
+        num_gpus,
+        gpu_memory_utilization,
+        backend,
+        skip_server_setup,
+        *args,
+        **kwargs,
+    ):
+        """bfcl's executor server, the planner's vLLM server beside it (unless
+        `--skip-server-setup` or `APO_PLANNER_BASE_URL`), then one real plan request:
+        a planner that cannot plan stops the run here, before the first entry."""
+        if skip_server_setup:  # the planner runs already, where the client looks
+            self._planner_server = None
+        try:
+            if self._planner_server is not None:
+                self._planner_server.launch(num_gpus)
+            type(self).spin_up_local_server(
+                self,
+                num_gpus,
+                gpu_memory_utilization,
+                backend,
+                skip_server_setup,
+                *args,
+                **kwargs,
+            )
+            if self._planner_server is not None:
+                self._planner_server.wait()
+            self.plans.probe()
+        except PlannerUnavailable as exc:
+            self._stop_planner()
+            raise SystemExit(f"APO planner: {exc}") from None  # bfcl's main thread
 
     def _stop_planner(self) -> None:
         if self._planner_server is not None:
@@ -660,10 +700,16 @@ class APOPlannerHandler(OSSHandler):
         metadata["planner"] = info
         return result, metadata
 
+    def _write_remembering_where(self, result, result_dir, update_mode=False):
+        self.result_dir = Path(result_dir)  # where the coverage summary goes
+        return type(self).write(self, result, result_dir, update_mode=update_mode)
+
     @override
     def shutdown_local_server(self):
         super().shutdown_local_server()
         self._stop_planner()
+        if self.result_dir is None:
+            return
         model_dir = self.result_dir / self.registry_dir_name
         if not model_dir.is_dir():
             return
@@ -679,4 +725,4 @@ class APOPlannerHandler(OSSHandler):
 
 # ---- the executor --------------------------------------------------------------------
 class APOPlannerQwenFCHandler(APOPlannerHandler, QwenFCHandler):
-    """The APO planner in front of a Qwen3 executor in FC mode (`QwenFCHandler`)."""
+    """Qwen3-30B-A3B-Instruct-2507 (FC) behind the APO planner."""

@@ -7,8 +7,10 @@ doubles make every outcome a matter of construction:
   handlers on /v1/completions. It answers with the calls of the plan it finds injected into its prompt (the
   text the injection template puts there), written as a Qwen FC executor writes calls; with no plan, with the
   answer configured for the entry's question, or else with a configured wrong call.
-- `ScriptedPlanner`: a planner (`plan_with_details`, as `apo_planner.planner.Planner`) that returns a given plan
-  for the queries it was given (say the ground truth for a chosen subset) and a wrong plan for every other.
+- `ScriptedPlanner`: the `replies` of an `OpenAIStub` serving the planner arm on /v1/chat/completions (the
+  leaderboard handler's request: the query as the user message, the catalog as `tools`): a given plan for the
+  queries it was given (say the ground truth for a chosen subset) and a wrong plan for every other.
+  `planner_stub_sets` points a recipe's planner arm at such a stub.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apo_planner.plan import Plan, PlanParseError, PlanStep, parse_plan
-from apo_planner.planner import PlanResult
 from apo_planner.prompts import DEFAULT_INJECTION_TEMPLATE
 from apo_planner.templating import environment
 
@@ -82,17 +83,36 @@ def wrong_plan(tools: list[dict[str, Any]]) -> Plan:
     return Plan(steps=[PlanStep(tool=name, arguments={"scripted_wrong_argument": 1}, rationale="scripted wrong")])
 
 
+PLANNER_MODEL = "scripted/planner"  # the name a planner stub serves and the recipe's planner arm asks for
+
+
+def planner_stub_sets(stub: Any, **extra: Any) -> dict[str, Any]:
+    """`--set`s that make the eval stage's planner arm the (already running) planner `stub`."""
+    return {
+        "eval.planner.model": PLANNER_MODEL,
+        "eval.planner.server.engine": "external",
+        "eval.planner.server.base_url": stub.base_url,
+        **extra,
+    }
+
+
+def planner_request(request: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(the query, the catalog) of the handler's plan request."""
+    query = next((m["content"] for m in request.get("messages", []) if m.get("role") == "user"), "")
+    return query, request.get("tools") or []
+
+
 @dataclass
 class ScriptedPlanner:
-    """`plans[query]` for the queries it knows, `wrong(tools)` for every other (`Planner.plan_with_details`)."""
+    """`replies(request, n)` for the planner's `OpenAIStub`: `plans[query]` for the queries it knows,
+    `wrong(tools)` for every other."""
 
     plans: dict[str, Plan]
     wrong: Callable[[list[dict[str, Any]]], Plan] = wrong_plan
     asked: list[str] = field(default_factory=list)
 
-    def plan_with_details(
-        self, query: str, tools: list[dict[str, Any]], context: list[dict[str, Any]] | None = None
-    ) -> PlanResult:
+    def __call__(self, request: dict[str, Any], n: int) -> tuple[int, str, float]:
+        query, tools = planner_request(request)
         self.asked.append(query)
         plan = self.plans.get(query) or self.wrong(tools)
-        return PlanResult(plan, plan.to_text(), None, 7, 3, 0.01)
+        return 200, plan.to_text(), 0.0

@@ -91,6 +91,7 @@ class BFCL(Benchmark):
             plan_only=job.plan_only,
             seed=job.seed,
             sampling=(job.executor.sampling, job.executor.api) if job.executor.sampling else None,
+            result_dir=job.root / "result",
         )
         if job.limit is not None:
             from bfcl_eval.utils import load_dataset_entry

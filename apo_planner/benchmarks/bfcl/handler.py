@@ -16,6 +16,7 @@ happens at import.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from apo_planner.benchmarks.base import BenchmarkError, PlanSource
@@ -82,7 +83,7 @@ def _wrap_client(handler: Any) -> None:
         handler.client = _ExecutorClient(handler.client, cap, seed, sampling)
 
 
-def planner_handler(base_cls: type, plans: PlanSource, settings: Any) -> type:
+def planner_handler(base_cls: type, plans: PlanSource | None, settings: Any, result_dir: Path | None = None) -> type:
     """The leaderboard handler in front of `base_cls` (a local executor's handler), asking `plans` for each entry's
     plan and injecting it as `settings` say; its executor client is wrapped as the executor-alone arms' is."""
     from bfcl_eval.model_handler.local_inference.base_oss_handler import OSSHandler
@@ -95,7 +96,8 @@ def planner_handler(base_cls: type, plans: PlanSource, settings: Any) -> type:
             "its executor like bfcl's local models"
         )
     name = f"APOPlanner{base_cls.__name__}"
-    return type(name, (APOPlannerHandler, executor_handler(base_cls)), {"plans": plans, "settings": settings})
+    namespace = {"plans": plans, "settings": settings, "result_dir": result_dir}
+    return type(name, (APOPlannerHandler, executor_handler(base_cls)), namespace)
 
 
 def executor_handler(base_cls: type) -> type:
@@ -170,6 +172,7 @@ def register(
     plan_only: bool = False,
     seed: int | None = None,
     sampling: tuple[Any, str] | None = None,
+    result_dir: Path | None = None,
 ) -> Arms:
     """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry (and one
     per `injected` plan source, same handler; `settings`: the handler's `PlannerSettings`, the recipe's
@@ -177,7 +180,8 @@ def register(
     entries under their own names, and with `plan_only` an entry that only decodes and scores the planner's
     plans. `sampling`: (sampling for a token budget, the server's api), whose fields every executor request
     states; the stock entries' names then run through that client too (the stock entry is kept aside in this
-    process, so registering again wraps the original)."""
+    process, so registering again wraps the original). `result_dir`: where generation writes (the planner-augmented
+    entries write their coverage summary beside their results)."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
     stock = {name: _STOCK.get(name, MODEL_CONFIG_MAPPING.get(name)) for name in (executor, prompt_executor) if name}
@@ -201,13 +205,13 @@ def register(
 
         settings = SETTINGS
     planned = _check_name(name + SUFFIX)
-    handler = planner_handler(base.model_handler, runtime, settings)
+    handler = planner_handler(base.model_handler, runtime, settings, result_dir)
     entries[planned] = (handler, f"{base.display_name} + APO planner", base)
     diagnostic = {arm: _check_name(name + INJECTED_SUFFIXES[arm]) for arm in injected or {}}
     for arm, entry_name in diagnostic.items():
         source = (injected or {})[arm]
         entries[entry_name] = (
-            planner_handler(base.model_handler, source, settings),
+            planner_handler(base.model_handler, source, settings, result_dir),
             f"{base.display_name} + {arm} plan",
             base,
         )
