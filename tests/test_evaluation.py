@@ -11,6 +11,7 @@ from apo_planner.benchmarks.bfcl import score
 from apo_planner.benchmarks.bfcl.handler import register
 from apo_planner.benchmarks.bfcl.results import registry_dir
 from apo_planner.entry.recipe import load_recipe
+from apo_planner.evaluation.config import EvalError
 from apo_planner.evaluation.run import evaluate
 from apo_planner.serving import ServerError, served_models
 from tests.support.loopback import OpenAIStub, server_url
@@ -139,6 +140,26 @@ def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(
     fallbacks = [r["planner"]["planner"]["fallbacks"] for r in result.comparison["categories"]]
     assert fallbacks == [{"planner_error": 2}, {"planner_error": 2}]
     assert result.comparison["planner_outcomes"] == {"planner_error": 4}
+
+
+def test_a_planner_that_refuses_plan_requests_stops_the_evaluation_before_any_arm(tmp_path, tiny):
+    refusing = OpenAIStub(lambda request, n: (422, "", 0.0), model=PLANNER_MODEL)
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub, refusing as planner:
+        with pytest.raises(EvalError, match=r"eval.planner: the APO planner at .* refused a plan request \(HTTP 422"):
+            evaluate(_eval_config(tmp_path, stub, tiny, planner))
+    assert not stub.requests and len(planner.requests) == 1  # the probe; no executor request was made
+
+
+def test_the_eval_planner_arm_is_the_leaderboard_handler_module():
+    from bfcl_eval.model_handler.local_inference.qwen_fc import QwenFCHandler
+
+    from apo_planner.benchmarks.bfcl.handler import planner_handler
+    from apo_planner.portable import apo_planner as portable
+
+    arm = planner_handler(QwenFCHandler, None, portable.SETTINGS)
+    assert issubclass(arm, portable.APOPlannerHandler) and issubclass(arm, QwenFCHandler)
+    assert arm.inference is portable.APOPlannerHandler.inference  # the same code, not a copy
+    assert arm.shutdown_local_server is portable.APOPlannerHandler.shutdown_local_server
 
 
 @pytest.mark.slow

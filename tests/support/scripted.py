@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from apo_planner.plan import Plan, PlanParseError, PlanStep, parse_plan
@@ -116,3 +117,34 @@ class ScriptedPlanner:
         self.asked.append(query)
         plan = self.plans.get(query) or self.wrong(tools)
         return 200, plan.to_text(), 0.0
+
+
+def terse_model(source: str | Path, output: str | Path) -> Path:
+    """A copy of the tiny random model `source` whose every answer ends at once (its first token is EOS), for a
+    stock server (`transformers serve`) that must answer bfcl-eval's requests quickly on CPU: bfcl asks for up
+    to 4096 new tokens and a random model would write them all. A constant component in one hidden dimension
+    (set in every embedding, never written by attention or MLP) reaches the final norm as the only nonzero
+    one, and the untied head reads it into EOS alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    eos = tokenizer.eos_token_id
+    with torch.no_grad():
+        embeddings = model.get_input_embeddings().weight.clone()
+        embeddings[:, 0] = 10.0
+        model.get_input_embeddings().weight = torch.nn.Parameter(embeddings)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight[0, :] = 0.0
+            layer.mlp.down_proj.weight[0, :] = 0.0
+        model.model.norm.weight.zero_()
+        model.model.norm.weight[0] = 1.0
+        head = torch.zeros_like(embeddings)
+        head[eos, 0] = 1.0
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(head)
+    output = Path(output)
+    model.save_pretrained(output)
+    tokenizer.save_pretrained(output)
+    return output
