@@ -194,7 +194,7 @@ def capture_planner(tokenizer: Path) -> list[dict[str, Any]]:
     config = load_recipe(PAPER, [f"eval.planner.model={tokenizer}"]).eval
     effective = Sampling(max_tokens=config.planner.max_new_tokens).effective("vllm")
     return [
-        {"source": "planner arm", "endpoint": "chat", "body": b, "recorded": _fields(b, effective)}
+        {"source": "planner", "endpoint": "chat", "body": b, "recorded": _fields(b, effective)}
         for b in _planner_arm_bodies(planner_settings(config), str(tokenizer))
     ]
 
