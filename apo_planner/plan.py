@@ -14,28 +14,29 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from apo_planner.portable.apo_planner_grammar import (
+    MAX_TOOL_NAME_CHARS,
+    TOOL_NAME_PATTERN,
+    PlanParseError,
+    dump_arguments,
+    is_valid_tool_name,
+    normalize_rationale,
+    parse_plan_text,
+    render_plan_text,
+)
 from apo_planner.reasoning import visible_text
 
-# Tool names may carry dots and dashes (BFCL uses `math.factorial`), never whitespace or the
-# parentheses that delimit arguments in the text form.
-TOOL_NAME_PATTERN = r"^[^\s(){}\[\]]+$"
-_TOOL_NAME_RE = re.compile(TOOL_NAME_PATTERN)
-_STEP_HEAD_RE = re.compile(r"^(\d+)\. ([^\s(){}\[\]]+)\(")
-_AFTER_RE = re.compile(r"^ after (\d+(?:, \d+)*)$")
-_WHY_PREFIX = "   why:"
-
-
-class PlanParseError(ValueError):
-    """Text that is not a canonical plan; carries the offending line number for diagnostics."""
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def normalize_rationale(text: str) -> str:
-    """Collapse whitespace and control characters (which grammar-constrained decoders can emit
-    inside strings) so a rationale fits the one-line text form."""
-    return " ".join(_CONTROL.sub(" ", text).split())
+__all__ = [
+    "TOOL_NAME_PATTERN",
+    "Plan",
+    "PlanParseError",
+    "PlanStep",
+    "is_valid_tool_name",
+    "normalize_rationale",
+    "parse_plan",
+    "plan_json_schema",
+    "render_plan",
+]
 
 
 class PlanStep(BaseModel):
@@ -43,7 +44,7 @@ class PlanStep(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    tool: str = Field(pattern=TOOL_NAME_PATTERN, max_length=256)
+    tool: str = Field(pattern=TOOL_NAME_PATTERN, max_length=MAX_TOOL_NAME_CHARS)
     arguments: dict[str, Any] = Field(default_factory=dict)
     rationale: str = ""
     depends_on: tuple[int, ...] = ()
@@ -98,7 +99,7 @@ class Plan(BaseModel):
         return [
             {
                 "tool": s.tool,
-                "arguments": _dump_arguments(s.arguments),
+                "arguments": dump_arguments(s.arguments),
                 "rationale": s.rationale,
                 "depends_on": list(s.depends_on),
             }
@@ -121,10 +122,6 @@ class Plan(BaseModel):
         return cls(steps=steps)
 
 
-def _dump_arguments(arguments: dict[str, Any]) -> str:
-    return json.dumps(arguments, ensure_ascii=False, separators=(", ", ": "))
-
-
 def render_plan(plan: Plan) -> str:
     """Canonical text form, one call per numbered line followed by its rationale::
 
@@ -134,15 +131,9 @@ def render_plan(plan: Plan) -> str:
            why: the user asked in Fahrenheit
 
     Arguments are JSON so any value survives; step numbers are 1-based in text, 0-based in `depends_on`.
+    The text form is `apo_planner.portable.apo_planner_grammar`'s, shared with the leaderboard handler.
     """
-    lines = []
-    for index, step in enumerate(plan.steps, start=1):
-        head = f"{index}. {step.tool}({_dump_arguments(step.arguments)})"
-        if step.depends_on:
-            head += " after " + ", ".join(str(d + 1) for d in step.depends_on)
-        lines.append(head)
-        lines.append(f"{_WHY_PREFIX} {step.rationale}".rstrip())
-    return "\n".join(lines)
+    return render_plan_text([step.model_dump() for step in plan.steps])
 
 
 def parse_plan(text: str) -> Plan:
@@ -151,53 +142,10 @@ def parse_plan(text: str) -> Plan:
     Tolerates what models wrap around it (a reasoning block, code fences, blank lines, trailing
     spaces) but nothing inside it: a step that does not parse raises PlanParseError.
     """
-    text = _strip_wrappers(text)
-    # Split on "\n" only: str.splitlines() also breaks on U+2028 and friends, which JSON leaves raw.
-    lines = [line.rstrip() for line in text.split("\n")]
-    steps: list[PlanStep] = []
-    decoder = json.JSONDecoder()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-            continue
-        match = _STEP_HEAD_RE.match(line)
-        if not match:
-            raise PlanParseError(f"line {i + 1}: expected 'N. tool({{...}})', got {line[:80]!r}")
-        number, tool = int(match.group(1)), match.group(2)
-        if number != len(steps) + 1:
-            raise PlanParseError(f"line {i + 1}: step numbered {number}, expected {len(steps) + 1}")
-        try:
-            arguments, end = decoder.raw_decode(line, match.end())
-        except json.JSONDecodeError as exc:
-            raise PlanParseError(f"line {i + 1}: arguments are not JSON: {exc.msg}") from exc
-        if not isinstance(arguments, dict):
-            raise PlanParseError(f"line {i + 1}: arguments must be a JSON object")
-        rest = line[end:]
-        if not rest.startswith(")"):
-            raise PlanParseError(f"line {i + 1}: expected ')' after the arguments")
-        rest = rest[1:]
-        depends_on: list[int] = []
-        if rest:
-            after = _AFTER_RE.match(rest)
-            if not after:
-                raise PlanParseError(f"line {i + 1}: unexpected text after the call: {rest[:40]!r}")
-            depends_on = [int(n) - 1 for n in after.group(1).split(", ")]
-        rationale = ""
-        if i + 1 < len(lines) and lines[i + 1].lstrip().startswith("why:"):
-            rationale = lines[i + 1].lstrip()[len("why:") :].strip()
-            i += 1
-        try:
-            steps.append(PlanStep(tool=tool, arguments=arguments, rationale=rationale, depends_on=depends_on))
-        except ValueError as exc:
-            raise PlanParseError(f"line {i + 1}: {exc}") from exc
-        i += 1
-    if not steps:
-        raise PlanParseError("no plan steps found")
+    steps = parse_plan_text(_strip_wrappers(text))
     try:
-        return Plan(steps=steps)
-    except ValueError as exc:
+        return Plan(steps=[PlanStep(**step) for step in steps])
+    except ValueError as exc:  # parse_plan_text checks what Plan does: kept so the two cannot drift
         raise PlanParseError(str(exc)) from exc
 
 
@@ -208,10 +156,6 @@ def _strip_wrappers(text: str) -> str:
     text = visible_text(text)
     fenced = _FENCE_RE.match(text)
     return fenced.group(1) if fenced else text
-
-
-def is_valid_tool_name(name: str) -> bool:
-    return bool(name) and len(name) <= 256 and bool(_TOOL_NAME_RE.match(name))
 
 
 def plan_json_schema() -> dict[str, Any]:

@@ -2,8 +2,10 @@
 that uses them.
 
 One mechanism for a laptop and a GPU node: the engine is `vllm` (its own environment, GPUs),
-`transformers` (`transformers serve`, the CPU stand-in used by the smoke recipe and tests), or
-`external` (a server someone else runs at `base_url`). A started server gets its GPUs through
+`transformers` (apo-planner's own OpenAI-compatible server, `apo_planner.generation.openai_server`: small
+models on CPU, structured outputs enforced as vLLM does, vLLM's request fields; the smoke recipe's),
+`transformers-serve` (Hugging Face's `transformers serve`: the OpenAI API's fields only, no structured
+outputs), or `external` (a server someone else runs at `base_url`). A started server gets its GPUs through
 `CUDA_VISIBLE_DEVICES`, is ready only once `/v1/models` lists the expected model id, and is stopped
 (its whole process group) when the stage ends, fails or is interrupted. What it printed goes to
 `<workdir>/<role>.log`, and its tail is in every error.
@@ -44,6 +46,10 @@ from apo_planner.guard import group_alive, guard, release
 logger = logging.getLogger(__name__)
 
 TRANSFORMERS_SERVE = [sys.executable, "-m", "transformers.cli.transformers", "serve"]
+APO_PLANNER_SERVER = [sys.executable, "-m", "apo_planner.generation.openai_server"]
+# Engines whose request fields are vLLM's (every sampling field, `structured_outputs`); `transformers-serve`
+# takes only the OpenAI API's, and an external server's are whatever its role's `api` says.
+VLLM_API_ENGINES = ("vllm", "transformers")
 DEFAULT_VLLM = ".venv-vllm/bin/vllm"  # `make vllm-env`: vLLM pins its own torch and transformers
 # JSON schemas compile without free whitespace, as in process (xgrammar `any_whitespace=False`): vLLM's
 # default lets a served model pad JSON with whitespace up to max_tokens. vLLM 0.33 accepts
@@ -60,8 +66,11 @@ class ServerError(UserError):
 class ServerConfig(StrictConfig):
     """How one served role runs (a recipe's `server:` section)."""
 
-    engine: Literal["vllm", "transformers", "external"] = Field(
-        "external", description="vllm / transformers: started here; external: already running at base_url"
+    engine: Literal["vllm", "transformers", "transformers-serve", "external"] = Field(
+        "external",
+        description="started here: vllm (GPUs), transformers (apo-planner's CPU server: structured outputs enforced "
+        "as vLLM does) or transformers-serve (Hugging Face's `transformers serve`: no structured outputs); "
+        "external: already running at base_url",
     )
     base_url: str | None = Field(None, description="external only: the OpenAI-compatible /v1 URL")
     host: str = "127.0.0.1"
@@ -101,11 +110,14 @@ class ServerConfig(StrictConfig):
 
     def command(self, model: str, served_name: str, port: int, revision: str | None = None) -> list[str]:
         """The engine's command line for `model` (at a Hub `revision`), answering as `served_name`."""
+        address = ["--host", self.host, "--port", str(port)]
+        pinned = ["--revision", revision] if revision and not Path(model).exists() else []
+        if self.engine == "transformers":  # through this interpreter, where apo-planner is installed
+            base = [self.binary] if self.binary else APO_PLANNER_SERVER
+            return [*base, model, *pinned, "--served-model-name", served_name, *address, *self.args]
         # `transformers serve` through this interpreter: an installed package need not have its scripts on PATH
         base = [self.executable(), "serve"] if self.engine == "vllm" or self.binary else TRANSFORMERS_SERVE
-        address = ["--host", self.host, "--port", str(port)]
         if self.engine == "vllm":
-            pinned = ["--revision", revision] if revision and not Path(model).exists() else []
             shared = ["--structured-outputs-config", VLLM_STRUCTURED_OUTPUTS]
             return [*base, model, *pinned, "--served-model-name", served_name, *address, *shared, *self.args]
         return [*base, model, *address, *self.args]
@@ -118,6 +130,14 @@ class ServerConfig(StrictConfig):
         if self.engine == "vllm":  # explicit either way: an inherited VLLM_BATCH_INVARIANT must not decide
             env["VLLM_BATCH_INVARIANT"] = "1" if self.batch_invariant else "0"
         return env
+
+
+def served_engine(engine: str | None, api: str) -> str | None:
+    """Whose sampling rules a served role runs under (`Sampling.effective`): vLLM's for vllm, transformers' for
+    apo-planner's own server; a server whose engine is unknown: vLLM's when it speaks vLLM's API, else None."""
+    if engine in ("vllm", "transformers"):
+        return engine
+    return "vllm" if api == "vllm" and engine != "transformers-serve" else None
 
 
 def free_port() -> int:
@@ -325,7 +345,7 @@ def serve(
     workdir.mkdir(parents=True, exist_ok=True)
     reap_stale_servers(workdir)
     env = dict(os.environ) | config.environment()
-    if config.engine == "transformers":  # its /v1/models lists the HF cache, which must exist
+    if config.engine == "transformers-serve":  # its /v1/models lists the HF cache, which must exist
         hf_home = workdir / f"{role}-hf_home"
         (hf_home / "hub").mkdir(parents=True, exist_ok=True)
         env["HF_HOME"] = str(hf_home)
@@ -359,7 +379,7 @@ def serve(
         guard(proc.pid)  # its engine workers too, when this process is killed
         _write_record(record, proc, role, port, command)
         # `transformers serve` loads any local path on request; its /v1/models lists the cache instead
-        check = config.check_model_id and config.engine == "vllm"
+        check = config.check_model_id and config.engine in VLLM_API_ENGINES
         wait_until_ready(base_url, name, config.startup_timeout_s, check_model_id=check, proc=proc, log=log)
         yield base_url
     finally:
@@ -370,7 +390,8 @@ def serve(
 
 @contextlib.contextmanager
 def transformers_server(model: str | Path, workdir: Path, timeout_s: float = 180) -> Iterator[str]:
-    """`transformers serve` on a free loopback port for a local model (tests, benchmarks, smoke runs)."""
-    config = ServerConfig(engine="transformers", port=0, startup_timeout_s=timeout_s)
-    with serve(config, model, workdir, "transformers") as base_url:
+    """Hugging Face's `transformers serve` on a free loopback port for a local model (tests and benchmarks that
+    need a server that is not the project's own)."""
+    config = ServerConfig(engine="transformers-serve", port=0, startup_timeout_s=timeout_s)
+    with serve(config, model, workdir, "transformers-serve") as base_url:
         yield base_url

@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, get_args
 
 from apo_planner import __version__, logs
 from apo_planner.config import RecipeError
@@ -156,22 +156,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def submission_pins(recipe: Recipe) -> object:
     """The leaderboard entry's pins: `eval.submission`, its unset fields from the release (the merged
-    model's repo at the tag the release gives it, the namespace, the model license)."""
+    model's repo at the tag the release gives it, the namespace, the model license). The default key names both
+    models in full (`<planner repo>+<executor entry>`), the display name follows bfcl's "<name> (FC)" style."""
     from apo_planner.evaluation.submission import Pinned
 
     s, release, executor = recipe.eval.submission, recipe.release, recipe.eval.executor
     repo = s.planner_repo or release.model_repo_id
-    entry = executor.handler if recipe.eval.planner_mode == "fc" else executor.prompt_handler
-    name = s.name or f"{repo}-with-{entry.split('/')[-1]}"
+    fc = recipe.eval.planner_mode == "fc"
+    entry = executor.handler if fc else executor.prompt_handler
+    executor_name = entry.split("/")[-1].removesuffix("-FC")
     return Pinned(
-        name=name,
-        display_name=s.display_name or f"{repo.split('/')[-1]} + {entry.split('/')[-1]}",
+        name=s.name or f"{repo}+{entry}",
+        display_name=s.display_name or f"{executor_name} + {repo.split('/')[-1]} ({'FC' if fc else 'Prompt'})",
         planner_repo=repo,
         planner_revision=s.planner_revision or f"v{recipe.build.version}",
         org=s.org or repo.split("/")[0],
         url=s.url or f"https://huggingface.co/{repo}",
         license=s.license or release.model_license,
-        planner_port=s.planner_port,
     )
 
 
@@ -180,8 +181,12 @@ def cmd_submission(args: argparse.Namespace) -> int:
     _point_benchmark(recipe)
     from apo_planner.evaluation.submission import export
 
-    folder = export(recipe.eval, submission_pins(recipe), allow_partial=args.allow_partial)
-    print(f"wrote {folder} (README.md says where each file goes)")
+    done = export(recipe.eval, submission_pins(recipe), allow_partial=args.allow_partial)
+    print(f"wrote {done.folder} (README.md says where each file goes): {', '.join(done.files)}")
+    if done.unverified:
+        print("not verified by apo-planner (check before opening the pull request):")
+        for item in done.unverified:
+            print(f"  [ ] {item}")
     return 0
 
 
@@ -358,10 +363,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         why = {
             "synthesizer": "build.synthesizer is not llm, or build.llm.server is not set (base_url is a server "
             "someone else runs)",
-            "planner": "eval.planner.backend is not openai",
         }.get(args.role, "")
         raise RecipeError(f"the recipe serves no {args.role} ({why}); it serves {', '.join(roles)}")
     config, model, workdir, revision = roles[args.role]
+    if args.engine:
+        config = config.model_copy(update={"engine": args.engine})
     from apo_planner.pinning import SHA, pin_served
 
     key = "build.llm.revision" if args.role == "synthesizer" else f"eval.{args.role}.revision"
@@ -533,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="start one role's server as its stage would, until Ctrl-C")
     _add_recipe_args(p)
     p.add_argument("role", choices=["synthesizer", "executor", "planner"], help="which served role of the recipe")
+    from apo_planner.serving import ServerConfig as Served
+
+    p.add_argument(
+        "--engine",
+        choices=[e for e in get_args(Served.model_fields["engine"].annotation) if e != "external"],
+        help="serve it with this engine instead of the recipe's (transformers: apo-planner's CPU server)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("formats", help="list the trajectory formats build reads, how each is detected, its docs")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -10,7 +10,7 @@ from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
 from apo_planner.generation import Sampling
-from apo_planner.planner import PlannerConfig
+from apo_planner.plan_grammar import GrammarLimits
 from apo_planner.serving import ServerConfig
 
 DEFAULT_EXECUTOR = "Qwen/Qwen3-30B-A3B-Instruct-2507-FC"
@@ -54,7 +54,8 @@ class ExecutorConfig(StrictConfig):
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="stated in every executor request (vllm api)")
     seed: int = Field(0, description="stated in every executor request")
     api: Literal["auto", "vllm", "openai"] = Field(
-        "auto", description="what the executor's server understands (auto: openai for transformers serve, else vllm)"
+        "auto",
+        description="what the executor's server understands (auto: openai for engine transformers-serve, else vllm)",
     )
     num_threads: int = Field(8, gt=0)
 
@@ -62,7 +63,7 @@ class ExecutorConfig(StrictConfig):
     def dialect(self) -> str:
         if self.api != "auto":
             return self.api
-        return "openai" if self.server.engine == "transformers" else "vllm"
+        return "openai" if self.server.engine == "transformers-serve" else "vllm"
 
     def sampling(self, max_tokens: int) -> Sampling:
         """Every sampling field of an executor request (bfcl-eval's temperature and token budget)."""
@@ -76,8 +77,59 @@ class ExecutorConfig(StrictConfig):
         )
 
 
-# The planner in front of the executor: the core's planner section (its backend's keys, the grammar bounds).
-PlannerRunConfig = PlannerConfig
+class PlannerRunConfig(StrictConfig):
+    """The planner in front of the executor, always a served model: the stage serves `model` (vLLM on GPUs,
+    apo-planner's own server on CPU) and asks it through the leaderboard handler's client
+    (`apo_planner.portable.apo_planner`), the code `apo-planner submission` exports. The in-process `Planner`
+    (`apo-planner plan`, the Python API) decodes under the same grammar; it is not an evaluation arm."""
+
+    model: str = Field(
+        "runs/smoke/train/merged", description="merged planner dir or Hub id: what its server loads and answers to"
+    )
+    revision: str = Field(
+        "main", description="the planner's Hub revision, resolved to its commit before the stage and served at it"
+    )
+    server: ServerConfig = Field(
+        default_factory=lambda: ServerConfig(engine="transformers", port=0),
+        description="the planner's server, started by the eval stage (vllm, transformers: apo-planner's CPU "
+        "server) unless engine is external (base_url: a server someone else runs)",
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key (never the key)")
+    timeout_s: float = Field(120.0, gt=0, description="per plan request")
+    max_retries: int = Field(2, ge=0, description="retries of a request that failed transiently (5xx, 429, timeout)")
+    max_new_tokens: int = Field(512, gt=0, description="a plan that stops here is truncated, and not injected")
+    send_grammar: Literal["auto", "structured_outputs", "guided_grammar", "none"] = Field(
+        "auto",
+        description="the field the plan grammar is sent in: auto asks the server's /version (structured_outputs "
+        "for vLLM >= 0.10.2 and apo-planner's server, guided_grammar for older vLLM, none otherwise, with a warning)",
+    )
+    max_steps: int = Field(8, gt=0, description="most steps a constrained plan may have")
+    max_rationale_chars: int = Field(200, gt=0, description="longest `why:` line of a constrained plan")
+    max_value_chars: int = Field(64, gt=0, description="longest string argument of a constrained plan")
+    max_items: int = Field(16, gt=0, description="most items of an array or object argument of a constrained plan")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_backend_keys(cls, data: Any) -> Any:
+        old = {"backend", "base_url", "structured_output", "constrained", "api", "tokenizer", "concurrency"}
+        if isinstance(data, dict) and (given := sorted(old & set(data))):
+            raise ValueError(
+                f"{', '.join(given)}: the planner arm is always a served model now; give server.engine (transformers "
+                "on CPU, vllm, or external with server.base_url) and send_grammar (none: unconstrained)"
+            )
+        return data
+
+    @property
+    def constrained(self) -> bool:
+        return self.send_grammar != "none"
+
+    def grammar_limits(self) -> GrammarLimits:
+        return GrammarLimits(
+            max_steps=self.max_steps,
+            max_rationale_chars=self.max_rationale_chars,
+            max_string_chars=self.max_value_chars,
+            max_items=self.max_items,
+        )
 
 
 class InjectionConfig(StrictConfig):
@@ -90,12 +142,13 @@ class SubmissionConfig(StrictConfig):
 
     planner_repo: str | None = Field(None, description="the planner's Hub id (default: the release's merged model)")
     planner_revision: str | None = Field(None, description="its revision, a tag or commit (default: v<build.version>)")
-    name: str | None = Field(None, description="the BFCL model key, no '_' (default: <planner_repo>-<executor>)")
-    display_name: str | None = None
+    name: str | None = Field(None, description="the BFCL model key, no '_' (default: <planner_repo>+<executor entry>)")
+    display_name: str | None = Field(
+        None, description="the leaderboard's name for it (default: \"<executor> + <planner> (FC)\", bfcl's style)"
+    )
     org: str | None = Field(None, description="the planner's organisation (default: the release namespace)")
     url: str | None = Field(None, description="default: the planner's Hub page")
     license: str | None = Field(None, description="the planner's license (default: release.model_license)")
-    planner_port: int = Field(1054, gt=0, description="where the PR's reproduction serves the planner")
     output: str | None = Field(None, description="the folder to write (default: <eval.output>/bfcl_submission)")
 
 
@@ -163,7 +216,7 @@ class EvalConfig(StrictConfig):
     statistics: StatisticsConfig = StatisticsConfig()
     output: str = "runs/smoke/eval"
     executor: ExecutorConfig = ExecutorConfig()
-    planner: PlannerRunConfig.section() = PlannerRunConfig.default()
+    planner: PlannerRunConfig = PlannerRunConfig()
     injection: InjectionConfig = InjectionConfig()
     submission: SubmissionConfig = SubmissionConfig()
 

@@ -4,10 +4,11 @@ recipe's benchmark (`eval.benchmark`, BFCL by default) through the benchmark's o
 checker, `eval.repeats` times; then the statistics (`apo_planner.evaluation.statistics`), the comparison
 reports and changes.md. (The folder for a leaderboard PR is `apo-planner submission`, from these results.)
 
-The stage starts the executor's OpenAI-compatible server (`eval.executor.server`: vLLM on GPUs,
-`transformers serve` for tiny CPU models, or an external one it only checks), and the planner's server
-too when the planner runs behind one; both stop when the stage ends. The benchmark's handlers, prompts,
-decoding and checker are the same either way.
+The stage starts the executor's OpenAI-compatible server and the planner's (`eval.*.server`: vLLM on GPUs,
+apo-planner's own `transformers` server for small CPU models, or an external one it only checks); both stop
+when the stage ends. The planner arm asks its server through the leaderboard handler's own client, which is
+probed with one real plan request before the first entry. The benchmark's handlers, prompts, decoding and
+checker are the same on every engine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,10 +26,10 @@ from typing import Any
 from apo_planner.artifacts import Comparison, EvalDir
 from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor, PlanSource
 from apo_planner.evaluation.config import GATE_KEYS, REPORT_KEYS, EvalConfig, EvalError, ExecutorConfig
-from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime
+from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime, planner_settings
 from apo_planner.locks import output_lock
-from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, pin_served, snapshot_path
-from apo_planner.serving import ServerConfig, serve
+from apo_planner.pinning import LOCAL, SHA, UNVERIFIED, is_local, pin_served, snapshot_path
+from apo_planner.serving import ServerConfig, serve, served_engine
 from apo_planner.tiny import ensure_tiny_model
 
 ARM_ORDER = ("fc", "prompt", "placebo", "planner", "oracle", "plan_only")
@@ -50,8 +52,10 @@ def executor_model(config: EvalConfig) -> tuple[str | None, str]:
     if executor.model_path:
         model = str(Path(executor.model_path).resolve())
         return model, model
-    if executor.server.engine == "transformers":
-        raise EvalError("eval.executor.server.engine=transformers needs eval.executor.model_path (a local model dir)")
+    if executor.server.engine in ("transformers", "transformers-serve"):
+        raise EvalError(
+            f"eval.executor.server.engine={executor.server.engine} needs eval.executor.model_path (a local model dir)"
+        )
     return None, benchmark(config).served_model(executor.handler)
 
 
@@ -65,16 +69,22 @@ def served_roles(config: EvalConfig) -> dict[str, tuple[ServerConfig, str, str]]
     """role -> (its server settings, the model id it serves, the recipe's revision of it) for the servers this
     stage uses (`pin_role` turns the revision into the commit the server is started at)."""
     _, executor = executor_model(config)
-    roles = {"executor": (config.executor.server, executor, config.executor.revision)}
     planner = config.planner
-    if getattr(planner, "server", None) is not None:  # a backend with a server of its own
-        roles["planner"] = (planner.server, planner.model, planner.revision)
-    return roles
+    return {
+        "executor": (config.executor.server, executor, config.executor.revision),
+        "planner": (planner.server, planner.model, planner.revision),
+    }
 
 
 def pin_role(role: str, server: ServerConfig, model: str, revision: str) -> str | None:
     """The commit a role's server is started at: None for a local folder or a server someone else runs."""
-    pinned = pin_served(model, revision, server.engine != "external", f"eval.{role}.revision")
+    started = server.engine != "external"  # an external server's model is only the name it answers to
+    if started and not is_local(model) and model.count("/") != 1:
+        raise EvalError(
+            f"eval.{role}.model {model!r} is neither a local folder nor a Hub id (owner/name): "
+            + ("`apo-planner train` and `apo-planner merge` write it" if role == "planner" else "check the path")
+        )
+    pinned = pin_served(model, revision, started, f"eval.{role}.revision")
     return pinned if SHA.match(pinned) else None
 
 
@@ -113,8 +123,7 @@ def executor_info(config: EvalConfig, arms: list[dict[str, Any]], pinned: str | 
     model_path, served = executor_model(config)
     by_mode = {a["name"]: a for a in arms if a["name"] in ("fc", "prompt")}
     sampling = e.sampling(e.max_tokens or 4096)  # bfcl-eval asks for what is left of the context, up to 4096
-    # a server asked in the OpenAI API's fields only (transformers serve, hosted) samples the rest its own way
-    engine = "vllm" if e.dialect == "vllm" else None
+    engine = served_engine(e.server.engine, e.dialect)
     return {
         "model": e.model_path if model_path else served,
         "revision": LOCAL if model_path else (pinned or e.revision + UNVERIFIED),
@@ -129,14 +138,14 @@ def executor_info(config: EvalConfig, arms: list[dict[str, Any]], pinned: str | 
     }
 
 
-def evaluate(config: EvalConfig, runtime: Any = None) -> EvalResult:
+def evaluate(config: EvalConfig) -> EvalResult:
     """Generate every arm (resuming what is already there) in every repeat, score, compare, write the reports;
     one evaluation per output folder at a time."""
     with output_lock(Path(config.output), "eval"):
-        return _evaluate(config, runtime)
+        return _evaluate(config)
 
 
-def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
+def _evaluate(config: EvalConfig) -> EvalResult:
     from apo_planner.evaluation.changes import build_changes, counts, write_changes
     from apo_planner.evaluation.compare import write_reports
     from apo_planner.evaluation.statistics import compute
@@ -146,7 +155,8 @@ def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
     output = folder.root
     bench.use_root(folder.benchmark_root(bench.name))  # the root bfcl-eval keeps for the process
     categories = bench.resolve(config.categories)
-    runtime = runtime or PlannerRuntime(config.planner, config.injection)
+    settings = planner_settings(config)
+    runtime = PlannerRuntime(settings, api_key=os.environ.get(config.planner.api_key_env) or "EMPTY")
     model_path, served = executor_model(config)
     roles = {role: (s, m, pin_role(role, s, m, r)) for role, (s, m, r) in served_roles(config).items()}
     pinned = roles["executor"][2]  # every revision pinned before any server starts
@@ -163,9 +173,9 @@ def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
     )
     injected: dict[str, PlanSource] = {}
     if config.diagnostics.placebo:
-        injected["placebo"] = PlaceboPlans(runtime, config.injection)
+        injected["placebo"] = PlaceboPlans(runtime)
     if config.diagnostics.oracle:
-        injected["oracle"] = OraclePlans(bench.oracle_plan, config.injection)
+        injected["oracle"] = OraclePlans(bench.oracle_plan, settings)
     jobs = [
         EvalJob(
             folder.run_root(bench.name, run),  # this run's tree in the benchmark's own layout
@@ -178,6 +188,7 @@ def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
             plan_only=config.diagnostics.plan_only,
             seed=config.run_seed(run),
             run=run,
+            plan_settings=settings,
         )
         for run in range(1, config.repeats + 1)
     ]
@@ -190,14 +201,13 @@ def _evaluate(config: EvalConfig, runtime: Any) -> EvalResult:
     with contextlib.ExitStack() as servers:  # stopped on success, failure and Ctrl-C alike
         urls = {role: servers.enter_context(serve(s, m, output, role, revision=r)) for role, (s, m, r) in roles.items()}
         tokenizer = model_path or (snapshot_path(served, pinned) if pinned else None)  # the served commit's
-        runtime.base_url = urls.get("planner", runtime.base_url)
-        runtime.planner  # noqa: B018 - load it now: a planner that cannot load fails the run, not each entry
+        runtime.base_url = urls["planner"]
+        runtime.probe()  # one real plan request: a planner that refuses stops the run here, before any arm
         for job in jobs:
             job.executor = dataclasses.replace(
                 executor, base_url=urls["executor"], tokenizer=str(tokenizer) if tokenizer else None
             )
-            if hasattr(runtime, "reset"):
-                runtime.reset()  # each run plans again
+            runtime.reset()  # each run plans again
             if job.run > 1:
                 bench.prepare(job)  # this run's seed
             results.append(bench.run(job))

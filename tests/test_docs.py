@@ -92,15 +92,11 @@ def tinycalls(tmp_path, monkeypatch):
     sys.modules.pop("tinycalls", None)
 
 
-class _Planner:
+def _planner(request, n):
     """Plans the right call for whichever city the query names (as a trained planner would)."""
-
-    def plan_with_details(self, query, tools):
-        from apo_planner.plan import parse_plan
-
-        city = "Paris" if "Paris" in query else "Seoul"
-        plan = parse_plan(f'1. get_weather({{"city": "{city}"}})\n   why: the question asks for the weather')
-        return SimpleNamespace(plan=plan, text="", error=None, prompt_tokens=30, completion_tokens=12, latency_s=0.01)
+    query = next(m["content"] for m in request["messages"] if m["role"] == "user")
+    city = "Paris" if "Paris" in query else "Seoul"
+    return 200, f'1. get_weather({{"city": "{city}"}})\n   why: the question asks for the weather', 0.0
 
 
 def _executor(request, n):
@@ -119,15 +115,15 @@ def test_the_worked_benchmark_example_runs_through_the_evaluation_stage(tinycall
     from apo_planner.benchmarks import BENCHMARKS
     from apo_planner.builders.config import BuildConfig
     from apo_planner.builders.decontamination import Decontaminator
-    from apo_planner.evaluation.config import EvalConfig, InjectionConfig, PlannerRunConfig
-    from apo_planner.evaluation.planner_arm import PlannerRuntime
+    from apo_planner.evaluation.config import EvalConfig
     from apo_planner.evaluation.run import evaluate
 
     assert BENCHMARKS.get("tinycalls") is tinycalls.BENCHMARK
     BuildConfig(source="x.jsonl", decontamination={"benchmarks": ["bfcl", "tinycalls"]})
     assert Decontaminator.from_benchmarks(["tinycalls"], 8).questions["tinycalls"] == 2
 
-    with OpenAIStub(replies=_executor, model="stub-executor") as stub:
+    planner = OpenAIStub(replies=_planner, model="stub-planner")
+    with OpenAIStub(replies=_executor, model="stub-executor") as stub, planner:
         config = EvalConfig(
             benchmark="tinycalls",
             categories=["all"],
@@ -137,11 +133,11 @@ def test_the_worked_benchmark_example_runs_through_the_evaluation_stage(tinycall
                 "prompt_handler": None,
                 "server": {"engine": "external", "base_url": stub.base_url},
             },
+            planner={"model": "stub-planner", "server": {"engine": "external", "base_url": planner.base_url}},
         )
-        runtime = PlannerRuntime(PlannerRunConfig(), InjectionConfig(), planner=_Planner())
-        result = evaluate(config, runtime=runtime)
+        result = evaluate(config)
         asked = len(stub.requests)
-        evaluate(config, runtime=runtime)  # a re-run resumes from the result files: nothing is asked again
+        evaluate(config)  # a re-run resumes from the result files: nothing is asked again
         assert len(stub.requests) == asked == 4
 
     folder = EvalDir(tmp_path / "eval")

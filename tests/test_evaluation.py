@@ -11,12 +11,11 @@ from apo_planner.benchmarks.bfcl import score
 from apo_planner.benchmarks.bfcl.handler import register
 from apo_planner.benchmarks.bfcl.results import registry_dir
 from apo_planner.entry.recipe import load_recipe
-from apo_planner.evaluation.planner_arm import PlannerRuntime
+from apo_planner.evaluation.config import EvalError
 from apo_planner.evaluation.run import evaluate
-from apo_planner.plan import Plan, PlanStep
-from apo_planner.planner import PlanResult
 from apo_planner.serving import ServerError, served_models
 from tests.support.loopback import OpenAIStub, server_url
+from tests.support.scripted import PLANNER_MODEL, planner_request, planner_stub_sets
 
 CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
 
@@ -68,17 +67,14 @@ def test_ground_truth_through_decode_and_check_scores_full_marks_and_counts_its_
     )
 
 
-class FixedPlanner:
-    """A planner that always proposes calling the entry's first tool (or always fails)."""
+def _first_tool(request, n):
+    """A planner (the handler's chat request) that always proposes calling the entry's first tool."""
+    _, tools = planner_request(request)
+    return 200, f"1. {tools[0]['function']['name']}({{}})\n   why: first tool", 0.0
 
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
 
-    def plan_with_details(self, query, tools):
-        if self.fail:
-            return PlanResult(None, "", "planner_error: TimeoutError: planner timed out", 0, 0, 0.01)
-        plan = Plan(steps=[PlanStep(tool=tools[0]["function"]["name"], arguments={}, rationale="first tool")])
-        return PlanResult(plan, plan.to_text(), None, 10, 5, 0.01)
+def _failing(request, n):
+    return 500, "", 0.0
 
 
 def _deterministic(request, n):
@@ -86,7 +82,7 @@ def _deterministic(request, n):
     return 200, f'<tool_call>\n{{"name": "f{len(request["prompt"]) % 97}", "arguments": {{}}}}\n</tool_call>', 0.0
 
 
-def _eval_config(tmp_path, stub, tiny, **extra):
+def _eval_config(tmp_path, stub, tiny, planner=None, **extra):
     sets = {
         "eval.output": tmp_path / "eval",
         "eval.limit": 2,
@@ -100,19 +96,15 @@ def _eval_config(tmp_path, stub, tiny, **extra):
         "eval.diagnostics.placebo": "false",  # the diagnostic arms are tests/test_known_answers.py's
         "eval.diagnostics.oracle": "false",
         "eval.diagnostics.plan_only": "false",
+        **(planner_stub_sets(planner, **{"eval.planner.max_retries": 0}) if planner is not None else {}),
         **extra,
     }
     return load_recipe(None, [f"{k}={v}" for k, v in sets.items()]).eval
 
 
-def _runtime(config, fail=False):
-    return PlannerRuntime(config.planner, config.injection, planner=FixedPlanner(fail))
-
-
 def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(tmp_path, tiny):
-    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
-        config = _eval_config(tmp_path, stub, tiny)
-        result = evaluate(config, _runtime(config))
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub, OpenAIStub(_first_tool, model=PLANNER_MODEL) as planner:
+        result = evaluate(_eval_config(tmp_path, stub, tiny, planner))
     planned_prompts = [r["prompt"] for r in stub.requests if "A planner has drafted" in r["prompt"]]
     assert len(planned_prompts) == 4 and len(stub.requests) == 12  # FC alone, prompt mode alone, + planner
     assert all("1. " in p and "why: first tool" in p for p in planned_prompts)
@@ -135,9 +127,8 @@ def test_the_injected_prompt_contains_the_plan_and_the_baseline_prompt_does_not(
 
 
 def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(tmp_path, tiny):
-    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
-        config = _eval_config(tmp_path, stub, tiny)
-        result = evaluate(config, _runtime(config, fail=True))
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub, OpenAIStub(_failing, model=PLANNER_MODEL) as planner:
+        result = evaluate(_eval_config(tmp_path, stub, tiny, planner))
     root = result.output / "bfcl" / "result"
     for category in ("multiple", "parallel_multiple"):
 
@@ -151,11 +142,31 @@ def test_a_planner_failing_on_every_entry_leaves_the_baseline_outputs_unchanged(
     assert result.comparison["planner_outcomes"] == {"planner_error": 4}
 
 
+def test_a_planner_that_refuses_plan_requests_stops_the_evaluation_before_any_arm(tmp_path, tiny):
+    refusing = OpenAIStub(lambda request, n: (422, "", 0.0), model=PLANNER_MODEL)
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub, refusing as planner:
+        with pytest.raises(EvalError, match=r"eval.planner: the APO planner at .* refused a plan request \(HTTP 422"):
+            evaluate(_eval_config(tmp_path, stub, tiny, planner))
+    assert not stub.requests and len(planner.requests) == 1  # the probe; no executor request was made
+
+
+def test_the_eval_planner_arm_is_the_leaderboard_handler_module():
+    from bfcl_eval.model_handler.local_inference.qwen_fc import QwenFCHandler
+
+    from apo_planner.benchmarks.bfcl.handler import planner_handler
+    from apo_planner.portable import apo_planner as portable
+
+    arm = planner_handler(QwenFCHandler, None, portable.SETTINGS)
+    assert issubclass(arm, portable.APOPlannerHandler) and issubclass(arm, QwenFCHandler)
+    assert arm.inference is portable.APOPlannerHandler.inference  # the same code, not a copy
+    assert arm.shutdown_local_server is portable.APOPlannerHandler.shutdown_local_server
+
+
 @pytest.mark.slow
 def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_path, tiny):
-    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
-        config = _eval_config(tmp_path, stub, tiny)
-        result = evaluate(config, _runtime(config))
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub, OpenAIStub(_first_tool, model=PLANNER_MODEL) as planner:
+        config = _eval_config(tmp_path, stub, tiny, planner)
+        result = evaluate(config)
         path = next(
             (result.output / "bfcl" / "result" / registry_dir(result.comparison["planner_model"])).glob(
                 "**/*multiple_result.json"
@@ -164,16 +175,16 @@ def test_an_interrupted_generation_resumes_without_redoing_finished_entries(tmp_
         lines = path.read_text().splitlines()
         path.write_text("\n".join(lines[:1]) + "\n")  # as if killed after the first entry
         before = len(stub.requests)
-        evaluate(config, _runtime(config))
+        evaluate(config)
     assert len(stub.requests) - before == 1
 
 
 def test_unknown_categories_and_models_list_the_valid_ones(tmp_path, tiny):
-    with OpenAIStub(_deterministic, model=str(tiny)) as stub:
+    with OpenAIStub(_deterministic, model=str(tiny)) as stub, OpenAIStub(_first_tool, model=PLANNER_MODEL) as planner:
         with pytest.raises(BenchmarkError, match=r"Valid categories and groups: .*simple_java"):
-            evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.categories": "[simple]"}))
+            evaluate(_eval_config(tmp_path, stub, tiny, planner, **{"eval.categories": "[simple]"}))
         with pytest.raises(BenchmarkError, match=r"unknown bfcl-eval model 'nobody/x'; valid names: .*Qwen"):
-            evaluate(_eval_config(tmp_path, stub, tiny, **{"eval.executor.handler": "nobody/x"}))
+            evaluate(_eval_config(tmp_path, stub, tiny, planner, **{"eval.executor.handler": "nobody/x"}))
 
 
 def test_a_missing_executor_server_says_how_to_start_one(tmp_path, tiny):
@@ -185,10 +196,11 @@ def test_a_missing_executor_server_says_how_to_start_one(tmp_path, tiny):
             "eval.executor.server.base_url=http://127.0.0.1:9/v1",
             "eval.executor.server.startup_timeout_s=1",
             "eval.limit=2",
+            f"eval.planner.model={tiny}",
         ],
     ).eval
     with pytest.raises(ServerError, match="apo-planner serve executor"):
-        evaluate(config, _runtime(config))
+        evaluate(config)
 
 
 @pytest.mark.slow
@@ -218,23 +230,23 @@ def test_the_whole_evaluation_runs_on_cpu_with_tiny_models_behind_transformers_s
 
 @pytest.mark.slow
 def test_the_eval_stage_starts_the_planner_server_on_the_merged_model_and_plans_through_it(tmp_path, tiny):
-    """`eval.planner.backend: openai` as in the paper recipe: the stage serves the planner itself (here
-    `transformers serve` on /v1/completions, vLLM on a GPU node), so no entry falls back for want of a server."""
+    """As in the paper recipe, the stage serves the planner itself: here apo-planner's CPU server (engine
+    transformers), which enforces the plan grammar as vLLM does, so even a random planner plans every entry."""
     with OpenAIStub(_deterministic, model=str(tiny)) as stub:
         sets = {
             "eval.planner.model": tiny,
-            "eval.planner.backend": "openai",
             "eval.planner.server.engine": "transformers",
             "eval.planner.server.port": 0,
-            "eval.planner.structured_output": "none",  # transformers serve has no structured_outputs
-            "eval.planner.max_new_tokens": 24,
+            "eval.planner.max_new_tokens": 256,
+            "eval.planner.max_steps": 2,
+            "eval.planner.max_rationale_chars": 20,
+            "eval.planner.max_value_chars": 8,
         }
         result = evaluate(_eval_config(tmp_path, stub, tiny, **sets))
     planner_log = result.output / "planner.log"
     assert served_models(server_url(planner_log)) is None  # stopped with the stage
-    assert "POST /v1/completions" in planner_log.read_text()
+    assert "POST /v1/chat/completions" in planner_log.read_text()
     for row in result.comparison["categories"]:
         planner = row["planner"]["planner"]
-        assert planner["planned"] + sum(planner["fallbacks"].values()) == 2
+        assert planner["planned"] == 2 and planner["fallbacks"] == {}, planner
         assert planner["tokens"] > 0  # the served planner generated for these entries
-        assert "planner_error" not in planner["fallbacks"], planner  # the server was there and answered

@@ -14,11 +14,10 @@ from scipy.stats import binomtest
 from apo_planner.artifacts import Comparison, EvalDir
 from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.entry.recipe import load_recipe
-from apo_planner.evaluation.planner_arm import PlannerRuntime
 from apo_planner.evaluation.run import evaluate
 from apo_planner.stats import paired_bootstrap
 from tests.support.loopback import OpenAIStub
-from tests.support.scripted import ScriptedExecutor, ScriptedPlanner, fc_answer
+from tests.support.scripted import PLANNER_MODEL, ScriptedExecutor, ScriptedPlanner, fc_answer, planner_stub_sets
 
 CATEGORIES = ["simple_java", "multiple", "parallel_multiple", "live_parallel_multiple"]
 LIMIT = 8
@@ -74,9 +73,9 @@ def _config(tmp_path, stub, tiny, **extra):
 def scripted_run(tmp_path_factory, tiny):
     tmp_path = tmp_path_factory.mktemp("known")
     executor, planner = _scripted()
-    with OpenAIStub(executor, model=str(tiny)) as stub:
-        config = _config(tmp_path, stub, tiny)
-        result = evaluate(config, PlannerRuntime(config.planner, config.injection, planner=planner))
+    with OpenAIStub(executor, model=str(tiny)) as stub, OpenAIStub(planner, model=PLANNER_MODEL) as planned:
+        config = _config(tmp_path, stub, tiny, **planner_stub_sets(planned))
+        result = evaluate(config)
     return config, result, EvalDir(result.output).comparison(), stub
 
 
@@ -231,9 +230,10 @@ def test_the_plot_draws_every_planner_accuracy_with_its_interval(scripted_run, t
 @pytest.mark.slow
 def test_repeats_run_every_arm_again_with_its_own_seed_and_report_the_spread(tmp_path, tiny):
     executor, planner = _scripted(["multiple"])
-    with OpenAIStub(executor, model=str(tiny)) as stub:
-        config = _config(tmp_path, stub, tiny, **{"eval.categories": "[multiple]", "eval.limit": 4, "eval.repeats": 2})
-        result = evaluate(config, PlannerRuntime(config.planner, config.injection, planner=planner))
+    sets = {"eval.categories": "[multiple]", "eval.limit": 4, "eval.repeats": 2}
+    with OpenAIStub(executor, model=str(tiny)) as stub, OpenAIStub(planner, model=PLANNER_MODEL) as planned:
+        config = _config(tmp_path, stub, tiny, **sets, **planner_stub_sets(planned))
+        result = evaluate(config)
     comparison = Comparison.model_validate(result.comparison)
     assert [(r.run, r.seed) for r in comparison.runs] == [(1, 0), (2, 1)]
     assert sorted({r["seed"] for r in stub.requests}) == [0, 1]  # every executor request carried its run's seed
@@ -364,13 +364,13 @@ def test_the_pr_description_shows_the_interval_and_p_next_to_each_planner_number
 
     config, result, comparison, _ = scripted_run
     pinned = Pinned(
-        "me/planner-FC", "planner", "me/planner", "v1", "me", "https://huggingface.co/me/planner", "mit", 1054
+        "me/planner+exec-FC", "planner (FC)", "me/planner", "v1", "me", "https://huggingface.co/me/planner", "mit"
     )
     folder = export(
         config.model_copy(update={"submission": config.submission.model_copy(update={"output": str(tmp_path)})}),
         pinned,
         allow_partial=True,
-    )
+    ).folder
     text = (folder / "PR_DESCRIPTION.md").read_text()
     for scope in [*CATEGORIES, "pooled"]:
         planner, pair = comparison.arm_stats("planner", scope), comparison.pair("planner", "fc", scope)

@@ -174,7 +174,7 @@ def test_the_build_starts_its_synthesizer_server_asks_it_over_http_and_stops_it(
         max_tokens=40,
         concurrency=2,
     )
-    server = ServerConfig(engine="transformers", port=0, startup_timeout_s=180)
+    server = ServerConfig(engine="transformers-serve", port=0, startup_timeout_s=180)
     config = config.model_copy(update={"llm": config.llm.model_copy(update={"server": server})})
     with pytest.raises(NoPairs) as nothing:
         build(config)

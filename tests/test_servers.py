@@ -103,7 +103,7 @@ def test_serving_a_role_the_recipe_does_not_start_says_which_it_does(capsys, mon
     assert main(["serve", "synthesizer"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("apo-planner serve: error: the recipe serves no synthesizer (build.synthesizer")
-    assert err.endswith("it serves executor") and "\n" not in err
+    assert err.endswith("it serves executor, planner") and "\n" not in err
     assert not (tmp_path / "runs" / "smoke" / "models").exists()  # no tiny executor made for nothing
 
 

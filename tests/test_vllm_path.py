@@ -13,7 +13,7 @@ from apo_planner.builders.config import LLMConfig
 from apo_planner.entry.check import CheckReport, check_devices
 from apo_planner.entry.cli import served_roles
 from apo_planner.entry.recipe import load_recipe
-from apo_planner.generation import BACKENDS, Constraint, GenerationRequest, Sampling, make_backend
+from apo_planner.generation import BACKENDS, GenerationRequest, Sampling, make_backend
 from apo_planner.generation.base import VLLM_ONLY_FIELDS
 from apo_planner.pinning import PinError, local_snapshot, resolve
 from apo_planner.serving import VLLM_STRUCTURED_OUTPUTS, ServerConfig
@@ -33,10 +33,14 @@ def test_every_request_body_states_all_its_sampling_fields_and_chat_names_max_co
     chat = _body(llm, GenerationRequest(Sampling(max_tokens=64, temperature=0.7), messages=[{"role": "user"}]))
     assert SAMPLING_FIELDS | {"frequency_penalty", "max_completion_tokens"} <= set(chat) and "max_tokens" not in chat
     assert (chat["top_k"], chat["min_p"], chat["top_p"]) == (0, 0.0, 1.0)  # so Qwen's top_k 20 never applies
-    planner = load_recipe(PAPER, []).eval.planner
-    grammar = GenerationRequest(Sampling(max_tokens=8), prompt="p", constraint=Constraint.grammar('root ::= "a"'))
-    text = _body(planner, grammar)
-    assert SAMPLING_FIELDS | {"max_tokens"} <= set(text) and text["structured_outputs"] == {"grammar": 'root ::= "a"'}
+    from apo_planner.evaluation.planner_arm import planner_settings
+    from apo_planner.portable.apo_planner import PlannerClient
+
+    planner = PlannerClient(planner_settings(load_recipe(PAPER, []).eval), "http://127.0.0.1:9/v1")
+    planner.server, planner.grammar_field = "vllm", "structured_outputs"  # what /version told the handler
+    plan = planner.sampling()  # the planner arm's request (the leaderboard handler's): greedy, every field stated
+    assert SAMPLING_FIELDS | {"frequency_penalty", "max_completion_tokens"} <= set(plan)
+    assert (plan["temperature"], plan["top_k"], plan["top_p"]) == (0.0, 0, 1.0)
     # a server that speaks only the OpenAI API (transformers serve, hosted APIs) is sent only those fields
     openai_only = LLMConfig.of(backend="openai", api="openai", structured_output="none")
     plain = _body(openai_only, GenerationRequest(Sampling(max_tokens=8), messages=[]))
@@ -61,8 +65,9 @@ def test_the_executor_record_names_its_commit_and_the_temperature_vllm_runs(monk
     assert record["sampling"]["requested"]["temperature"] == 0.001
     assert record["sampling"]["effective"]["temperature"] == 0.01
     assert record["sampling"]["effective"]["top_k"] == 20  # stated in every request, as the leaderboard ran
-    # the smoke executor behind transformers serve is sent only the OpenAI API's fields: top_k is not claimed
-    smoke = executor_info(load_recipe(None, []).eval, [], None)["sampling"]["effective"]
+    # an executor behind transformers serve is sent only the OpenAI API's fields: top_k is not claimed
+    served = load_recipe(None, ["eval.executor.server.engine=transformers-serve", "eval.executor.api=openai"]).eval
+    smoke = executor_info(served, [], None)["sampling"]["effective"]
     assert smoke["top_k"] == smoke["min_p"] == smoke["repetition_penalty"] == "server default"
 
 

@@ -50,12 +50,11 @@ class BenchmarkError(UserError):
 
 
 class PlanSource(Protocol):
-    """The planner arm as a benchmark's handler sees it: a plan for an entry (or why there is none: its
-    `fallback`, counted), and the entry with the plan injected. The evaluation stage implements it."""
+    """Where a plan-injected arm's plans come from, as a benchmark's handler asks: a plan's text for an entry
+    (or why there is none: its `fallback`, counted) and what it cost. The evaluation stage implements it (the
+    planner, the oracle and placebo plans); how a plan reaches the executor is the benchmark's handler's."""
 
     def plan_for(self, test_entry: dict[str, Any]) -> dict[str, Any]: ...
-
-    def inject(self, test_entry: dict[str, Any], plan_text: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,7 @@ class EvalJob:
     plan_only: bool = False  # score the planner arm's plans as answers, no executor
     seed: int | None = None  # sent with every executor request (one per repeat)
     run: int = 1  # which repeat this is
+    plan_settings: Any = None  # how plans are asked for and injected (BFCL: the handler's `PlannerSettings`)
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,11 @@ def sampling_fields(sampling: Sampling, api: Api, endpoint: Endpoint) -> dict[st
 
 @dataclass(frozen=True, slots=True)
 class Constraint:
-    """What decoding must produce: a JSON schema (`kind` json, `value` the schema) or an EBNF grammar
-    (`kind` grammar, `value` its text). The same constraint is enforced in process (xgrammar) and by vLLM
-    (`structured_outputs`); JSON is compiled without free whitespace on both paths."""
+    """What decoding must produce: a JSON schema (`kind` json, `value` the schema), an EBNF grammar (`kind`
+    grammar, `value` its text) or a regular expression (`kind` regex). The same constraint is enforced in
+    process (xgrammar) and by vLLM (`structured_outputs`); JSON is compiled without free whitespace on both."""
 
-    kind: Literal["json", "grammar"]
+    kind: Literal["json", "grammar", "regex"]
     value: Any
 
     @classmethod
@@ -95,6 +95,10 @@ class Constraint:
     @classmethod
     def grammar(cls, ebnf: str) -> Constraint:
         return cls("grammar", ebnf)
+
+    @classmethod
+    def regex(cls, pattern: str) -> Constraint:
+        return cls("regex", pattern)
 
 
 @dataclass(frozen=True, slots=True)

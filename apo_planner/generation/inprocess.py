@@ -63,7 +63,7 @@ class TransformersBackend(Backend):
     def __post_init__(self) -> None:
         self._revision: str | None = None
         self._lock = threading.Lock()
-        self._compiled: dict[str, Any] = {}
+        self._compiled: dict[tuple[str, str], Any] = {}
         if self.config.tiny_model:  # before anything records provenance of a model that must exist
             from apo_planner.tiny import ensure_tiny_model
 
@@ -119,13 +119,15 @@ class TransformersBackend(Backend):
         compiler = self._loaded[2]
         # the schema as sent to a server: key order is the order properties are generated in
         key = json.dumps(constraint.value) if constraint.kind == "json" else constraint.value
-        if key not in self._compiled:
-            self._compiled[key] = (
-                compiler.compile_json_schema(key, any_whitespace=False, separators=JSON_SEPARATORS)
-                if constraint.kind == "json"
-                else compiler.compile_grammar(key)
-            )
-        return [LogitsProcessor(self._compiled[key])]  # stateful: a fresh one per generation
+        if (constraint.kind, key) not in self._compiled:
+            if constraint.kind == "json":
+                compiled = compiler.compile_json_schema(key, any_whitespace=False, separators=JSON_SEPARATORS)
+            elif constraint.kind == "regex":
+                compiled = compiler.compile_regex(key)
+            else:
+                compiled = compiler.compile_grammar(key)
+            self._compiled[(constraint.kind, key)] = compiled
+        return [LogitsProcessor(self._compiled[(constraint.kind, key)])]  # stateful: a fresh one per generation
 
     @staticmethod
     def _sampling(sampling: Sampling) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from apo_planner.generation.config import BackendConfig
 from apo_planner.generation.inprocess import BackendError
 from apo_planner.generation.pool import ServerPool, StatusError, redact_url, retryable
 from apo_planner.pinning import SHA, pin_served
-from apo_planner.serving import ServerConfig, serve
+from apo_planner.serving import ServerConfig, serve, served_engine
 
 logger = logging.getLogger(__name__)
 _BACKOFF_S = 0.2  # the wait before the first retry of a failed request; it doubles with each retry
@@ -61,8 +61,8 @@ class OpenAIConfig(BackendConfig):
     api: Literal["auto", "vllm", "openai"] = Field(
         "auto",
         description="what the server understands: vllm (every sampling field, structured_outputs) or openai (the "
-        "OpenAI API's fields only: hosted APIs, transformers serve); auto: openai for server.engine transformers, "
-        "else vllm",
+        "OpenAI API's fields only: hosted APIs, transformers serve); auto: openai for server.engine "
+        "transformers-serve, else vllm",
     )
     structured_output: Literal["structured_outputs", "response_format", "none"] = Field(
         "structured_outputs",
@@ -87,7 +87,7 @@ class OpenAIConfig(BackendConfig):
     def dialect(self) -> Api:
         if self.api != "auto":
             return self.api
-        return "openai" if self.server is not None and self.server.engine == "transformers" else "vllm"
+        return "openai" if self.server is not None and self.server.engine == "transformers-serve" else "vllm"
 
     @property
     def started(self) -> bool:
@@ -98,7 +98,7 @@ class OpenAIConfig(BackendConfig):
     def _coherent(self) -> OpenAIConfig:
         if not self.base_urls or not all(self.base_urls):
             raise ValueError("base_url: give a server URL or a non-empty list of them (e.g. http://node1:8000/v1)")
-        if self.server is not None and self.server.engine == "transformers" and self.dialect == "vllm":
+        if self.server is not None and self.server.engine == "transformers-serve" and self.dialect == "vllm":
             raise ValueError("api vllm: transformers serve takes only the OpenAI API's fields; set api: openai")
         if self.dialect == "openai" and self.structured_output == "structured_outputs":
             raise ValueError(
@@ -140,7 +140,7 @@ class OpenAIBackend(Backend):
     def identity(self) -> Identity:
         self.pin()
         c = self.config
-        engine = "vllm" if c.dialect == "vllm" else None
+        engine = served_engine(c.server.engine if c.server is not None else None, c.dialect)
         return Identity(self.name, c.model, self._revision or c.revision, engine, c.structured_output)
 
     @property

@@ -105,13 +105,16 @@ def capture_argv(model_folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+VLLM_VERSION = {"version": "0.33.0"}  # what the recorders answer on /version: the vLLM the contract runs
+
+
 class Recorder:
     """A loopback OpenAI-compatible server that records every body and answers `reply(body, n)`."""
 
-    def __init__(self, reply, model: str) -> None:
+    def __init__(self, reply, model: str, version: dict[str, Any] | None = None) -> None:
         from tests.support.loopback import OpenAIStub
 
-        self.stub = OpenAIStub(lambda body, n: (200, reply(body, n), 0.0), model=model)
+        self.stub = OpenAIStub(lambda body, n: (200, reply(body, n), 0.0), model=model, version=version)
 
     def __enter__(self):
         return self.stub.__enter__()
@@ -169,24 +172,31 @@ def _bfcl_entries(categories: list[str], per_category: int) -> list[dict[str, An
     return [e for c in categories for e in load_dataset_entry(c)[:per_category]]
 
 
+def _planner_arm_bodies(settings: Any, model: str) -> list[dict[str, Any]]:
+    """The planner arm's chat requests (`apo_planner.portable.apo_planner.PlannerClient`, the leaderboard
+    handler's client, which `apo-planner eval` uses too) for one entry per paper category, as sent to a vLLM
+    >= 0.10.2 (its /version)."""
+    from apo_planner.portable.apo_planner import PlannerClient
+
+    with Recorder(lambda body, n: "1. f({})\n   why: r", model, VLLM_VERSION) as stub:
+        client = PlannerClient(settings, stub.base_url)
+        client.probe()  # /version: vLLM 0.33, so `structured_outputs`
+        for entry in _bfcl_entries(["multiple", "parallel_multiple", "simple_java"], 1):
+            client.plan_for(entry)
+        return list(stub.requests)
+
+
 def capture_planner(tokenizer: Path) -> list[dict[str, Any]]:
     from apo_planner.entry.recipe import load_recipe
+    from apo_planner.evaluation.planner_arm import planner_settings
     from apo_planner.generation import Sampling
-    from apo_planner.planner import Planner
-    from apo_planner.tools import normalize_tools
 
-    config = load_recipe(PAPER, [f"eval.planner.model={tokenizer}"]).eval.planner
-    reply = "1. f({})\n   why: r"
-    with Recorder(lambda body, n: reply, str(tokenizer)) as stub:
-        planner = Planner.from_config(config, base_url=stub.base_url)
-        for entry in _bfcl_entries(load_recipe(PAPER, []).eval.categories, 1):
-            query = next(m["content"] for m in entry["question"][0] if m["role"] == "user")
-            planner.plan_with_details(query, normalize_tools(entry["function"]))
-        effective = Sampling(max_tokens=config.max_new_tokens).effective("vllm")
-        return [
-            {"source": "planner", "endpoint": "completions", "body": b, "recorded": _fields(b, effective)}
-            for b in stub.requests
-        ]
+    config = load_recipe(PAPER, [f"eval.planner.model={tokenizer}"]).eval
+    effective = Sampling(max_tokens=config.planner.max_new_tokens).effective("vllm")
+    return [
+        {"source": "planner", "endpoint": "chat", "body": b, "recorded": _fields(b, effective)}
+        for b in _planner_arm_bodies(planner_settings(config), str(tokenizer))
+    ]
 
 
 def capture_eval(tmp: Path, tokenizer: Path) -> list[dict[str, Any]]:
@@ -200,7 +210,7 @@ def capture_eval(tmp: Path, tokenizer: Path) -> list[dict[str, Any]]:
     executor_reply = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'
     with (
         Recorder(lambda body, n: executor_reply, str(tokenizer)) as executor,
-        Recorder(lambda body, n: "1. f({})\n   why: r", str(tokenizer)) as planner,
+        Recorder(lambda body, n: "1. f({})\n   why: r", str(tokenizer), VLLM_VERSION) as planner,
     ):
         sets = {
             "eval.output": tmp / "eval",
@@ -229,39 +239,20 @@ def capture_eval(tmp: Path, tokenizer: Path) -> list[dict[str, Any]]:
 
     planned = Sampling(max_tokens=config.planner.max_new_tokens).effective("vllm")
     for b in planner.requests:
-        out.append({"source": "planner (eval stage)", "endpoint": "completions", "body": b})
+        out.append({"source": "planner (eval stage)", "endpoint": "chat", "body": b})
         out[-1]["recorded"] = _fields(b, planned)
     return out
 
 
 def capture_submission(tokenizer: Path) -> list[dict[str, Any]]:
-    """The exported leaderboard handler's planner request (generated code, run against a recorder)."""
-    import types
-
-    from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING
-    from openai import OpenAI
-
-    from apo_planner.entry.cli import submission_pins
-    from apo_planner.entry.recipe import load_recipe
-    from apo_planner.evaluation.submission import handler_source
+    """The exported leaderboard handler's planner request: the module's pinned settings (the paper recipe's)."""
     from apo_planner.generation import Sampling
+    from apo_planner.portable.apo_planner import SETTINGS
 
-    recipe = load_recipe(PAPER, [])
-    base = MODEL_CONFIG_MAPPING[recipe.eval.executor.handler]
-    module = types.ModuleType("apo_planner_handler")
-    sys.modules[module.__name__] = module  # its dataclasses look their module up
-    source = handler_source(recipe.eval, submission_pins(recipe), base)
-    exec(compile(source, "apo_planner_handler.py", "exec"), module.__dict__)  # noqa: S102
-    cls = next(v for k, v in vars(module).items() if k.startswith("APOPlanner") and isinstance(v, type))
-    with Recorder(lambda body, n: "1. f({})\n   why: r", "planner") as stub:
-        handler = cls.__new__(cls)  # the planner call alone: bfcl's own __init__ wants a served executor
-        handler.planner = OpenAI(base_url=stub.base_url, api_key="EMPTY")
-        for entry in _bfcl_entries(["multiple"], 1):
-            handler._plan(entry)
-    effective = Sampling(max_tokens=recipe.eval.planner.max_new_tokens).effective("vllm")
+    effective = Sampling(max_tokens=SETTINGS.max_new_tokens).effective("vllm")
     return [
         {"source": "submission handler (planner)", "endpoint": "chat", "body": b, "recorded": _fields(b, effective)}
-        for b in stub.requests
+        for b in _planner_arm_bodies(SETTINGS, SETTINGS.model)
     ]
 
 

@@ -48,7 +48,7 @@ class LoopbackServer:
         def serve() -> None:
             asyncio.set_event_loop(self._loop)
             self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            site = web.TCPSite(self._runner, "127.0.0.1", self._port)  # 0: any free port
             self._loop.run_until_complete(site.start())
             self._port = site._server.sockets[0].getsockname()[1]
             ready.set()
@@ -72,6 +72,7 @@ class OpenAIStub(LoopbackServer):
     replies: Callable[[dict[str, Any], int], Reply] = lambda request, n: (200, "ok", 0.0)
     model: str = "stub-model"
     requests: list[dict[str, Any]] = field(default_factory=list)
+    version: dict[str, Any] | None = None  # what GET /version answers (None: 404, as a server without it)
 
     @property
     def base_url(self) -> str:
@@ -107,7 +108,12 @@ class OpenAIStub(LoopbackServer):
 
             return handle
 
+        async def version(request: web.Request) -> web.Response:
+            return web.json_response(self.version)
+
         app.router.add_get("/v1/models", models)
+        if self.version is not None:
+            app.router.add_get("/version", version)
         app.router.add_post("/v1/chat/completions", endpoint("chat.completion", _chat_choice))
         app.router.add_post("/v1/completions", endpoint("text_completion", _text_choice))
 

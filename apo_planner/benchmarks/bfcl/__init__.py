@@ -83,6 +83,7 @@ class BFCL(Benchmark):
         arms = register(
             job.executor.entry,
             job.plans,
+            job.plan_settings,
             job.executor.max_tokens,
             prompt_executor=job.executor.prompt_entry,
             planner_mode=job.planner_mode,
@@ -90,6 +91,7 @@ class BFCL(Benchmark):
             plan_only=job.plan_only,
             seed=job.seed,
             sampling=(job.executor.sampling, job.executor.api) if job.executor.sampling else None,
+            result_dir=job.root / "result",
         )
         if job.limit is not None:
             from bfcl_eval.utils import load_dataset_entry
@@ -148,8 +150,8 @@ class BFCL(Benchmark):
 
     def score_plans(self, job: EvalJob, model: str, category: str, plans: dict[str, dict[str, Any]]) -> None:
         """Each plan's calls written as the Qwen FC executor would answer them (`calls_output`, the ground-truth
-        anchor's path), with the planner's tokens and latency, into `model`'s result file; the checker scores it
-        with the rest. An entry without a plan answers nothing (and fails)."""
+        anchor's path), with the planner's tokens and latency (the entry's whole latency: no executor ran), into
+        `model`'s result file; the checker scores it with the rest. An entry without a plan answers nothing."""
         from bfcl_eval.utils import get_directory_structure_by_category, is_java
 
         from apo_planner.benchmarks.bfcl.ground_truth import calls_output, java_arguments
@@ -174,7 +176,7 @@ class BFCL(Benchmark):
                 {
                     "id": entry_id,
                     "result": calls_output(calls),
-                    "latency": 0.0,  # no executor: the entry's time is the planner's (in `planner`)
+                    "latency": float(info.get("latency") or 0.0),  # no executor: the entry's time is the planner's
                     "input_token_count": 0,
                     "output_token_count": 0,
                     "planner": info,

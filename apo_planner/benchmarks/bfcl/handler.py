@@ -1,20 +1,22 @@
 """The planner-augmented BFCL handlers and their registration in bfcl-eval.
 
-`planner_handler(base_cls)` subclasses any bfcl-eval handler class: before the executor's first
-query it asks a plan source (`PlanSource`: the evaluation stage's planner arm) for a plan and lets it
-inject the rendered plan into the entry's first turn. Everything else (prompt format, query, decoding,
-checking) is the base handler's own code. A planner error, timeout or unparseable plan makes that entry
-run without a plan, recorded in the entry's result metadata; the BFCL run never aborts.
+The planner arm's handler is the leaderboard handler itself: `planner_handler(base_cls, plans, settings)`
+combines `apo_planner.portable.apo_planner.APOPlannerHandler` (the module `apo-planner submission` exports)
+with the executor's own handler class, exactly as the exported `APOPlannerQwenFCHandler` does, and gives it
+this run's plan source (`PlanSource`: the planner, or the oracle and placebo plans of the diagnostic arms) and
+settings (`apo_planner.evaluation.planner_arm.planner_settings`). Everything else (prompt format, query,
+decoding, checking) is the executor handler's own code. A planner error, timeout or unusable plan makes that
+entry run without a plan, recorded in its result line.
 
 bfcl-eval has no plugin hook: `register()` adds this run's entries to its `MODEL_CONFIG_MAPPING`
 dict in this process (names without `_`, which bfcl-eval maps back from directory names). Nothing
-happens at import. A module for an upstream leaderboard PR, which needs no apo-planner, is written
-by `apo-planner submission` (`apo_planner.evaluation.submission`).
+happens at import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from apo_planner.benchmarks.base import BenchmarkError, PlanSource
@@ -26,7 +28,6 @@ INJECTED_SUFFIXES = {"oracle": "-APOOracle", "placebo": "-APOPlacebo"}
 PLAN_ONLY_SUFFIX = "-APOPlanOnly"  # the planner's plans scored as answers, no executor (never generates)
 
 
-_RUNTIMES: dict[str, PlanSource] = {}
 _MAX_TOKENS: dict[str, int] = {}
 _SEEDS: dict[str, int] = {}  # registry name -> the `seed` its requests carry (one per repeat)
 _SAMPLING: dict[str, tuple[Any, str]] = {}  # registry name -> (sampling for a token budget, the server's api)
@@ -82,25 +83,21 @@ def _wrap_client(handler: Any) -> None:
         handler.client = _ExecutorClient(handler.client, cap, seed, sampling)
 
 
-def planner_handler(base_cls: type) -> type:
-    """Subclass `base_cls` so every entry is planned first (see module docstring)."""
+def planner_handler(base_cls: type, plans: PlanSource | None, settings: Any, result_dir: Path | None = None) -> type:
+    """The leaderboard handler in front of `base_cls` (a local executor's handler), asking `plans` for each entry's
+    plan and injecting it as `settings` say; its executor client is wrapped as the executor-alone arms' is."""
+    from bfcl_eval.model_handler.local_inference.base_oss_handler import OSSHandler
 
-    class PlannerAugmentedHandler(executor_handler(base_cls)):  # type: ignore[misc]
-        def inference(self, test_entry: dict, include_input_log: bool, exclude_state_log: bool):
-            runtime = _RUNTIMES.get(self.registry_name)
-            info = runtime.plan_for(test_entry) if runtime else {"plan": None, "fallback": "no_planner_registered"}
-            entry = runtime.inject(test_entry, info["plan"]) if runtime and info["plan"] else test_entry
-            result, metadata = super().inference(entry, include_input_log, exclude_state_log)
-            metadata["planner"] = info  # written into the result line next to bfcl-eval's own fields
-            return result, metadata
+    from apo_planner.portable.apo_planner import APOPlannerHandler
 
-        # bfcl-eval's handlers use `overrides.EnforceOverrides`; its @override decorator finds base
-        # classes by name in module globals, which a class made in a factory does not have.
-        inference.__override__ = True  # type: ignore[attr-defined]
-
-    PlannerAugmentedHandler.__name__ = f"PlannerAugmented{base_cls.__name__}"
-    PlannerAugmentedHandler.__qualname__ = PlannerAugmentedHandler.__name__
-    return PlannerAugmentedHandler
+    if not issubclass(base_cls, OSSHandler):
+        raise BenchmarkError(
+            f"{base_cls.__name__} is not a locally served bfcl-eval handler (OSSHandler): the planner arm serves "
+            "its executor like bfcl's local models"
+        )
+    name = f"APOPlanner{base_cls.__name__}"
+    namespace = {"plans": plans, "settings": settings, "result_dir": result_dir}
+    return type(name, (APOPlannerHandler, executor_handler(base_cls)), namespace)
 
 
 def executor_handler(base_cls: type) -> type:
@@ -167,6 +164,7 @@ def _entry(mapping: dict[str, Any], name: str, fc: bool) -> Any:
 def register(
     executor: str,
     runtime: PlanSource | None = None,
+    settings: Any = None,
     max_tokens: int | None = None,
     prompt_executor: str | None = None,
     planner_mode: str = "fc",
@@ -174,13 +172,16 @@ def register(
     plan_only: bool = False,
     seed: int | None = None,
     sampling: tuple[Any, str] | None = None,
+    result_dir: Path | None = None,
 ) -> Arms:
     """Register this run's entries: the planner-augmented one on the `planner_mode` executor entry (and one
-    per `injected` plan source, same handler), with a token cap or a seed wrapped copies of the executor
+    per `injected` plan source, same handler; `settings`: the handler's `PlannerSettings`, the recipe's
+    defaults with none), with a token cap or a seed wrapped copies of the executor
     entries under their own names, and with `plan_only` an entry that only decodes and scores the planner's
     plans. `sampling`: (sampling for a token budget, the server's api), whose fields every executor request
     states; the stock entries' names then run through that client too (the stock entry is kept aside in this
-    process, so registering again wraps the original)."""
+    process, so registering again wraps the original). `result_dir`: where generation writes (the planner-augmented
+    entries write their coverage summary beside their results)."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING, ModelConfig
 
     stock = {name: _STOCK.get(name, MODEL_CONFIG_MAPPING.get(name)) for name in (executor, prompt_executor) if name}
@@ -199,11 +200,21 @@ def register(
             cap = f" (max {max_tokens} tokens)" if max_tokens is not None else ""
             entries[names[mode]] = (executor_handler(base.model_handler), f"{base.display_name}{cap}", base)
     name, base = bases[planner_mode]
+    if settings is None:
+        from apo_planner.portable.apo_planner import SETTINGS
+
+        settings = SETTINGS
     planned = _check_name(name + SUFFIX)
-    entries[planned] = (planner_handler(base.model_handler), f"{base.display_name} + APO planner", base)
+    handler = planner_handler(base.model_handler, runtime, settings, result_dir)
+    entries[planned] = (handler, f"{base.display_name} + APO planner", base)
     diagnostic = {arm: _check_name(name + INJECTED_SUFFIXES[arm]) for arm in injected or {}}
     for arm, entry_name in diagnostic.items():
-        entries[entry_name] = (planner_handler(base.model_handler), f"{base.display_name} + {arm} plan", base)
+        source = (injected or {})[arm]
+        entries[entry_name] = (
+            planner_handler(base.model_handler, source, settings, result_dir),
+            f"{base.display_name} + {arm} plan",
+            base,
+        )
     scored = _check_name(names[planner_mode] + PLAN_ONLY_SUFFIX) if plan_only else None
     if scored:  # plans are written as Qwen FC answers (the ground-truth anchor's format): decoded by that handler
         from bfcl_eval.model_handler.local_inference.qwen_fc import QwenFCHandler
@@ -229,10 +240,6 @@ def register(
                 table[entry_name] = value
             else:
                 table.pop(entry_name, None)
-    if runtime is not None:
-        _RUNTIMES[planned] = runtime
-    for arm, source in (injected or {}).items():
-        _RUNTIMES[diagnostic[arm]] = source
     return Arms(
         fc=names["fc"],
         prompt=names.get("prompt"),

@@ -4,8 +4,11 @@ Accuracy is bfcl-eval's; an entry passed when its score file does not list it am
 writes a header line, then one line per failed entry with its error). Tool calls per entry are counted by
 decoding each result with the handler's own `decode_ast` (bfcl-eval does not record them); ground-truth calls
 come from its possible answers; planner overhead comes from the planner metadata the augmented handler writes
-into each result line. Cost is bfcl-eval's own for a self-hosted model: latency x its 8xH100 hourly price
-over its assumed concurrency (`eval_runner_helper.get_cost_latency_info`), per entry.
+into each result line. An entry's `latency` is what bfcl sums: the planner arm's includes the planner's request
+(the handler adds it, as the leaderboard runs it), so the executor's share is `latency - planner.latency`; its
+tokens are the executor's alone (bfcl counts none for a self-hosted model) and the planner's are in `planner`.
+Cost is bfcl-eval's own for a self-hosted model: latency x its 8xH100 hourly price over its assumed
+concurrency (`eval_runner_helper.get_cost_latency_info`), per entry.
 """
 
 from __future__ import annotations
@@ -233,12 +236,19 @@ def _per_entry(rows: list[dict[str, Any]], key: str) -> list[float]:
     return [t for t in (_total(r.get(key)) for r in rows) if t is not None]
 
 
-def _entry_cost(row: dict[str, Any], what: str) -> float | None:
-    """One entry's latency or tokens (input + output), the planner's share included whenever it was asked."""
+def _executor_latency(row: dict[str, Any]) -> float | None:
+    """The executor's share of an entry's latency (the handler added the planner's to it)."""
+    total = _total(row.get("latency"))
     plan = row.get("planner") if isinstance(row.get("planner"), dict) else {}
+    return None if total is None else max(total - float(plan.get("latency", 0.0)), 0.0)
+
+
+def _entry_cost(row: dict[str, Any], what: str) -> float | None:
+    """One entry's latency (bfcl's, the planner's share in it) or tokens (the executor's input + output, and the
+    planner's whenever it was asked)."""
     if what == "latency":
-        executor = _total(row.get("latency"))
-        return None if executor is None else executor + float(plan.get("latency", 0.0))
+        return _total(row.get("latency"))
+    plan = row.get("planner") if isinstance(row.get("planner"), dict) else {}
     executor = (_total(row.get("input_token_count")) or 0.0) + (_total(row.get("output_token_count")) or 0.0)
     return executor + plan.get("prompt_tokens", 0) + plan.get("completion_tokens", 0)
 
@@ -254,7 +264,7 @@ def model_summary(bfcl_root: Path, model: str, category: str, handler: Any) -> d
         "accuracy": round(100 * accuracy["accuracy"], 2) if accuracy else None,
         "correct": accuracy["correct"] if accuracy else None,
         "avg_calls": _mean([count_calls(handler, r.get("result"), category) for r in rows]),
-        "executor_latency_s": _mean(_per_entry(rows, "latency")),
+        "executor_latency_s": _mean([t for t in (_executor_latency(r) for r in rows) if t is not None]),
         "executor_input_tokens": _mean(_per_entry(rows, "input_token_count")),
         "executor_output_tokens": _mean(_per_entry(rows, "output_token_count")),
         "inference_errors": sum(1 for r in rows if str(r.get("result", "")).startswith("Error during inference")),
