@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from apo_planner.artifacts import Comparison, EvalDir
+from apo_planner.artifacts import Comparison, EvalDir, write_text
 from apo_planner.benchmarks import BENCHMARKS, Benchmark, EvalJob, Executor, PlanSource
 from apo_planner.evaluation.config import GATE_KEYS, REPORT_KEYS, EvalConfig, EvalError, ExecutorConfig
 from apo_planner.evaluation.planner_arm import OraclePlans, PlaceboPlans, PlannerRuntime, planner_settings
@@ -90,13 +90,15 @@ def pin_role(role: str, server: ServerConfig, model: str, revision: str) -> str 
 
 def run_identity(config: EvalConfig) -> str:
     """What the result files were generated with: the models of both arms (the planner's files by
-    name, size and time, since a re-merged planner keeps its path) and how they were asked."""
+    name, size and time, since a re-merged planner keeps its path), how they were asked (the injection
+    template by its content: one edited in place is another run), and on how many entries (bfcl-eval scores
+    every line a result file holds, so a smaller `limit` must not inherit a larger run's lines)."""
     planner = Path(config.planner.model)
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in planner.glob("*") if p.is_file())
-    settings = config.model_dump(
-        mode="json", exclude={"output", "limit", "categories", "seed", *GATE_KEYS, *REPORT_KEYS}
-    )
-    return hashlib.sha256(json.dumps([settings, files], sort_keys=True).encode()).hexdigest()
+    settings = config.model_dump(mode="json", exclude={"output", "categories", "seed", *GATE_KEYS, *REPORT_KEYS})
+    template = Path(config.injection.template) if config.injection.template else None
+    injected = template.read_text(encoding="utf-8") if template and template.is_file() else None
+    return hashlib.sha256(json.dumps([settings, files, injected], sort_keys=True).encode()).hexdigest()
 
 
 def reset_stale_results(root: Path, identity: str) -> None:
@@ -107,7 +109,7 @@ def reset_stale_results(root: Path, identity: str) -> None:
         for tree in ("result", "score"):
             shutil.rmtree(root / tree, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    marker.write_text(identity + "\n")
+    write_text(marker, identity + "\n")
 
 
 def outputs(config: EvalConfig) -> list[Path]:

@@ -250,3 +250,20 @@ def test_the_eval_stage_starts_the_planner_server_on_the_merged_model_and_plans_
         planner = row["planner"]["planner"]
         assert planner["planned"] == 2 and planner["fallbacks"] == {}, planner
         assert planner["tokens"] > 0  # the served planner generated for these entries
+
+
+def test_results_of_a_larger_limit_or_another_injection_text_are_not_resumed(tmp_path):
+    """bfcl-eval scores every line its result files hold: a smaller limit, or a template edited in place, is
+    another run and regenerates instead of reporting old lines as this run's."""
+    from apo_planner.evaluation.run import run_identity
+
+    template = tmp_path / "plan.jinja"
+    template.write_text("Plan:\n{{ plan }}\n")
+
+    def identity(*sets):
+        return run_identity(load_recipe(None, [f"eval.injection.template={template}", *sets]).eval)
+
+    first = identity("eval.limit=8")
+    assert identity("eval.limit=8") == first and identity("eval.limit=4") != first
+    template.write_text("Follow this plan:\n{{ plan }}\n")
+    assert identity("eval.limit=8") != first

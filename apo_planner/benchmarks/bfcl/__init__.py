@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from apo_planner.artifacts import write_json, write_text
 from apo_planner.benchmarks import BENCHMARKS
 from apo_planner.benchmarks.base import ORACLE, PLAN_ONLY, Benchmark, BenchmarkError, EntryDetail, EvalJob
 from apo_planner.benchmarks.bfcl import project
@@ -98,7 +99,7 @@ class BFCL(Benchmark):
 
             ids = {c: [e["id"] for e in load_dataset_entry(c)[: job.limit]] for c in job.categories}
             project_root = self.use_root(job.root)
-            (project_root / "test_case_ids_to_generate.json").write_text(json.dumps(ids, indent=2))
+            write_json(project_root / "test_case_ids_to_generate.json", ids)
         job.extra["arms"] = arms
 
     def run(self, job: EvalJob) -> dict[str, Any]:
@@ -185,7 +186,7 @@ class BFCL(Benchmark):
         folder = job.root / "result" / registry_dir(model) / get_directory_structure_by_category(category)
         folder.mkdir(parents=True, exist_ok=True)
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-        (folder / f"BFCL_v4_{category}_result.json").write_text(text, encoding="utf-8")
+        write_text(folder / f"BFCL_v4_{category}_result.json", text)
 
     def entry_details(self, root: Path, model: str, category: str) -> dict[str, EntryDetail]:
         from apo_planner.benchmarks.bfcl.results import entry_details

@@ -306,8 +306,10 @@ def arm_infos(arms: Arms) -> list[dict[str, Any]]:
     """One `ArmInfo` per arm: its registry name, mode, bfcl-eval's own entry and the handler class it ran."""
     from bfcl_eval.constants.model_config import MODEL_CONFIG_MAPPING
 
-    def stock(entry: str) -> Any:
-        return MODEL_CONFIG_MAPPING[entry]
+    from apo_planner.benchmarks.bfcl.handler import _STOCK
+
+    def stock(entry: str) -> Any:  # bfcl-eval's own entry, also where this process ran a wrapper under its name
+        return _STOCK.get(entry, MODEL_CONFIG_MAPPING[entry])
 
     out = []
     for arm, model in arm_models(arms).items():
