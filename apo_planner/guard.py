@@ -75,7 +75,8 @@ def release(pgid: int) -> None:
         os.close(write)
 
 
-def _stop(pgid: int, grace_s: float) -> None:
+def stop_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM the process group, wait up to `grace_s`, then SIGKILL it."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
@@ -94,7 +95,7 @@ def _watch(pgid: int, fd: int, grace_s: float) -> int:
         if ready:
             if os.read(fd, 1):
                 return 0  # disarmed: the starter stopped the group itself
-            _stop(pgid, grace_s)  # end of file: the starter is gone
+            stop_group(pgid, grace_s)  # end of file: the starter is gone
             return 0
         if not group_alive(pgid):
             return 0

@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 
 from apo_planner.config import StrictConfig
 from apo_planner.errors import UserError
-from apo_planner.guard import group_alive, guard, release
+from apo_planner.guard import group_alive, guard, release, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -293,14 +293,7 @@ def reap_stale_servers(workdir: Path) -> list[str]:
             path.unlink(missing_ok=True)  # the PID is another process now; the server is long gone
             continue
         if group_alive(pgid):
-            for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, sig)
-                deadline = time.monotonic() + wait
-                while group_alive(pgid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                if not group_alive(pgid):
-                    break
+            stop_group(pgid, 15.0)
             what = f"stopped the {record.get('role')} server a killed run left (PID {pid}, port {record.get('port')})"
             logger.info("%s: %s", workdir, what)
             done.append(what)

@@ -35,6 +35,7 @@ from typing import Any
 from apo_planner import __version__
 from apo_planner.generation.base import Constraint, GenerationRequest, Sampling
 from apo_planner.generation.inprocess import BackendError, TransformersBackend, TransformersConfig
+from apo_planner.portable.apo_planner_grammar import ebnf_literal
 from apo_planner.prompts import content_text
 
 logger = logging.getLogger("apo_planner.generation.openai_server")  # also when run as __main__
@@ -62,23 +63,10 @@ class RequestError(Exception):
         self.status = status
 
 
-def _literal(text: str) -> str:
-    """An EBNF string literal matching `text` exactly."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 def _choice_grammar(choices: Any) -> str:
     if not isinstance(choices, list) or not choices or not all(isinstance(c, str) for c in choices):
         raise RequestError("choice: give a non-empty list of strings")
-    return "root ::= " + " | ".join(_literal(c) for c in choices)
+    return "root ::= " + " | ".join(ebnf_literal(c) for c in choices)
 
 
 def constraint_of(body: dict[str, Any]) -> Constraint | None:

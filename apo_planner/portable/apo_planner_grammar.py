@@ -199,8 +199,9 @@ class GrammarLimits:
     max_depth: int = 3
 
 
-def _literal(text: str) -> str:
-    """An EBNF string literal matching `text` exactly."""
+def ebnf_literal(text: str) -> str:
+    """An EBNF string literal matching `text` exactly (apo-planner's server builds its
+    `choice` grammars with it too)."""
     out = []
     for ch in text:
         if ch in '"\\':
@@ -213,7 +214,7 @@ def _literal(text: str) -> str:
 
 
 def _json_literal(value: Any) -> str:
-    return _literal(json.dumps(value, ensure_ascii=False))
+    return ebnf_literal(json.dumps(value, ensure_ascii=False))
 
 
 class _Rules:
@@ -319,7 +320,7 @@ def plan_grammar(
         if not isinstance(name, str) or not is_valid_tool_name(name):
             continue
         args = _arguments(rules, function.get("parameters"))
-        calls.append(f'{_literal(name + "(")} {args} ")"')
+        calls.append(f'{ebnf_literal(name + "(")} {args} ")"')
     if not calls:
         raise ValueError(
             "no tool in the catalog has a usable name: a plan cannot name any tool"
@@ -331,7 +332,7 @@ def plan_grammar(
     for step in range(1, limits.max_steps + 1):
         after = ""
         if step > 1:
-            numbers = " | ".join(_literal(str(k)) for k in range(1, step))
+            numbers = " | ".join(ebnf_literal(str(k)) for k in range(1, step))
             dep = rules.add(f"dep_{step}", numbers)
             after = f' (" after " {dep} (", " {dep}){{0,{step - 2}}})?'
         rules.rules[f"step_{step}"] = f'"{step}. " call{after} why'
